@@ -1,0 +1,64 @@
+"""NIfTI maps and label volumes: validated reads, atomic writes."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from mrinet.errors import DataFormatError, DataNotFoundError
+from mrinet.io.atomic import atomic_file
+
+
+def load_nifti(path: str | Path, ndim: int | None = None, dtype=np.float32):
+    """Read a NIfTI image -> (array, affine 4x4); `ndim` checks the dimensionality (3 for maps)."""
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(
+            "NIfTI file not found", path, "check the subject folder and the configured file names"
+        )
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=dtype)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
+        raise DataFormatError(
+            f"cannot read NIfTI ({type(err).__name__}: {err})",
+            path,
+            "the file is truncated or not a NIfTI image; re-export or re-copy it",
+        ) from err
+    except nib.filebasedimages.ImageFileError as err:
+        raise DataFormatError(
+            f"not a NIfTI image ({err})", path, "give a .nii or .nii.gz file"
+        ) from err
+    if ndim is not None:
+        if ndim == 3 and data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
+        if data.ndim != ndim:
+            raise DataFormatError(
+                f"expected a {ndim}D image, got shape {data.shape}",
+                path,
+                "give one 3D volume per map (split 4D series first)"
+                if ndim == 3
+                else f"give a {ndim}D image",
+            )
+    return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def save_nifti(path: str | Path, data, affine, dtype=None) -> Path:
+    """Write `data` with `affine` to `path` atomically (temporary name, then rename)."""
+    import nibabel as nib
+
+    path = Path(path)
+    arr = np.asarray(data if dtype is None else np.asarray(data).astype(dtype))
+    img = nib.Nifti1Image(arr, np.asarray(affine, dtype=np.float64))
+    img.header.set_xyzt_units("mm", "sec")
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    with atomic_file(path) as tmp:
+        tmp_named = tmp.with_name(tmp.name + suffix)  # nibabel picks compression from the suffix
+        nib.save(img, str(tmp_named))
+        tmp_named.replace(tmp)
+    return path

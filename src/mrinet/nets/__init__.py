@@ -1,0 +1,1 @@
+"""Plain torch nn.Modules (no Lightning, no Hydra, no files)."""

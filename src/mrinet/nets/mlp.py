@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -22,7 +23,9 @@ def make_activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
+        ) from None
 
 
 class MLP(nn.Module):
@@ -45,7 +48,7 @@ class MLP(nn.Module):
         super().__init__()
         dims = [int(in_features), *[int(h) for h in hidden_dims], int(num_classes)]
         self.activation_name = activation
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
         self.norms = nn.ModuleList(
             nn.BatchNorm1d(d) if batch_norm else nn.Identity() for d in dims[1:-1]
         )

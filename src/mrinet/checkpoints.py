@@ -1,0 +1,81 @@
+"""Checkpoints: safe loading (weights_only) and rebuilding the model a run trained."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+from mrinet.errors import CheckpointError
+
+
+def find_last_checkpoint(log_dir: str | Path, task_name: str) -> Path:
+    """The newest `last.ckpt` of `task_name` (for `ckpt_path=last`)."""
+    runs = Path(log_dir) / task_name
+    found = [
+        *runs.glob("runs/*/checkpoints/last.ckpt"),
+        *runs.glob("multiruns/*/*/checkpoints/last.ckpt"),
+    ]
+    candidates = sorted(found, key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise CheckpointError(
+            f"no last.ckpt found for task {task_name!r}",
+            runs,
+            "train once first, or give ckpt_path=/path/to/file.ckpt",
+        )
+    return candidates[-1]
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint with torch.load(weights_only=True): tensors and plain types only."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            "checkpoint not found", path, "give ckpt_path=<run dir>/checkpoints/best.ckpt"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        OSError,
+        ValueError,
+    ) as err:
+        raise CheckpointError(
+            f"cannot read checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
+            path,
+            "the file is truncated, corrupt or not a PyTorch checkpoint; use another (e.g. last.ckpt)",
+        ) from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            "not a Lightning checkpoint (no state_dict)",
+            path,
+            "give a .ckpt written by mrinet.train",
+        )
+    if "mrinet" not in checkpoint:
+        raise CheckpointError(
+            "checkpoint has no mrinet run information",
+            path,
+            "give a checkpoint written by mrinet.train",
+        )
+    return checkpoint
+
+
+def build_model(checkpoint: dict, path: str | Path = "checkpoint"):
+    """Instantiate the LightningModule recorded in the checkpoint and load its weights."""
+    from hydra.utils import instantiate
+
+    model = instantiate(checkpoint["mrinet"]["model"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"weights do not fit the model recorded in the checkpoint: {str(err).splitlines()[0][:300]}",
+            path,
+            "the checkpoint was written by another model/experiment; use a checkpoint of this run",
+        ) from err
+    return model.eval()

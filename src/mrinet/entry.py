@@ -1,0 +1,146 @@
+"""What every entry point (train, eval, predict) shares: resolvers, errors, extras, outputs."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mrinet.errors import MrinetError
+
+log = logging.getLogger("mrinet")
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers used by the configs (must exist before Hydra composes)."""
+    if not OmegaConf.has_resolver("len"):
+        OmegaConf.register_new_resolver("len", lambda x: len(x))
+
+
+def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
+    """Turn a MrinetError into one clear message and exit 1 (a sweep job fails instead)."""
+
+    @functools.wraps(task)
+    def wrapper(cfg: DictConfig):
+        try:
+            return task(cfg)
+        except MrinetError as err:
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            log.error("%s: %s", type(err).__name__, err)
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise  # let the sweeper record this job as failed and go on
+            print(f"\nmrinet: {type(err).__name__}: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    return wrapper
+
+
+def apply_extras(cfg: DictConfig) -> None:
+    """Thread count, warning filters and the config printout, before anything heavy runs."""
+    extras = cfg.get("extras") or {}
+    if extras.get("ignore_warnings"):
+        for pattern in (
+            ".*does not have many workers.*",
+            ".*The number of training batches.*",
+            ".*LeafSpec.*",
+            ".*is an invalid version and will not be supported.*",
+            ".*Checkpoint directory .* exists and is not empty.*",
+            ".*treespec.*",
+        ):
+            warnings.filterwarnings("ignore", message=pattern)
+    if extras.get("num_threads"):
+        import torch
+
+        torch.set_num_threads(int(extras.num_threads))
+    if extras.get("print_config"):
+        print_config(cfg)
+
+
+def print_config(cfg: DictConfig) -> None:
+    """The composed config as a tree (rich), the groups first."""
+    from rich import print as rprint
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree("config", guide_style="dim")
+    for key in cfg:
+        branch = tree.add(str(key))
+        value = cfg[key]
+        text = (
+            OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        )
+        branch.add(Syntax(text, "yaml"))
+    rprint(tree)
+
+
+def instantiate_list(node: DictConfig | None) -> list:
+    """Instantiate every `_target_` entry of a callbacks/logger group (null entries skipped)."""
+    from hydra.utils import instantiate
+
+    objects = []
+    for _, conf in (node or {}).items():
+        if isinstance(conf, DictConfig) and "_target_" in conf:
+            obj = instantiate(conf)
+            if obj is not None:
+                objects.append(obj)
+    return objects
+
+
+def flat_hparams(cfg: DictConfig) -> dict:
+    """Resolved config flattened to `a/b/c: scalar` for TensorBoard's hparams view."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    flat: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}/{key}" if prefix else str(key), sub)
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            flat[prefix] = "null" if value is None else value
+        else:
+            flat[prefix] = json.dumps(value)
+
+    for key in ("data", "model", "trainer", "seed", "task_name", "tags", "optimized_metric"):
+        if key in container:
+            walk(key, container[key])
+    return flat
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    """Write JSON atomically (never a half-written metrics file)."""
+    from mrinet.io.atomic import atomic_file
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_plain))
+    return Path(path)
+
+
+def _plain(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def scalar_metrics(metrics: dict, prefix: str) -> dict[str, float]:
+    """`prefix*` entries of Lightning's callback_metrics as plain floats."""
+    return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(prefix)}
+
+
+def announce(output_dir: str | Path) -> None:
+    """Tell the user where the run went and how to look at it."""
+    output_dir = Path(output_dir)
+    msg = (
+        f"\nrun directory: {output_dir}\n"
+        f"tensorboard logs: {output_dir / 'tensorboard'}\n"
+        f"view them with:  tensorboard --logdir {output_dir.parent}\n"
+    )
+    log.info(msg.rstrip())

@@ -1,0 +1,92 @@
+"""Evaluate a checkpoint on the test split: python -m mrinet.eval ckpt_path=.../best.ckpt
+
+The model and data settings come from the checkpoint itself (written by mrinet.train);
+`data.*` overrides on the command line are applied on top (e.g. data.subjects_dir=/other).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mrinet.config_dir import config_dir
+from mrinet.entry import (
+    announce,
+    apply_extras,
+    guarded,
+    instantiate_list,
+    register_resolvers,
+    scalar_metrics,
+    write_json,
+)
+
+log = logging.getLogger("mrinet.eval")
+register_resolvers()
+
+
+def command_line_overrides(prefix: str) -> dict:
+    """The user's `prefix.key=value` overrides of this run, as a nested dict."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not HydraConfig.initialized():
+        return {}
+    parsed = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    dotlist = {
+        o.key_or_group: o.value()
+        for o in parsed
+        if o.key_or_group.startswith(prefix + ".") and not o.is_delete()
+    }
+    nested = OmegaConf.create({})
+    for key, value in dotlist.items():
+        OmegaConf.update(nested, key[len(prefix) + 1 :], value, force_add=True)
+    return OmegaConf.to_container(nested)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Test the checkpointed model on its data (plus overrides); writes metrics.json."""
+    apply_extras(cfg)
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from mrinet.checkpoints import build_model, load_checkpoint
+
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    info = checkpoint["mrinet"]
+    pl.seed_everything(info.get("seed", cfg.seed), workers=True)
+    data_cfg = OmegaConf.merge(info["data"], command_line_overrides("data"))
+    datamodule = instantiate(data_cfg, _convert_="all")
+    model = build_model(checkpoint, cfg.ckpt_path)
+    callbacks = [c for c in instantiate_list(cfg.get("callbacks"))]
+    trainer = instantiate(
+        cfg.trainer, logger=instantiate_list(cfg.get("logger")) or False, callbacks=callbacks
+    )
+    trainer.test(model=model, datamodule=datamodule)
+    metrics = scalar_metrics(trainer.callback_metrics, "test/")
+    output_dir = Path(cfg.paths.output_dir)
+    if trainer.is_global_zero:
+        write_json(
+            output_dir / "metrics.json",
+            {
+                "task_name": cfg.task_name,
+                "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
+                "seed": info.get("seed"),
+                "test": metrics,
+                "data": OmegaConf.to_container(data_cfg),
+            },
+        )
+        announce(output_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+@guarded
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Classifier LightningModule: a plain net + a cost + an optimizer recipe + metrics and logging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from mrinet.models.metrics import confusion_metrics
+
+LOSSES = ("cross_entropy", "quadratic")
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def quadratic_cost(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    output_activation: str,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The lecture's C = 1/(2N) sum_x ||y_x - a_x||^2 with a = sigma(z^L) and one-hot y."""
+    a = torch.sigmoid(logits) if output_activation == "sigmoid" else torch.softmax(logits, dim=1)
+    y = F.one_hot(target, a.shape[1]).to(a.dtype)
+    per_sample = 0.5 * (y - a).pow(2).sum(1)
+    if weight is not None:
+        per_sample = per_sample * weight[target]
+    return per_sample.mean()
+
+
+class Classifier(pl.LightningModule):
+    """Trains any net that maps inputs to class logits (MLP on voxels, CNN on images).
+
+    Inputs are standardised inside the model with the training split's statistics
+    (`input_mean`, `input_std`, saved in the checkpoint), so a checkpoint predicts on raw data.
+    Metrics come from one confusion matrix per stage, updated with a bincount each step and
+    turned into accuracy, balanced accuracy and per-class F1 at epoch end (cheap, DDP-exact).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        loss: str = "cross_entropy",
+        output_activation: str = "softmax",
+        class_names: Sequence[str] | None = None,
+        scheduler: Callable | None = None,
+        scheduler_monitor: str = "val/loss",
+        standardize_inputs: bool = True,
+        grad_norm_every_n_steps: int | None = None,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"model.loss={loss!r}: choose one of {LOSSES}")
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(
+                f"model.output_activation={output_activation!r}: choose one of {OUTPUT_ACTIVATIONS}"
+            )
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.loss_name, self.output_activation = loss, output_activation
+        self.class_names = list(class_names) if class_names else None
+        self.standardize_inputs = standardize_inputs
+        self.grad_norm_every_n_steps = grad_norm_every_n_steps
+        self.register_buffer("input_mean", torch.zeros(0))
+        self.register_buffer("input_std", torch.ones(0))
+        self.register_buffer("class_weight", torch.zeros(0))
+        self._confmats = nn.ModuleDict()
+        self._loss_sums: dict[str, list[torch.Tensor]] = {}
+
+    # ---- data-derived state (scaling, class weights), saved in the checkpoint -------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if stage == "fit" and datamodule is not None:
+            if self.standardize_inputs and hasattr(datamodule, "input_scaling"):
+                mean, std = datamodule.input_scaling
+                self.input_mean, self.input_std = mean.to(self.device), std.to(self.device)
+            weights = getattr(datamodule, "class_weights", None)
+            if weights is not None:
+                self.class_weight = weights.to(self.device)
+        if self.class_names is None and datamodule is not None:
+            self.class_names = list(getattr(datamodule, "classes", []))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # buffers whose size comes from the data: take the checkpoint's size
+        for name in ("input_mean", "input_std", "class_weight"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ---- forward and cost ------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw inputs -> class logits (standardised with the training statistics first)."""
+        if self.input_mean.numel():
+            x = (x - self.input_mean) / self.input_std
+        return self.net(x)
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities as the cost defines them (softmax, or sigmoid outputs renormalised)."""
+        logits = self(x)
+        if self.loss_name == "quadratic" and self.output_activation == "sigmoid":
+            a = torch.sigmoid(logits)
+            return a / a.sum(1, keepdim=True).clamp(min=1e-12)
+        return torch.softmax(logits, dim=1)
+
+    def cost(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weight = self.class_weight if self.class_weight.numel() else None
+        if self.loss_name == "quadratic":
+            return quadratic_cost(logits, target, self.output_activation, weight)
+        return F.cross_entropy(logits, target, weight=weight)
+
+    # ---- steps -----------------------------------------------------------------------------
+    def _confmat(self, stage: str) -> MulticlassConfusionMatrix:
+        key = f"confmat_{stage}"  # ModuleDict keys must not shadow Module attributes ("train")
+        if key not in self._confmats:
+            num_classes = len(self.class_names) if self.class_names else self._num_outputs()
+            self._confmats[key] = MulticlassConfusionMatrix(num_classes, validate_args=False).to(
+                self.device
+            )
+        return self._confmats[key]
+
+    def _num_outputs(self) -> int:
+        last = [m for m in self.net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+        return last.out_features if isinstance(last, nn.Linear) else last.out_channels
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = self.cost(logits, y)
+        self._confmat(stage).update(logits.detach().argmax(1), y)
+        sums = self._loss_sums.setdefault(stage, [torch.zeros((), device=loss.device), 0])
+        sums[0] = sums[0] + loss.detach() * len(y)
+        sums[1] += len(y)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        if self._log_now():
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_now(self) -> bool:
+        every = self.trainer.log_every_n_steps if self._trainer else 1
+        return self.global_step % max(every, 1) == 0
+
+    # ---- epoch ends: metrics, figures ------------------------------------------------------
+    def _epoch_end(self, stage: str) -> None:
+        if f"confmat_{stage}" not in self._confmats:
+            return
+        confmat = self._confmat(stage).compute()
+        self._confmat(stage).reset()
+        total, count = self._loss_sums.pop(stage, (torch.zeros(()), 0))
+        count_t = torch.tensor(float(count), device=self.device)
+        total = total.to(self.device)
+        if self.trainer.world_size > 1:
+            total, count_t = self.all_gather(total).sum(), self.all_gather(count_t).sum()
+        names = self.class_names or [str(i) for i in range(confmat.shape[0])]
+        metrics = {f"{stage}/{k}": v for k, v in confusion_metrics(confmat, names).items()}
+        metrics[f"{stage}/loss"] = total / count_t.clamp(min=1)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=False, sync_dist=False)
+        if stage != "train":
+            self._log_confusion_figure(confmat, names, stage)
+
+    def on_train_epoch_end(self) -> None:
+        self._epoch_end("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")
+
+    def tensorboard(self):
+        """The run's TensorBoard SummaryWriter, or None when no TensorBoard logger is attached."""
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        if not self._trainer or self.trainer.sanity_checking:
+            return None
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger) and self.global_rank == 0:
+                return logger.experiment
+        return None
+
+    def _log_confusion_figure(self, confmat: torch.Tensor, names: list[str], stage: str) -> None:
+        writer = self.tensorboard()
+        if writer is None:
+            return
+        from mrinet.models.figures import confusion_matrix_figure
+
+        title = f"{stage} confusion matrix (epoch {self.current_epoch})"
+        fig = confusion_matrix_figure(confmat.cpu().numpy(), names, title)
+        writer.add_figure(
+            f"{stage}/confusion_matrix", fig, global_step=self.global_step, close=True
+        )
+
+    # ---- gradient norms per layer ----------------------------------------------------------
+    def on_before_optimizer_step(self, optimizer) -> None:
+        every = self.grad_norm_every_n_steps or (
+            self.trainer.log_every_n_steps if self._trainer else 0
+        )
+        if not every or self.global_step % every:
+            return
+        norms = {
+            f"grad_norm/{name}": p.grad.detach().norm()
+            for name, p in self.named_parameters()
+            if p.grad is not None
+        }
+        self.log_dict(norms, on_step=True, on_epoch=False)
+
+    # ---- optimisation ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "monitor": self.hparams.scheduler_monitor,
+                "interval": "epoch",
+            },
+        }

@@ -1,0 +1,138 @@
+"""Train a model: python -m mrinet.train experiment=dti_mlp [overrides...]
+
+Reads top to bottom like a recipe: seed, data, model, callbacks, loggers, trainer, fit, test,
+metrics. Torch and Lightning are imported inside `train` so `--help`/`--cfg` stay fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mrinet.config_dir import config_dir
+from mrinet.entry import (
+    announce,
+    apply_extras,
+    flat_hparams,
+    guarded,
+    instantiate_list,
+    register_resolvers,
+    scalar_metrics,
+    write_json,
+)
+
+log = logging.getLogger("mrinet.train")
+register_resolvers()
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """`ckpt_path=last` -> newest last.ckpt of this task; a path is checked to exist."""
+    from mrinet.checkpoints import find_last_checkpoint
+    from mrinet.errors import CheckpointError
+
+    if not cfg.get("ckpt_path"):
+        return None
+    if str(cfg.ckpt_path) == "last":
+        return str(find_last_checkpoint(cfg.paths.log_dir, cfg.task_name))
+    path = Path(cfg.ckpt_path)
+    if not path.is_file():
+        raise CheckpointError(
+            "checkpoint to resume from not found", path, "give an existing .ckpt or ckpt_path=last"
+        )
+    return str(path)
+
+
+def run_info(cfg: DictConfig) -> dict:
+    """What a checkpoint must carry to be evaluated or used for prediction on its own."""
+    from mrinet import __version__
+
+    return {
+        "version": __version__,
+        "task_name": str(cfg.task_name),
+        "seed": int(cfg.seed),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "optimized_metric": str(cfg.get("optimized_metric")),
+    }
+
+
+def train(cfg: DictConfig) -> tuple[dict, dict]:
+    """Fit and test as configured; returns (metrics, objects) and writes metrics.json."""
+    apply_extras(cfg)
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from mrinet.callbacks import RunInfoInCheckpoint
+
+    output_dir = Path(cfg.paths.output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    log.info("data: %s", cfg.data._target_)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    log.info("model: %s", cfg.model._target_)
+    model = instantiate(cfg.model, _convert_="all")
+    callbacks = [*instantiate_list(cfg.get("callbacks")), RunInfoInCheckpoint(run_info(cfg))]
+    loggers = instantiate_list(cfg.get("logger"))
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all"
+    )
+
+    ckpt_path = resolve_ckpt_path(cfg)
+    if cfg.get("train", True):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = scalar_metrics(trainer.callback_metrics, "")
+
+    best = None
+    if cfg.get("test", True):
+        checkpoint_cb = trainer.checkpoint_callback
+        best = checkpoint_cb.best_model_path if checkpoint_cb is not None else ""
+        if not best:
+            log.warning("no best checkpoint: testing the current weights")
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(scalar_metrics(trainer.callback_metrics, "test/"))
+
+    if trainer.is_global_zero:
+        test_metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
+        for logger in trainer.loggers:
+            logger.log_hyperparams(flat_hparams(cfg), metrics=test_metrics or None)
+            logger.save()
+        write_json(
+            output_dir / "metrics.json",
+            {
+                "task_name": cfg.task_name,
+                "seed": int(cfg.seed),
+                "ckpt_path": best or None,
+                "optimized_metric": cfg.get("optimized_metric"),
+                "optimized_value": metrics.get(cfg.get("optimized_metric")),
+                "test": test_metrics,
+                "final": {k: v for k, v in metrics.items() if not k.startswith("test/")},
+            },
+        )
+        announce(output_dir)
+    return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@guarded
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns `optimized_metric` for sweepers."""
+    metrics, _ = train(cfg)
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        from mrinet.errors import ConfigError
+
+        raise ConfigError(
+            f"optimized_metric {name!r} was not logged (logged: {sorted(metrics)[:20]})",
+            "optimized_metric",
+            "set optimized_metric to one of the logged metrics, e.g. val/bal_acc",
+        )
+    return metrics[name]
+
+
+if __name__ == "__main__":
+    main()

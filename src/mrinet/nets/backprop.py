@@ -70,6 +70,12 @@ def _sigma_prime(name: str, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     )
 
 
+def check_supported(net: nn.Module, cost: str, output_activation: str) -> None:
+    """Raise ConfigError unless backprop covers this net, cost and output activation."""
+    _check_net(net)
+    _check_cost(cost, output_activation)
+
+
 def _check_net(net: nn.Module) -> None:
     """The lecture's equations cover only plain dense layers with sigmoid, tanh or relu."""
     if not getattr(net, "plain", False):
@@ -114,26 +120,53 @@ def forward_cache(
     return ForwardCache(z=z, a=a)
 
 
+def _normaliser(
+    cost: str, y_onehot: torch.Tensor, sample_weight: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """Per-sample weights w (B, 1) and the divisor: N, or sum(w) for weighted cross-entropy.
+
+    Matches torch: F.cross_entropy(weight=...) divides by the summed weights, the quadratic cost
+    of mrinet.models.classifier by N.
+    """
+    if sample_weight is None:
+        return torch.ones_like(y_onehot[:, :1]), float(y_onehot.shape[0])
+    w = sample_weight.to(y_onehot.dtype).reshape(-1, 1)
+    return w, (w.sum() if cost == "cross_entropy" else float(y_onehot.shape[0]))
+
+
 def cost_value(
-    logits: torch.Tensor, y_onehot: torch.Tensor, cost: str, output_activation: str
+    logits: torch.Tensor,
+    y_onehot: torch.Tensor,
+    cost: str,
+    output_activation: str,
+    sample_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Scalar cost of logits z^L (B, K) against one-hot targets (B, K), averaged over the batch."""
+    """Scalar cost of logits z^L (B, K) against one-hot targets (B, K), averaged over the batch.
+
+    quadratic: 1/(2N) sum_x w_x ||y_x - a_x||^2; cross_entropy: -sum_x w_x y_x.log a_x / sum w.
+    `sample_weight` (B,) is optional (class weights picked per sample); None means all ones.
+    """
     _check_cost(cost, output_activation)
-    n = logits.shape[0]
+    w, divisor = _normaliser(cost, y_onehot, sample_weight)
     if cost == "cross_entropy":
-        return -(y_onehot * torch.log_softmax(logits, dim=-1)).sum() / n
+        return -(w * y_onehot * torch.log_softmax(logits, dim=-1)).sum() / divisor
     a = _sigma(output_activation, logits)
-    return 0.5 * ((y_onehot - a) ** 2).sum() / n
+    return 0.5 * (w * (y_onehot - a) ** 2).sum() / divisor
 
 
 def output_delta(
-    cache: ForwardCache, y_onehot: torch.Tensor, cost: str, output_activation: str
+    cache: ForwardCache,
+    y_onehot: torch.Tensor,
+    cost: str,
+    output_activation: str,
+    sample_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """delta^L = dC/dz^L (B, K) for the cost and output activation (the chain through a^L)."""
-    a_out, n = cache.a[-1], y_onehot.shape[0]
+    a_out = cache.a[-1]
+    w, divisor = _normaliser(cost, y_onehot, sample_weight)
     if cost == "cross_entropy":  # softmax + log-loss: sigma' cancels, delta = (a - y) / N
-        return (a_out - y_onehot) / n
-    dc_da = (a_out - y_onehot) / n
+        return w * (a_out - y_onehot) / divisor
+    dc_da = w * (a_out - y_onehot) / divisor  # dC/da^L of the quadratic cost
     if output_activation == "sigmoid":
         return dc_da * a_out * (1 - a_out)
     # softmax Jacobian times a vector: da_j/dz_k = a_j (delta_jk - a_k)
@@ -146,12 +179,17 @@ def backprop(
     y_onehot: torch.Tensor,
     cost: str = "quadratic",
     output_activation: str = "sigmoid",
+    sample_weight: torch.Tensor | None = None,
 ) -> Grads:
-    """Hand-derived [(dC/dW^l (n_l, n_(l-1)), dC/db^l (n_l,)) for l = 1..L], no autograd."""
+    """Hand-derived [(dC/dW^l (n_l, n_(l-1)), dC/db^l (n_l,)) for l = 1..L], no autograd.
+
+    x (B, n_0), y_onehot (B, K); optional sample_weight (B,) as in `cost_value`.
+    """
     _check_cost(cost, output_activation)
     with torch.no_grad():
         cache = forward_cache(net, x, output_activation)
-        delta = output_delta(cache, y_onehot.to(cache.a[-1].dtype), cost, output_activation)
+        y_onehot = y_onehot.to(cache.a[-1].dtype)
+        delta = output_delta(cache, y_onehot, cost, output_activation, sample_weight)
         grads: Grads = []
         for index in range(len(net.layers) - 1, -1, -1):
             grads.append((delta.T @ cache.a[index], delta.sum(dim=0)))
@@ -171,6 +209,32 @@ def gradient_descent_step(net: nn.Module, grads: Grads, lr: float) -> None:
         for linear, (grad_w, grad_b) in zip(net.layers, grads):
             linear.weight -= lr * grad_w
             linear.bias -= lr * grad_b
+
+
+class GradientDescent(torch.optim.Optimizer):
+    """Plain gradient descent as a torch optimizer: p <- p - lr p.grad, no momentum, no decay.
+
+    Same arithmetic as `gradient_descent_step`, so hand-derived gradients written into .grad and
+    an optimizer step move the weights by exactly -lr grad (torch.optim.SGD fuses the multiply
+    and add, which differs in the last bit). Lets Lightning count steps and monitor lr.
+    """
+
+    def __init__(self, params, lr: float) -> None:
+        if lr <= 0:
+            raise ValueError(f"learning rate must be positive, got {lr}")
+        super().__init__(params, {"lr": float(lr)})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    param -= group["lr"] * param.grad
+        return loss
 
 
 def autograd_grads(net: nn.Module) -> Grads:

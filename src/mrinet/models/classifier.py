@@ -149,9 +149,10 @@ class Classifier(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def _log_now(self) -> bool:
-        every = self.trainer.log_every_n_steps if self._trainer else 1
-        return self.global_step % max(every, 1) == 0
+    def _log_now(self, every: int | None = None) -> bool:
+        """True on the steps Lightning writes step metrics (skip computing them otherwise)."""
+        every = every or (self.trainer.log_every_n_steps if self._trainer else 1)
+        return (self.global_step + 1) % max(every, 1) == 0
 
     # ---- epoch ends: metrics, figures ------------------------------------------------------
     def _epoch_end(self, stage: str) -> None:

@@ -1,0 +1,56 @@
+"""Shared fixtures: small real datasets written by mrinet's own simulators and writers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+
+def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300):
+    """Run `python -m module args...` as a user would; returns the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One data dir per test session, so simulated cohorts are generated once and reused."""
+    return tmp_path_factory.mktemp("mrinet-data")
+
+
+@pytest.fixture
+def write_subject():
+    """Write one NIfTI subject folder with the given maps and labels (2 mm voxels)."""
+    from mrinet.io.nifti import save_nifti
+
+    def write(folder: Path, maps: dict[str, np.ndarray], labels: np.ndarray, affine=None) -> Path:
+        affine = np.diag([-2.0, 2.0, 2.0, 1.0]) if affine is None else affine
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, values in maps.items():
+            save_nifti(folder / f"{name}.nii.gz", np.asarray(values, dtype=np.float32), affine)
+        save_nifti(folder / "aparc+aseg.nii.gz", labels.astype(np.int32), affine)
+        return folder
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """`cli("mrinet.train", "key=value", ..., cwd=tmp)` runs an entry point in a subprocess."""
+    return run_module

@@ -1,0 +1,136 @@
+"""End to end through the real entry points: python -m mrinet.train / mrinet.eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "experiment=dti_mlp",
+    "data.synthetic.subjects=4",
+    "data.split=[0.5,0.25,0.25]",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=5",
+    "extras.print_config=false",
+    "callbacks.progress_bar.kind=none",
+]
+
+
+def tensorboard_tags(run_dir: Path) -> dict[str, set[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    tags: dict[str, set[str]] = {"scalars": set(), "images": set(), "hparams": {}}
+    for events in run_dir.rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0})
+        acc.Reload()
+        found = acc.Tags()
+        tags["scalars"] |= set(found["scalars"])
+        tags["images"] |= set(found["images"])
+        try:
+            contents = acc.PluginTagToContent("hparams")
+        except KeyError:  # this event file holds no hparams summary
+            continue
+        for content in contents.values():
+            data = HParamsPluginData.FromString(content)
+            for key, value in data.session_start_info.hparams.items():
+                tags["hparams"][key] = value.string_value or value.number_value or value.bool_value
+    return tags
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_dir, cli):
+    """One tiny training run shared by the tests of this module."""
+    work = tmp_path_factory.mktemp("e2e")
+    run_dir = work / "run"
+    proc = cli(
+        "mrinet.train", *TINY, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", cwd=work
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"dir": run_dir, "work": work, "proc": proc, "run_module": cli}
+
+
+def test_run_dir_holds_config_checkpoints_and_metrics(run):
+    d = run["dir"]
+    assert (d / ".hydra" / "config.yaml").is_file() and (d / ".hydra" / "overrides.yaml").is_file()
+    assert (d / "checkpoints" / "best.ckpt").is_file() and (
+        d / "checkpoints" / "last.ckpt"
+    ).is_file()
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["seed"] == 12345
+    assert Path(metrics["ckpt_path"]) == d / "checkpoints" / "best.ckpt"
+    for key in (
+        "test/acc",
+        "test/bal_acc",
+        "test/loss",
+        "test/f1_thalamus",
+        "test/f1_corpus_callosum",
+    ):
+        assert 0.0 <= metrics["test"][key] <= (1.0 if "loss" not in key else 10.0)
+    assert metrics["test"]["test/acc"] > 0.5  # three classes: chance is ~0.33
+    assert str(d) in run["proc"].stdout + run["proc"].stderr
+    assert "tensorboard --logdir" in run["proc"].stdout + run["proc"].stderr
+
+
+def test_tensorboard_has_scalars_figures_and_resolved_hparams(run):
+    tags = tensorboard_tags(run["dir"])
+    for tag in (
+        "train/loss",
+        "train/acc",
+        "val/bal_acc",
+        "val/loss",
+        "test/acc",
+        "test/f1_macro",
+        "lr-Adam",
+    ):
+        assert tag in tags["scalars"], sorted(tags["scalars"])
+    assert any(t.startswith("grad_norm/") for t in tags["scalars"])
+    assert {"val/confusion_matrix", "test/confusion_matrix"} <= tags["images"]
+    hparams = tags["hparams"]
+    assert hparams["model/optimizer/lr"] == pytest.approx(0.003)
+    assert hparams["model/net/in_features"] == 5  # was ${len:${data.features}}
+    assert not [k for k, v in hparams.items() if "${" in str(v)]
+
+
+def test_eval_reproduces_the_training_test_metrics(run):
+    d = run["dir"]
+    out = run["work"] / "eval"
+    proc = run["run_module"](
+        "mrinet.eval",
+        f"ckpt_path={d / 'checkpoints' / 'best.ckpt'}",
+        f"hydra.run.dir={out}",
+        "extras.print_config=false",
+        cwd=run["work"],
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = json.loads((d / "metrics.json").read_text())["test"]
+    evaluated = json.loads((out / "metrics.json").read_text())["test"]
+    assert trained.keys() == evaluated.keys()
+    for key, value in trained.items():
+        assert abs(value - evaluated[key]) <= 1e-6, key
+
+
+def test_bad_data_dir_exits_nonzero_with_a_clear_message(run):
+    proc = run["run_module"](
+        "mrinet.train",
+        "experiment=dti_mlp",
+        "data.source=nifti",
+        f"data.subjects_dir={run['work'] / 'no-such-dir'}",
+        f"hydra.run.dir={run['work'] / 'bad'}",
+        "extras.print_config=false",
+        cwd=run["work"],
+    )
+    assert proc.returncode == 1
+    assert "subjects directory not found" in proc.stderr and "no-such-dir" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cfg_job_prints_the_composed_config(run):
+    proc = run["run_module"]("mrinet.train", "experiment=dti_mlp", "--cfg", "job", cwd=run["work"])
+    assert (
+        proc.returncode == 0
+        and "hidden_dims" in proc.stdout
+        and "task_name: dti_mlp" in proc.stdout
+    )

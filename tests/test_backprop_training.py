@@ -4,9 +4,6 @@ as the autograd Classifier, diagnostics in TensorBoard, and an end-to-end Hydra 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +17,6 @@ from mrinet.models.classifier import Classifier
 from mrinet.models.saturation import SaturationMonitor
 from mrinet.nets.backprop import GradientDescent, backprop
 from mrinet.nets.mlp import MLP
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _batch(n: int = 64, features: int = 5, classes: int = 3, seed: int = 0):
@@ -127,44 +122,90 @@ def test_backprop_mode_refuses_what_the_equations_do_not_cover():
         BackpropClassifier(MLP(5, [4], 3), optimizer, scheduler=lambda optimizer: None)
 
 
-def _train(tmp_path: Path, data_dir: Path, name: str, *overrides: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MRINET_DATA_DIR": str(data_dir)}
+TINY = [
+    "data.synthetic.subjects=4",  # the spine's tiny cohort, cached once per session in data_dir
+    "data.split=[0.5,0.25,0.25]",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=5",
+    "extras.print_config=false",
+    "callbacks.progress_bar.kind=none",
+]
+
+
+def _train(cli, tmp_path: Path, data_dir: Path, name: str, *overrides: str) -> dict:
     run_dir = tmp_path / name
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mrinet.train",
-            "experiment=dti_mlp_backprop",
-            f"hydra.run.dir={run_dir}",
-            "data.synthetic.subjects=5",
-            "trainer.max_epochs=2",
-            "extras.print_config=false",
-            "callbacks.progress_bar.kind=none",
-            *overrides,
-        ],
+    proc = cli(
+        "mrinet.train",
+        "experiment=dti_mlp_backprop",
+        *TINY,
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"dir": run_dir, "metrics": json.loads((run_dir / "metrics.json").read_text())}
 
 
-@pytest.mark.slow
-def test_dti_mlp_backprop_trains_end_to_end_and_matches_autograd(tmp_path):
+def _scalar_tags(run_dir: Path) -> set[str]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    data_dir = tmp_path / "data"
-    hand = _train(tmp_path, data_dir, "hand")
-    auto = _train(tmp_path, data_dir, "auto", "model._target_=mrinet.models.classifier.Classifier")
-    hand_acc, auto_acc = hand["metrics"]["test"]["test/acc"], auto["metrics"]["test"]["test/acc"]
-    assert hand_acc > 0.8  # three tissues: chance is about 1/3
-    assert abs(hand_acc - auto_acc) < 0.01  # same objective, same steps: float32 noise only
-    events = EventAccumulator(str(hand["dir"] / "tensorboard"))
-    events.Reload()
-    tags = set(events.Tags()["scalars"])
-    assert {"saturation/layer1", "grad_norm/net.layers.0.weight", "val/acc"} <= tags
+    tags: set[str] = set()
+    for events in run_dir.rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    return tags
+
+
+def test_dti_mlp_backprop_trains_end_to_end_through_hydra(cli, data_dir, tmp_path):
+    hand = _train(cli, tmp_path, data_dir, "hand")
+    assert hand["metrics"]["test"]["test/acc"] > 0.6  # three tissues: chance is about 1/3
+    config = (hand["dir"] / ".hydra" / "config.yaml").read_text()
+    assert "BackpropClassifier" in config and "GradientDescent" in config
     assert (hand["dir"] / "checkpoints" / "last.ckpt").is_file()
+    tags = _scalar_tags(hand["dir"])
+    assert {"saturation/layer1", "grad_norm/net.layers.0.weight", "val/acc", "test/acc"} <= tags
+
+
+@pytest.mark.slow
+def test_backprop_and_autograd_reach_the_same_accuracy_with_the_same_settings(
+    cli, data_dir, tmp_path
+):
+    hand = _train(cli, tmp_path, data_dir, "hand", "trainer.max_epochs=5")
+    auto = _train(
+        cli,
+        tmp_path,
+        data_dir,
+        "auto",
+        "trainer.max_epochs=5",
+        "model._target_=mrinet.models.classifier.Classifier",
+    )
+    hand_acc, auto_acc = hand["metrics"]["test"]["test/acc"], auto["metrics"]["test"]["test/acc"]
+    assert hand_acc > 0.8
+    assert abs(hand_acc - auto_acc) < 0.01  # same objective and steps: float32 rounding only
+    assert "saturation/layer1" in _scalar_tags(auto["dir"])  # diagnostics in the autograd mode too
+
+
+@pytest.mark.parametrize(
+    ("loss", "output"), [("quadratic", "sigmoid"), ("cross_entropy", "softmax")]
+)
+def test_cost_comparison_sweeps_both_costs_with_hand_derived_backprop(loss, output):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from mrinet.config_dir import config_dir
+    from mrinet.entry import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=["experiment=dti_cost_comparison", f"model.loss={loss}"],
+            return_hydra_config=True,
+        )
+    assert cfg.hydra.sweeper.params["model.loss"] == "quadratic,cross_entropy"
+    assert cfg.hydra.sweep.subdir == loss  # one run folder per cost inside one sweep dir
+    model = instantiate(cfg.model, _convert_="all")
+    assert isinstance(model, BackpropClassifier)
+    assert model.loss_name == loss and model.backprop_output_activation == output

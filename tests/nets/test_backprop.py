@@ -65,6 +65,24 @@ def test_hand_derived_gradients_match_central_differences(activation, cost, outp
         assert row["W_autograd"] < 1e-10 and row["b_autograd"] < 1e-10
 
 
+@pytest.mark.parametrize(("cost", "output_activation"), PAIRS, ids=lambda v: v)
+def test_sample_weighted_costs_match_torch_and_autograd(cost, output_activation):
+    net, x, y = random_problem([5, 7, 3], "tanh", batch=16, seed=5)
+    weight = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)[y.argmax(dim=1)]
+    if cost == "cross_entropy":  # torch's weighted mean divides by the summed weights
+        reference = torch.nn.functional.cross_entropy(
+            net(x), y.argmax(dim=1), weight=torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
+        )
+        value = cost_value(net(x), y, cost, output_activation, sample_weight=weight)
+        assert float(value) == pytest.approx(float(reference), rel=1e-12)
+    value = cost_value(net(x), y, cost, output_activation, sample_weight=weight)
+    params = [p for lin in net.layers for p in (lin.weight, lin.bias)]
+    auto = torch.autograd.grad(value, params)
+    hand = backprop(net, x, y, cost, output_activation, sample_weight=weight)
+    for (hw, hb), aw, ab in zip(hand, auto[0::2], auto[1::2]):
+        assert relative_error(hw, aw) < 1e-10 and relative_error(hb, ab) < 1e-10
+
+
 def test_gradient_check_detects_a_wrong_gradient():
     net, x, y = random_problem([4, 6, 3], "sigmoid", batch=8, seed=0)
     hand = backprop(net, x, y)

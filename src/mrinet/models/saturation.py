@@ -45,7 +45,8 @@ class SaturationMonitor(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         every = max(int(self.every_n_steps or trainer.log_every_n_steps or 1), 1)
-        self._armed = bool(self._handles) and trainer.global_step % every == 0
+        # Lightning writes step metrics when (step + 1) % log_every_n_steps == 0: measure then
+        self._armed = bool(self._handles) and (trainer.global_step + 1) % every == 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self._z:

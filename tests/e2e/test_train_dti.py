@@ -134,3 +134,38 @@ def test_cfg_job_prints_the_composed_config(run):
         and "hidden_dims" in proc.stdout
         and "task_name: dti_mlp" in proc.stdout
     )
+
+
+def test_predict_writes_class_and_probability_maps_on_the_subject_grid(run, data_dir):
+    import nibabel as nib
+    import numpy as np
+
+    subject = sorted((data_dir / "dti_synthetic").glob("cohort-*/sub-*"))[0]
+    out = run["work"] / "pred" / "tissue.nii.gz"
+    proc = run["run_module"](
+        "mrinet.predict",
+        f"ckpt_path={run['dir'] / 'checkpoints' / 'best.ckpt'}",
+        f"input={subject}",
+        f"output={out}",
+        "mask=labels",
+        f"hydra.run.dir={run['work'] / 'predict'}",
+        cwd=run["work"],
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reference = nib.load(subject / "FA.nii.gz")
+    classes, proba = nib.load(out), nib.load(out.with_name("tissue_proba.nii.gz"))
+    assert classes.shape == reference.shape and proba.shape == (*reference.shape, 3)
+    np.testing.assert_allclose(classes.affine, reference.affine)
+    labels = np.asarray(classes.dataobj)
+    codes = np.asarray(nib.load(subject / "aparc+aseg.nii.gz").dataobj)
+    truth = np.select(
+        [np.isin(codes, [10, 49]), np.isin(codes, range(251, 256)), np.isin(codes, [2, 41])],
+        [1, 2, 3],
+        0,
+    )
+    assert set(np.unique(labels)) <= {0, 1, 2, 3}
+    np.testing.assert_array_equal(labels > 0, truth > 0)  # mask=labels: exactly the class voxels
+    assert (labels[truth > 0] == truth[truth > 0]).mean() > 0.6
+    p = np.asarray(proba.dataobj)[truth > 0]
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(p.argmax(-1) + 1, labels[truth > 0])

@@ -169,3 +169,63 @@ def test_predict_writes_class_and_probability_maps_on_the_subject_grid(run, data
     p = np.asarray(proba.dataobj)[truth > 0]
     np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(p.argmax(-1) + 1, labels[truth > 0])
+
+
+def guarded_run(entry: str, overrides: list[str], capsys) -> str:
+    """Run an entry point's task in-process as its CLI would (composed config, guarded)."""
+    from hydra import compose, initialize_config_dir
+
+    from mrinet.config_dir import config_dir
+    from mrinet.entry import guarded, register_resolvers
+
+    register_resolvers()
+    module = __import__(f"mrinet.{entry}", fromlist=["x"])
+    task = module.train if entry == "train" else module.evaluate
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name=entry, overrides=overrides)
+    with pytest.raises(SystemExit) as exit_info:
+        guarded(task)(cfg)
+    assert exit_info.value.code == 1
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.batch_size=-4", "data.batch_size must be a positive integer"),
+        ("data.split=[0.5,0.2,0.2]", "must be three non-negative numbers summing to 1"),
+        ("data.classes=[thalamus,putamen]", "class 'putamen' has no entry in the label map"),
+    ],
+)
+def test_bad_config_values_exit_with_the_key_and_fix(run, data_dir, override, message, capsys):
+    out = run["work"] / "badcfg"
+    paths = [f"paths.output_dir={out}", f"paths.root_dir={out}", f"paths.data_dir={data_dir}"]
+    err = guarded_run("train", [*TINY, *paths, override], capsys)
+    assert message in err and "fix:" in err
+
+
+def test_eval_rejects_missing_and_corrupt_checkpoints(run, capsys):
+    best = run["dir"] / "checkpoints" / "best.ckpt"
+    corrupt = run["work"] / "corrupt.ckpt"
+    corrupt.write_bytes(best.read_bytes()[:2000])
+    out = run["work"] / "badeval"
+    paths = [f"paths.output_dir={out}", f"paths.root_dir={out}", "extras.print_config=false"]
+    for ckpt, message in (
+        (run["work"] / "missing.ckpt", "checkpoint not found"),
+        (corrupt, "cannot read checkpoint"),
+    ):
+        err = guarded_run("eval", [f"ckpt_path={ckpt}", *paths], capsys)
+        assert message in err and str(ckpt) in err
+
+
+def test_eval_names_a_data_mismatch_with_the_checkpoint(run):
+    best = run["dir"] / "checkpoints" / "best.ckpt"
+    proc = run["run_module"](
+        "mrinet.eval",
+        f"ckpt_path={best}",
+        "data.features=[FA,MD]",
+        f"hydra.run.dir={run['work'] / 'mm'}",
+        cwd=run["work"],
+    )
+    assert proc.returncode == 1 and "trained with data.features" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr

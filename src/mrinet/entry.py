@@ -23,6 +23,17 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("len", lambda x: len(x))
 
 
+def mrinet_cause(err: BaseException) -> MrinetError | None:
+    """The MrinetError behind `err`, also when Hydra's instantiate or Lightning wrapped it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, MrinetError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     """Turn a MrinetError into one clear message and exit 1 (a sweep job fails instead)."""
 
@@ -30,13 +41,16 @@ def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], obje
     def wrapper(cfg: DictConfig):
         try:
             return task(cfg)
-        except MrinetError as err:
+        except Exception as raised:
+            err = mrinet_cause(raised)
+            if err is None:
+                raise
             from hydra.core.hydra_config import HydraConfig
             from hydra.types import RunMode
 
-            log.error("%s: %s", type(err).__name__, err)
             if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-                raise  # let the sweeper record this job as failed and go on
+                log.error("%s: %s", type(err).__name__, err)
+                raise err from None  # let the sweeper record this job as failed and go on
             print(f"\nmrinet: {type(err).__name__}: {err}", file=sys.stderr)
             raise SystemExit(1) from None
 

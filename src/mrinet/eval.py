@@ -53,11 +53,20 @@ def evaluate(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from mrinet.checkpoints import build_model, load_checkpoint
+    from mrinet.errors import CheckpointError
 
     checkpoint = load_checkpoint(cfg.ckpt_path)
     info = checkpoint["mrinet"]
     pl.seed_everything(info.get("seed", cfg.seed), workers=True)
     data_cfg = OmegaConf.merge(info["data"], command_line_overrides("data"))
+    for key in ("features", "classes"):
+        trained, asked = info["data"].get(key), data_cfg.get(key)
+        if trained is not None and list(asked) != list(trained):
+            raise CheckpointError(
+                f"the checkpoint was trained with data.{key}={list(trained)}, not {list(asked)}",
+                cfg.ckpt_path,
+                f"drop the data.{key} override or use a checkpoint trained with those {key}",
+            )
     datamodule = instantiate(data_cfg, _convert_="all")
     model = build_model(checkpoint, cfg.ckpt_path)
     callbacks = [c for c in instantiate_list(cfg.get("callbacks"))]

@@ -134,3 +134,98 @@ def test_cfg_job_prints_the_composed_config(run):
         and "hidden_dims" in proc.stdout
         and "task_name: dti_mlp" in proc.stdout
     )
+
+
+def test_predict_writes_class_and_probability_maps_on_the_subject_grid(run, data_dir):
+    import nibabel as nib
+    import numpy as np
+
+    subject = sorted((data_dir / "dti_synthetic").glob("cohort-*/sub-*"))[0]
+    out = run["work"] / "pred" / "tissue.nii.gz"
+    proc = run["run_module"](
+        "mrinet.predict",
+        f"ckpt_path={run['dir'] / 'checkpoints' / 'best.ckpt'}",
+        f"input={subject}",
+        f"output={out}",
+        "mask=labels",
+        f"hydra.run.dir={run['work'] / 'predict'}",
+        cwd=run["work"],
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reference = nib.load(subject / "FA.nii.gz")
+    classes, proba = nib.load(out), nib.load(out.with_name("tissue_proba.nii.gz"))
+    assert classes.shape == reference.shape and proba.shape == (*reference.shape, 3)
+    np.testing.assert_allclose(classes.affine, reference.affine)
+    labels = np.asarray(classes.dataobj)
+    codes = np.asarray(nib.load(subject / "aparc+aseg.nii.gz").dataobj)
+    truth = np.select(
+        [np.isin(codes, [10, 49]), np.isin(codes, range(251, 256)), np.isin(codes, [2, 41])],
+        [1, 2, 3],
+        0,
+    )
+    assert set(np.unique(labels)) <= {0, 1, 2, 3}
+    np.testing.assert_array_equal(labels > 0, truth > 0)  # mask=labels: exactly the class voxels
+    assert (labels[truth > 0] == truth[truth > 0]).mean() > 0.6
+    p = np.asarray(proba.dataobj)[truth > 0]
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(p.argmax(-1) + 1, labels[truth > 0])
+
+
+def guarded_run(entry: str, overrides: list[str], capsys) -> str:
+    """Run an entry point's task in-process as its CLI would (composed config, guarded)."""
+    from hydra import compose, initialize_config_dir
+
+    from mrinet.config_dir import config_dir
+    from mrinet.entry import guarded, register_resolvers
+
+    register_resolvers()
+    module = __import__(f"mrinet.{entry}", fromlist=["x"])
+    task = module.train if entry == "train" else module.evaluate
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name=entry, overrides=overrides)
+    with pytest.raises(SystemExit) as exit_info:
+        guarded(task)(cfg)
+    assert exit_info.value.code == 1
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.batch_size=-4", "data.batch_size must be a positive integer"),
+        ("data.split=[0.5,0.2,0.2]", "must be three non-negative numbers summing to 1"),
+        ("data.classes=[thalamus,putamen]", "class 'putamen' has no entry in the label map"),
+    ],
+)
+def test_bad_config_values_exit_with_the_key_and_fix(run, data_dir, override, message, capsys):
+    out = run["work"] / "badcfg"
+    paths = [f"paths.output_dir={out}", f"paths.root_dir={out}", f"paths.data_dir={data_dir}"]
+    err = guarded_run("train", [*TINY, *paths, override], capsys)
+    assert message in err and "fix:" in err
+
+
+def test_eval_rejects_missing_and_corrupt_checkpoints(run, capsys):
+    best = run["dir"] / "checkpoints" / "best.ckpt"
+    corrupt = run["work"] / "corrupt.ckpt"
+    corrupt.write_bytes(best.read_bytes()[:2000])
+    out = run["work"] / "badeval"
+    paths = [f"paths.output_dir={out}", f"paths.root_dir={out}", "extras.print_config=false"]
+    for ckpt, message in (
+        (run["work"] / "missing.ckpt", "checkpoint not found"),
+        (corrupt, "cannot read checkpoint"),
+    ):
+        err = guarded_run("eval", [f"ckpt_path={ckpt}", *paths], capsys)
+        assert message in err and str(ckpt) in err
+
+
+def test_eval_names_a_data_mismatch_with_the_checkpoint(run):
+    best = run["dir"] / "checkpoints" / "best.ckpt"
+    proc = run["run_module"](
+        "mrinet.eval",
+        f"ckpt_path={best}",
+        "data.features=[FA,MD]",
+        f"hydra.run.dir={run['work'] / 'mm'}",
+        cwd=run["work"],
+    )
+    assert proc.returncode == 1 and "trained with data.features" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr

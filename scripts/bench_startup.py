@@ -1,0 +1,66 @@
+"""Start-up cost: `python -m mrinet.train` up to its first training step vs a bare
+`import torch, pytorch_lightning, hydra` + one Hydra compose, each in a fresh process.
+
+The mrinet command trains exactly one step on the cached default DTI data (generated first,
+outside the timing) with validation, testing and checkpointing switched off, so what is timed
+is imports, config composition, data loading and Trainer set-up. Prints medians and, last,
+the ratio (goal <= 1.3x).
+
+    python scripts/bench_startup.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BARE = (
+    "import torch, pytorch_lightning, hydra\n"
+    "from hydra import compose, initialize_config_dir\n"
+    "from mrinet.config_dir import config_dir\n"
+    "from mrinet.entry import register_resolvers\n"
+    "register_resolvers()\n"
+    "with initialize_config_dir(config_dir=config_dir(), version_base='1.3'):\n"
+    "    compose(config_name='train', overrides=['experiment=dti_mlp'])\n"
+)
+ONE_STEP = [
+    "experiment=dti_mlp",
+    "trainer.max_steps=1",
+    "+trainer.limit_val_batches=0",
+    "test=false",
+    "optimized_metric=train/loss",
+    "callbacks.model_checkpoint=null",
+    "callbacks.early_stopping=null",
+    "callbacks.progress_bar.kind=none",
+]
+
+
+def seconds(cmd: list[str], cwd: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        mrinet = [sys.executable, "-m", "mrinet.train", *ONE_STEP, f"paths.root_dir={tmp}"]
+        seconds(mrinet, tmp)  # generate and cache the synthetic cohort outside the timing
+        bare_s, ours_s = [], []
+        for _ in range(args.repeats):
+            bare_s.append(seconds([sys.executable, "-c", BARE], tmp))
+            ours_s.append(seconds(mrinet, tmp))
+    bare, ours = statistics.median(bare_s), statistics.median(ours_s)
+    print(f"bare import torch+lightning+hydra + compose: median {bare:.2f} s over {args.repeats}")
+    print(f"mrinet.train to its first training step:      median {ours:.2f} s over {args.repeats}")
+    print(f"ratio mrinet/bare: {ours / bare:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -53,12 +53,18 @@ def phantom_affine(shape: tuple[int, int, int], voxel_mm: float) -> np.ndarray:
 
 
 def _smooth_noise(shape, coarse: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
-    """Zero-mean, unit-scale random field varying on the scale of shape / coarse (cubic zoom)."""
-    from scipy.ndimage import zoom
+    """Unit-scale random field (X, Y, Z) varying on the scale of shape / coarse voxels.
 
-    grid = rng.standard_normal(coarse)
-    field = zoom(grid, [s / c for s, c in zip(shape, coarse)], order=3, mode="nearest")
-    return field[: shape[0], : shape[1], : shape[2]]
+    Coarse Gaussian noise interpolated separably with Gaussian kernels (three small matrix
+    products), ~10x cheaper than spline zooming a volume.
+    """
+    field = rng.standard_normal(coarse)
+    for axis, (n, c) in enumerate(zip(shape, coarse)):
+        pos = (np.arange(n) + 0.5) / n * c - 0.5  # output positions in coarse-grid units
+        w = np.exp(-0.5 * ((pos[:, None] - np.arange(c)[None, :]) / 0.7) ** 2)
+        w /= w.sum(axis=1, keepdims=True)
+        field = np.moveaxis(np.tensordot(w, field, axes=([1], [axis])), 0, axis)
+    return field / max(float(field.std()), 1e-12)
 
 
 def _template_coords(shape, voxel_mm: float, rng: np.random.Generator):
@@ -111,8 +117,8 @@ def make_brain_phantom(
     depth_surface = (1.0 - r) * dist / np.maximum(r, 1e-6)  # mm inside the brain surface
 
     # corpus callosum: an arc over the ventricles, thicker at genu and splenium
-    cc_centre_z = 24.0 - 0.006 * y**2
-    cc_half_thick = np.maximum(2.5 + 2.0 * (np.abs(y) / _CC_HALF_LENGTH_MM) ** 4, 0.6 * vox_t)
+    cc_centre_z = 24.5 - 0.006 * y**2
+    cc_half_thick = np.maximum(3.0 + 3.0 * (np.abs(y) / _CC_HALF_LENGTH_MM) ** 4, 0.6 * vox_t)
     in_cc_span = np.abs(y) <= _CC_HALF_LENGTH_MM
     cc = (
         in_cc_span

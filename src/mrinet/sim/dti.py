@@ -67,7 +67,7 @@ def make_scheme(params: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.
     bvals = np.concatenate([np.full(len(d), b) for b, d in shells])
     bvecs = np.concatenate([d for _, d in shells])
     if jitter > 0:  # HCP stores the shells as measured: 990, 1985, 3010, ...
-        bvals = np.round(bvals + rng.uniform(-jitter, jitter, size=bvals.size) / 5.0) * 5.0
+        bvals = np.round((bvals + rng.uniform(-jitter, jitter, size=bvals.size)) / 5.0) * 5.0
     order = rng.permutation(bvals.size)
     bvals, bvecs = bvals[order], bvecs[order]
     at = np.linspace(0, bvals.size, n_b0, endpoint=False).astype(int)
@@ -169,7 +169,9 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
     dwi[head] = signal
 
     t1p = params["t1w"]
-    bias = 1.0 + float(t1p["bias_amplitude"]) * _smooth_field(shape, 12.0, rng)[0]
+    field = _smooth_field(shape, 12.0, rng)[0]
+    field = np.clip(field - field[head].mean(), -2.0, 2.0)  # zero mean over the head
+    bias = 1.0 + float(t1p["bias_amplitude"]) * field
     t1w = np.zeros(shape, dtype=np.float64)
     t1w[head] = t1w_head
     noise_sd = float(t1p["noise_sd"])

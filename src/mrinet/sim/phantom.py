@@ -126,7 +126,7 @@ def make_brain_phantom(
         & (np.abs(x) <= _CC_HALF_WIDTH_MM * (1.0 - 0.3 * (np.abs(y) / _CC_HALF_LENGTH_MM) ** 2))
     )
     # interhemispheric fissure: above the callosum, and in front of / behind it
-    above_cc = z > cc_centre_z + cc_half_thick + 1.0
+    above_cc = z > cc_centre_z + cc_half_thick + 2.5  # cingulum WM between CC and cortex
     fissure_zone = np.where(in_cc_span, above_cc, z > 0.0)
     depth_medial = np.where(fissure_zone, np.abs(x) - fissure_mm, np.inf)
     depth = np.minimum(depth_surface, depth_medial)
@@ -149,8 +149,8 @@ def make_brain_phantom(
     labels[brain & (depth_eff >= cortex_mm)] = WM[1]
     labels[brain & (depth_eff >= 0.0) & (depth_eff < cortex_mm)] = CORTEX[1]
 
-    # lateral ventricles: curved ellipsoids under the callosum
-    vz = 14.0 - 0.004 * y**2
+    # lateral ventricles: curved ellipsoids just under the callosum
+    vz = 13.0 - 0.004 * y**2
     for side in (-1.0, 1.0):
         vent = ((x - side * 8.0) / 6.0) ** 2 + ((y - 2.0) / 26.0) ** 2 + ((z - vz) / 6.5) ** 2 < 1.0
         labels[vent] = VENTRICLE[1]

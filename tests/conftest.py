@@ -54,3 +54,4 @@ def write_subject():
 def cli():
     """`cli("mrinet.train", "key=value", ..., cwd=tmp)` runs an entry point in a subprocess."""
     return run_module
+

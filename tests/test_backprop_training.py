@@ -123,7 +123,9 @@ def test_backprop_mode_refuses_what_the_equations_do_not_cover():
 
 
 TINY = [
-    "data.synthetic.subjects=4",  # the spine's tiny cohort, cached once per session in data_dir
+    "data.synthetic.subjects=4",  # the spine's tiny cohort (conftest.TINY_COHORT), cached per session
+    "+data.synthetic.grid={shape:[36,44,34],voxel_mm:4.0}",
+    "+data.synthetic.single_shell={n_b0:2,n_dirs:20,bval:1000.0}",
     "data.split=[0.5,0.25,0.25]",
     "trainer.max_epochs=2",
     "data.batch_size=1024",  # few steps: this checks the plumbing, not the learning

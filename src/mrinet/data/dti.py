@@ -153,14 +153,15 @@ def read_subject(
     return maps, affine
 
 
-def read_labels(subject_dir: Path, label_file: str, shape, affine, source: str = "nifti") -> np.ndarray:
-    """The subject's label volume on the feature grid (resampled by nearest neighbour for dwi)."""
+def read_labels(subject_dir: Path, label_file: str, shape, affine, resample: bool = False) -> np.ndarray:
+    """The subject's label volume on the feature grid; another grid is resampled (nearest
+    neighbour) only when `resample` is set, else it is an error that names the fix."""
     from mrinet.io.subjects import read_label_volume
 
-    if source == "dwi":
-        from mrinet.data.dwi_features import labels_on_grid
+    if resample:
+        from mrinet.io.resample import load_labels_on_grid
 
-        return labels_on_grid(subject_dir / label_file, shape, affine)
+        return load_labels_on_grid(subject_dir / label_file, shape, affine, resample=True)
     return read_label_volume(subject_dir / label_file, shape, affine)
 
 
@@ -170,11 +171,12 @@ def subject_voxels(
     lookup: Mapping[int, int],
     label_file: str,
     source: str = "nifti",
+    resample_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Class voxels of one subject -> (features (N, F), class index (N,), volume info)."""
     maps, affine = read_subject(subject_dir, features, source)
     shape = next(iter(maps.values())).shape
-    labels = read_labels(subject_dir, label_file, shape, affine, source)
+    labels = read_labels(subject_dir, label_file, shape, affine, resample_labels)
     codes = np.array(sorted(lookup), dtype=np.int64)
     mask = np.isin(labels, codes)
     convert_diffusivity_units(maps, str(subject_dir), mask if mask.any() else None)
@@ -194,6 +196,7 @@ def load_subjects(
     label_map: Mapping[str, Sequence[int]],
     label_file: str = "aparc+aseg.nii.gz",
     source: str = "nifti",
+    resample_labels: bool = False,
 ) -> Voxels:
     """Read every subject folder and keep the voxels whose label code maps to a class."""
     from mrinet.io.subjects import list_subjects
@@ -201,7 +204,7 @@ def load_subjects(
     lookup = class_lookup(classes, label_map)
     parts, ids, labels_all = [], [], []
     for subject_dir in list_subjects(subjects_dir):
-        x, y, _ = subject_voxels(subject_dir, features, lookup, label_file, source)
+        x, y, _ = subject_voxels(subject_dir, features, lookup, label_file, source, resample_labels)
         parts.append(x)
         labels_all.append(y)
         ids.append(np.full(len(y), subject_dir.name))
@@ -268,28 +271,38 @@ def labels_to_indices(raw: np.ndarray, classes: Sequence[str], where: str) -> np
     return np.asarray([index[name] for name in names], dtype=np.int64)[codes]
 
 
-def synthetic_cohort_dir(cache_dir: str | Path, params: Mapping) -> Path:
-    """Where the simulated cohort for these simulator settings lives (cached by their hash)."""
-    from mrinet.sim.dti_features import SIMULATOR_VERSION
+SIMULATOR_VERSION = "dwi-1"  # bump when the simulator's output changes: invalidates caches
 
-    key = json.dumps({"version": SIMULATOR_VERSION, **dict(params)}, sort_keys=True)
-    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-    return Path(cache_dir) / f"cohort-{digest}"
+
+def synthetic_cohort_dir(cache_dir: str | Path, params: Mapping) -> Path:
+    """Where the simulated cohort for these settings lives (keyed by all simulator parameters)."""
+    from mrinet.sim.dti_dataset import cohort_params
+
+    settings = dict(params)
+    subjects, seed = settings.pop("subjects", 8), settings.pop("seed", 0)
+    preset = settings.pop("preset", "literature")
+    full = cohort_params(preset, **settings)
+    key = json.dumps(
+        {"version": SIMULATOR_VERSION, "subjects": subjects, "seed": seed, "preset": preset, "params": full},
+        sort_keys=True,
+    )
+    return Path(cache_dir) / f"{preset}-{subjects}subj-seed{seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
 def ensure_synthetic_cohort(cache_dir: str | Path, params: Mapping) -> Path:
-    """Simulate the cohort once into `cache_dir` (written to a temporary folder, then renamed)."""
-    from mrinet.io.atomic import atomic_dir
-    from mrinet.sim.dti_features import simulate_feature_cohort
+    """Simulate the cohort on first use; each subject folder is written whole (temp + rename),
+    so an interrupted generation resumes with the missing subjects only."""
+    from mrinet.sim.dti_dataset import simulate_dti_cohort
 
     target = synthetic_cohort_dir(cache_dir, params)
-    if target.is_dir():
+    settings = dict(params)
+    expected = int(settings.get("subjects", 8))
+    existing = [p for p in target.glob("sub-*") if p.is_dir()] if target.is_dir() else []
+    if len(existing) >= expected:
         log.info("synthetic DTI cohort: using cached %s", target)
         return target
-    log.info("synthetic DTI cohort: simulating %s into %s", dict(params), target)
-    with atomic_dir(target) as tmp:
-        simulate_feature_cohort(tmp, **params)
-        (tmp / "params.json").write_text(json.dumps(dict(params), indent=2, sort_keys=True))
+    log.info("synthetic DTI cohort: simulating %d subject(s) into %s (once; cached)", expected - len(existing), target)
+    simulate_dti_cohort(target, **settings)
     return target
 
 
@@ -316,6 +329,7 @@ class DTIDataModule(pl.LightningDataModule):
         eval_batch_size: int = 65536,
         class_weights: bool = False,
         drop_nonfinite: bool = False,
+        resample_labels: bool = False,
         seed: int = 0,
         synthetic: Mapping | None = None,
     ) -> None:
@@ -336,6 +350,7 @@ class DTIDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.use_class_weights, self.drop_nonfinite = bool(class_weights), bool(drop_nonfinite)
         self.synthetic = dict(synthetic or {})
+        self.resample_labels = bool(resample_labels)
         self.data: dict[str, dict[str, torch.Tensor]] = {}
         self.split_units: dict[str, list[str]] = {}
         self._examples: dict[str, dict] = {}
@@ -355,7 +370,13 @@ class DTIDataModule(pl.LightningDataModule):
                 self.drop_nonfinite,
             )
         return load_subjects(
-            self.subjects_root(), self.features, self.classes, self.label_map, self.label_file, self.volume_source
+            self.subjects_root(),
+            self.features,
+            self.classes,
+            self.label_map,
+            self.label_file,
+            self.volume_source,
+            self.resample_labels,
         )
 
     @property
@@ -382,7 +403,9 @@ class DTIDataModule(pl.LightningDataModule):
         if split not in self._examples:
             subject_dir = self.subjects_root() / self.split_units[split][0]
             lookup = class_lookup(self.classes, self.label_map)
-            _, _, volume = subject_voxels(subject_dir, self.features, lookup, self.label_file, self.volume_source)
+            _, _, volume = subject_voxels(
+                subject_dir, self.features, lookup, self.label_file, self.volume_source, self.resample_labels
+            )
             self._examples[split] = {"name": subject_dir.name, **volume}
         return self._examples[split]
 

@@ -108,8 +108,8 @@ def read_label_volume(path: str | Path, shape, affine) -> np.ndarray:
         raise DataFormatError(
             f"label volume shape {labels.shape} differs from the feature maps' {tuple(shape)}",
             path,
-            "resample the labels to the diffusion grid with nearest neighbour "
-            "(e.g. mri_convert -rt nearest, or data.source=dwi which resamples itself)",
+            "set data.resample_labels=true (nearest neighbour onto the diffusion grid), "
+            "or resample it yourself (e.g. mri_convert -rt nearest)",
         )
     _check_same_grid(path, labels.shape, label_affine, "feature maps", shape, affine)
     if not np.all(np.isfinite(labels)) or not np.array_equal(labels, np.round(labels)):

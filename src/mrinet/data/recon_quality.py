@@ -489,6 +489,13 @@ class ReconQualityDataModule(pl.LightningDataModule):
         """Whether the images are held in RAM (else read from HDF5 per batch)."""
         return isinstance(self.datasets.get("train"), InMemoryImages)
 
+    def split_images(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images (N, 1, H, W) and labels (N,) of a split, normalised, never flipped."""
+        dataset = self.datasets[name]
+        if isinstance(dataset, InMemoryImages):
+            return dataset.images, dataset.labels
+        return dataset.read(np.arange(len(dataset))), torch.from_numpy(dataset.index.labels)
+
     # ---- loaders ---------------------------------------------------------------------------
     def _loader(self, name: str, train: bool) -> torch.utils.data.DataLoader:
         dataset = self.datasets[name]

@@ -1,1 +1,5 @@
 """MRI physics in torch: FFTs, masks, coil maps, SENSE, PI-CS, tensor fit. Batched, any device."""
+
+from mrinet.mri.fft import center_crop, center_pad, fft2c, ifft2c, rss
+
+__all__ = ["center_crop", "center_pad", "fft2c", "ifft2c", "rss"]

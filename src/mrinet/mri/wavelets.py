@@ -2,7 +2,7 @@
 
 Periodized orthogonal wavelets make the transform W unitary, so the l1 proximal step is
 exactly W^H soft(W x). Stride-2 convolutions with the four separable 2-D filters do one level;
-the inverse is the transposed convolution with the wrapped borders folded back.
+the inverse is a stride-1 polyphase convolution followed by a pixel shuffle.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class Wavelet2d:
             [torch.outer(a, b) for a in (lo, hi) for b in (lo, hi)]
         )  # LL, LH, HL, HH: (4, L, L)
         self._bank64 = bank[:, None]
-        self._bank: dict[tuple, torch.Tensor] = {}
+        self._synth64 = _synthesis_bank(lo, hi)
+        self._bank: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _pads(self) -> tuple[int, int]:
         # symmetric circular padding L/2 - 1 samples the same phase as PyWavelets'
@@ -68,10 +69,13 @@ class Wavelet2d:
         half = self.filter_length // 2 - 1
         return half, half
 
-    def _filters(self, like: torch.Tensor) -> torch.Tensor:
+    def _filters(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         key = (like.dtype, like.device)
         if key not in self._bank:
-            self._bank[key] = self._bank64.to(dtype=like.dtype, device=like.device)
+            self._bank[key] = (
+                self._bank64.to(dtype=like.dtype, device=like.device),
+                self._synth64.to(dtype=like.dtype, device=like.device),
+            )
         return self._bank[key]
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
@@ -80,7 +84,7 @@ class Wavelet2d:
         x = torch.view_as_real(image).permute(0, 3, 1, 2).reshape(2 * b, 1, *image.shape[-2:])
         if self.padded != self.shape:
             x = F.pad(x, (0, self.padded[1] - self.shape[1], 0, self.padded[0] - self.shape[0]))
-        bank, (left, right) = self._filters(x), self._pads()
+        bank, (left, right) = self._filters(x)[0], self._pads()
         coeffs = []
         for _ in range(self.levels):
             if left + right:
@@ -95,27 +99,43 @@ class Wavelet2d:
         """Coefficients from `forward` -> complex image (B, H, W); the adjoint and the inverse."""
         b = coeffs[-1].shape[0]
         x = _to_real(coeffs[-1])
-        bank, (left, right) = self._filters(x), self._pads()
+        synth = self._filters(x)[1]
+        half = synth.shape[-1] // 2
         for details in reversed(coeffs[:-1]):
-            y = torch.cat([x, _to_real(details)], dim=1)
-            h, w = 2 * y.shape[-2], 2 * y.shape[-1]
-            x = F.conv_transpose2d(y, bank, stride=2)  # (2B, 1, h + L - 2, w + L - 2)
-            if left + right:  # adjoint of circular padding: fold both overhangs back
-                x = _fold(_fold(x, h, left, right, -2), w, left, right, -1)
+            y = torch.cat([x, _to_real(details)], dim=1)  # (2B, 4, h, w)
+            if half:
+                y = F.pad(y, (half, half, half, half), mode="circular")
+            # polyphase synthesis: one stride-1 conv gives the 2 x 2 output phases, then
+            # interleave them (much faster on CPU than a strided transposed convolution)
+            x = F.pixel_shuffle(F.conv2d(y, synth), 2)
         x = x[..., : self.shape[0], : self.shape[1]]
         return torch.view_as_complex(
             x.reshape(b, 2, *x.shape[-2:]).permute(0, 2, 3, 1).contiguous()
         )
 
 
-def _fold(y: torch.Tensor, n: int, left: int, right: int, dim: int) -> torch.Tensor:
-    """Adjoint of circular padding by (left, right) along `dim`: length n + left + right -> n."""
-    core = y.narrow(dim, left, n).clone()
-    if right:
-        core.narrow(dim, 0, right).add_(y.narrow(dim, left + n, right))
-    if left:
-        core.narrow(dim, n - left, left).add_(y.narrow(dim, 0, left))
-    return core
+def _synthesis_bank(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Polyphase kernels (4 phases, 4 subbands, 2K+1, 2K+1) of the inverse periodized DWT.
+
+    Output sample 2q + r = sum_i g_r[i] c[q + i] with g_r[i] = w[r + P - 2i], P = L/2 - 1 the
+    analysis padding; the 2-D kernels are outer products per (row phase, column phase).
+    """
+    length = lo.numel()
+    p, k = length // 2 - 1, length // 4
+    poly = torch.zeros(2, 2, 2 * k + 1, dtype=lo.dtype)  # (filter lo/hi, phase r, tap i + K)
+    for f, w in enumerate((lo, hi)):
+        for r in range(2):
+            for i in range(-k, k + 1):
+                idx = r + p - 2 * i
+                if 0 <= idx < length:
+                    poly[f, r, i + k] = w[idx]
+    bank = torch.zeros(4, 4, 2 * k + 1, 2 * k + 1, dtype=lo.dtype)
+    for ry in range(2):
+        for rx in range(2):
+            for fy in range(2):
+                for fx in range(2):
+                    bank[2 * ry + rx, 2 * fy + fx] = torch.outer(poly[fy, ry], poly[fx, rx])
+    return bank
 
 
 def _to_complex(x: torch.Tensor, b: int) -> torch.Tensor:

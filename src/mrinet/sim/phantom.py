@@ -1,0 +1,187 @@
+"""Digital brain phantom: a FreeSurfer-labelled 3D head with random smooth per-subject deformation.
+
+Axis convention (the same as HCP/FSL storage): array axes are (X, Y, Z) with
+X running from the subject's right to left (index 0 = right), Y from posterior to anterior and
+Z from inferior to superior. `phantom_affine` gives the matching voxel -> world (RAS+, mm)
+matrix, so world x = -voxel_mm * (i - centre) is positive on the right and the left hemisphere
+(FreeSurfer codes 2, 3, 4, 10) lies at high X indices.
+
+Anatomy is defined in millimetres on a template brain of real size (cerebrum ~130x160x120 mm)
+and scaled uniformly to fit the field of view when the grid is smaller; thin structures (cortex
+ribbon, corpus callosum) keep at least ~1.2 voxels of thickness so they exist on coarse grids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BACKGROUND = 0
+CSF = 24
+CORTEX = (3, 42)  # (left, right)
+WM = (2, 41)
+VENTRICLE = (4, 43)
+THALAMUS = (10, 49)
+CC_SEGMENTS = (251, 252, 253, 254, 255)  # posterior (splenium) .. anterior (genu)
+
+#: Tissue groups used for partial-volume mixing: name -> FreeSurfer codes.
+TISSUES: dict[str, tuple[int, ...]] = {
+    "background": (BACKGROUND,),
+    "csf": (CSF, *VENTRICLE),
+    "cortex": CORTEX,
+    "wm": WM,
+    "thalamus": THALAMUS,
+    "cc": CC_SEGMENTS,
+}
+
+# template half-extents of the cerebrum and the CSF/skull shell around it (mm)
+_BRAIN_SEMI_AXES_MM = np.array([64.0, 80.0, 58.0])
+_CSF_SHELL_MM = 3.0
+_CORTEX_MM = 3.0
+_SULCUS_DEPTH_MM = 9.0
+_FISSURE_HALF_MM = 1.0
+_CC_HALF_LENGTH_MM = 36.0
+_CC_HALF_WIDTH_MM = 12.0
+_DEFORM_MM = 3.0
+
+
+def phantom_affine(shape: tuple[int, int, int], voxel_mm: float) -> np.ndarray:
+    """Voxel -> world (RAS+, mm) 4x4 affine; X axis flipped (right to left) as in HCP data."""
+    centre = (np.asarray(shape[:3], dtype=np.float64) - 1.0) / 2.0
+    affine = np.diag([-voxel_mm, voxel_mm, voxel_mm, 1.0])
+    affine[:3, 3] = -affine[:3, :3] @ centre
+    return affine
+
+
+def _smooth_noise(shape, coarse: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """Zero-mean, unit-scale random field varying on the scale of shape / coarse (cubic zoom)."""
+    from scipy.ndimage import zoom
+
+    grid = rng.standard_normal(coarse)
+    field = zoom(grid, [s / c for s, c in zip(shape, coarse)], order=3, mode="nearest")
+    return field[: shape[0], : shape[1], : shape[2]]
+
+
+def _template_coords(shape, voxel_mm: float, rng: np.random.Generator):
+    """World mm coordinates of every voxel pulled back through a random affine + smooth warp."""
+    affine = phantom_affine(shape, voxel_mm)
+    ii, jj, kk = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
+    world = [
+        affine[a, 0] * ii + affine[a, 1] * jj + affine[a, 2] * kk + affine[a, 3] for a in range(3)
+    ]
+    # fit the template (plus shell and deformation margin) into the field of view
+    fov_half = np.asarray(shape, dtype=np.float64) * voxel_mm / 2.0
+    need = _BRAIN_SEMI_AXES_MM + _CSF_SHELL_MM + 2 * _DEFORM_MM
+    fit = float(min(1.0, np.min(fov_half / need) * 1.02))
+    # random per-subject size (+-6% per axis), small rotation about each axis (+-5 deg), shift
+    scale = fit * rng.uniform(0.94, 1.06, size=3)
+    angles = np.deg2rad(rng.uniform(-5.0, 5.0, size=3))
+    rot = np.eye(3)
+    for axis, ang in enumerate(angles):
+        c, s = np.cos(ang), np.sin(ang)
+        a, b = [ax for ax in range(3) if ax != axis]
+        r = np.eye(3)
+        r[a, a], r[a, b], r[b, a], r[b, b] = c, -s, s, c
+        rot = rot @ r
+    inv = np.linalg.inv(rot * scale[None, :])
+    shift = rng.uniform(-2.0, 2.0, size=3) * fit
+    centred = [w - t for w, t in zip(world, shift)]
+    coarse = tuple(max(3, n // 12) for n in shape)
+    warp_mm = [_smooth_noise(shape, coarse, rng) * _DEFORM_MM for _ in range(3)]
+    p = [sum(inv[a, b] * centred[b] for b in range(3)) + warp_mm[a] for a in range(3)]
+    return p, fit
+
+
+def make_brain_phantom(
+    shape: tuple[int, int, int], voxel_mm: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Label volume (X, Y, Z) int32 with FreeSurfer codes; anatomy deformed randomly per `rng`."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3 or min(shape) < 4:
+        raise ValueError(f"shape must be three sizes >= 4, got {shape}")
+    (x, y, z), fit = _template_coords(shape, voxel_mm, rng)
+    # thin structures keep >= ~1.2 voxels in template millimetres
+    vox_t = voxel_mm / fit
+    cortex_mm = max(_CORTEX_MM, 1.2 * vox_t)
+    shell_mm = max(_CSF_SHELL_MM, 1.2 * vox_t)
+    fissure_mm = max(_FISSURE_HALF_MM, 0.6 * vox_t)
+
+    a = _BRAIN_SEMI_AXES_MM
+    r = np.sqrt((x / a[0]) ** 2 + (y / a[1]) ** 2 + (z / a[2]) ** 2)
+    dist = np.sqrt(x**2 + y**2 + z**2)
+    depth_surface = (1.0 - r) * dist / np.maximum(r, 1e-6)  # mm inside the brain surface
+
+    # corpus callosum: an arc over the ventricles, thicker at genu and splenium
+    cc_centre_z = 24.0 - 0.006 * y**2
+    cc_half_thick = np.maximum(2.5 + 2.0 * (np.abs(y) / _CC_HALF_LENGTH_MM) ** 4, 0.6 * vox_t)
+    in_cc_span = np.abs(y) <= _CC_HALF_LENGTH_MM
+    cc = (
+        in_cc_span
+        & (np.abs(z - cc_centre_z) <= cc_half_thick)
+        & (np.abs(x) <= _CC_HALF_WIDTH_MM * (1.0 - 0.3 * (np.abs(y) / _CC_HALF_LENGTH_MM) ** 2))
+    )
+    # interhemispheric fissure: above the callosum, and in front of / behind it
+    above_cc = z > cc_centre_z + cc_half_thick + 1.0
+    fissure_zone = np.where(in_cc_span, above_cc, z > 0.0)
+    depth_medial = np.where(fissure_zone, np.abs(x) - fissure_mm, np.inf)
+    depth = np.minimum(depth_surface, depth_medial)
+
+    # gyri: three random plane waves; where they peak, the surface folds in as a sulcus
+    fold = np.zeros(shape)
+    for _ in range(3):
+        k = rng.standard_normal(3)
+        k *= 2 * np.pi / (rng.uniform(18.0, 26.0) * np.linalg.norm(k))
+        fold += np.cos(k[0] * x + k[1] * y + k[2] * z + rng.uniform(0, 2 * np.pi))
+    fold /= 3.0
+    sulcus = np.clip((fold - 0.3) / 0.7, 0.0, 1.0) ** 0.5
+    depth_eff = depth - _SULCUS_DEPTH_MM * sulcus
+
+    left = x < 0.0  # template x is world-like: positive = right
+    labels = np.zeros(shape, dtype=np.int32)
+    head = r < 1.0 + shell_mm / a.min()
+    labels[head] = CSF
+    brain = r < 1.0
+    labels[brain & (depth_eff >= cortex_mm)] = WM[1]
+    labels[brain & (depth_eff >= 0.0) & (depth_eff < cortex_mm)] = CORTEX[1]
+
+    # lateral ventricles: curved ellipsoids under the callosum
+    vz = 14.0 - 0.004 * y**2
+    for side in (-1.0, 1.0):
+        vent = ((x - side * 8.0) / 6.0) ** 2 + ((y - 2.0) / 26.0) ** 2 + ((z - vz) / 6.5) ** 2 < 1.0
+        labels[vent] = VENTRICLE[1]
+        thal = ((x - side * 12.0) / 9.5) ** 2 + ((y + 10.0) / 16.0) ** 2 + ((z + 1.5) / 9.0) ** 2
+        labels[(thal < 1.0) & brain] = THALAMUS[1]
+    labels[cc & brain] = CC_SEGMENTS[0]
+
+    # left hemisphere codes; CC segments by position along y (posterior -> anterior)
+    for right_code, left_code in (WM[::-1], CORTEX[::-1], VENTRICLE[::-1], THALAMUS[::-1]):
+        labels[(labels == right_code) & left] = left_code
+    seg = np.clip(((y + _CC_HALF_LENGTH_MM) / (2 * _CC_HALF_LENGTH_MM) * 5).astype(int), 0, 4)
+    is_cc = labels == CC_SEGMENTS[0]
+    labels[is_cc] = np.asarray(CC_SEGMENTS, dtype=np.int32)[seg[is_cc]]
+    return labels
+
+
+def tissue_masks(labels: np.ndarray, tissues: dict[str, tuple[int, ...]] = TISSUES) -> dict:
+    """Hard boolean masks per tissue group (X, Y, Z) from a FreeSurfer label volume."""
+    return {name: np.isin(labels, codes) for name, codes in tissues.items()}
+
+
+def tissue_fractions(
+    labels: np.ndarray,
+    sigma_vox: float = 0.0,
+    tissues: dict[str, tuple[int, ...]] = TISSUES,
+) -> dict[str, np.ndarray]:
+    """Partial-volume fractions per tissue (X, Y, Z) float32, summing to 1 where groups cover all.
+
+    The hard masks are blurred by a Gaussian point-spread of `sigma_vox` voxels (0 = no partial
+    volume); since blurring is linear, fractions of a full partition still sum to one per voxel.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    out = {}
+    for name, mask in tissue_masks(labels, tissues).items():
+        frac = mask.astype(np.float32)
+        if sigma_vox > 0:
+            frac = gaussian_filter(frac, sigma=sigma_vox, mode="nearest", truncate=3.0)
+        out[name] = frac
+    return out

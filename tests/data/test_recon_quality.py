@@ -14,22 +14,27 @@ from mrinet.data.recon_quality import (
     random_flips,
 )
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
+from mrinet.io.fastmri import write_reconstruction
 
 TAGS = ("reference", "pics_R4", "pics_R8")
 
 
-def write_recon_dir(root: Path, volumes: int = 5, slices: int = 3, size=(40, 36)) -> Path:
+def write_recon_dir(
+    root: Path, volumes: int = 5, slices: int = 3, size=(40, 36), image=None
+) -> Path:
     """Images whose every pixel encodes (tag, volume, slice) as 1000*tag + 10*volume + slice + 1."""
-    import h5py
-
     for t, tag in enumerate(TAGS):
-        (root / tag).mkdir(parents=True, exist_ok=True)
         for v in range(volumes):
             codes = 1000 * t + 10 * v + np.arange(slices) + 1
-            image = np.broadcast_to(codes[:, None, None], (slices, *size)).astype(np.float32)
-            with h5py.File(root / tag / f"vol{v:02d}.h5", "w") as f:
-                f.create_dataset("reconstruction", data=image)
-                f.attrs["acceleration"] = [1, 4, 8][t]
+            images = np.broadcast_to(codes[:, None, None], (slices, *size)).astype(np.float32)
+            if image is not None:
+                images = np.broadcast_to(image, (slices, *size))
+            write_reconstruction(
+                root / tag / f"vol{v:02d}.h5",
+                images,
+                mask=np.ones(size[-1]),
+                attrs={"acceleration": [1, 4, 8][t], "method": "pics"},
+            )
     return root
 
 
@@ -135,13 +140,8 @@ def test_served_images_are_normalised_per_image(recon_dir):
 
 
 def test_flips_only_in_training_and_reproducible(tmp_path):
-    import h5py
-
-    root = write_recon_dir(tmp_path / "recon", volumes=5, slices=4, size=(32, 32))
-    ramp = np.arange(32 * 32, dtype=np.float32).reshape(32, 32) + 1
-    for path in root.rglob("*.h5"):  # an asymmetric image shows every flip
-        with h5py.File(path, "r+") as f:
-            f["reconstruction"][...] = np.broadcast_to(ramp, (4, 32, 32))
+    ramp = np.arange(32 * 32, dtype=np.float32).reshape(32, 32) + 1  # shows every flip
+    root = write_recon_dir(tmp_path / "recon", volumes=5, slices=4, size=(32, 32), image=ramp)
     dm = module(root, crop=(32, 32), flips=["horizontal", "vertical"], preload=True)
     x_train, _ = all_batches(dm.train_dataloader())
     variants = {tuple(img[0, 0, :2].tolist()) + tuple(img[0, -1, :1].tolist()) for img in x_train}

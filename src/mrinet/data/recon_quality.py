@@ -294,8 +294,30 @@ class HDF5Images(torch.utils.data.Dataset):
         return x, torch.from_numpy(self.index.labels[indices])
 
 
+def preload_images(
+    index: ImageIndex, crop: Sequence[int], normalization: str, percentile: float
+) -> torch.Tensor:
+    """Every image of `index`, cropped and normalised, in RAM: (N, 1, H, W) float32."""
+    from mrinet.io.fastmri import read_reconstruction
+
+    out = torch.empty(len(index), 1, int(crop[0]), int(crop[1]))
+    for file_number, path in enumerate(index.files):
+        positions = np.flatnonzero(index.file_index == file_number)
+        if not len(positions):
+            continue
+        images = read_reconstruction(path).reconstruction
+        rows, cols = center_crop_box(images.shape, crop, str(path))
+        block = images[index.slice_index[positions], rows, cols]
+        out[torch.from_numpy(positions), 0] = torch.from_numpy(np.ascontiguousarray(block))
+    return normalize_images(out, normalization, percentile)
+
+
 def open_reconstruction(path: str | Path):
-    """The `reconstruction` dataset (slices, H, W) of a reconstruction file, opened read-only."""
+    """The `reconstruction` dataset (slices, H, W) of a file, left open for slice reads.
+
+    mrinet.io.fastmri.read_reconstruction reads and validates whole files (used to preload);
+    lazy loading needs the open dataset instead, to read a few slices per batch.
+    """
     import h5py
 
     try:
@@ -470,12 +492,13 @@ class ReconQualityDataModule(pl.LightningDataModule):
         )
         for name, index in self.indexes.items():
             flips = self.flips if name == "train" else ()
-            lazy = HDF5Images(index, self.crop, self.normalization, self.percentile, flips)
-            if preload and len(index):
-                images = lazy.read(np.arange(len(index)))
+            if preload:
+                images = preload_images(index, self.crop, self.normalization, self.percentile)
                 self.datasets[name] = InMemoryImages(images, torch.from_numpy(index.labels), flips)
             else:
-                self.datasets[name] = lazy
+                self.datasets[name] = HDF5Images(
+                    index, self.crop, self.normalization, self.percentile, flips
+                )
         log.info(
             "recon-quality images per split: %s (%s, %.2f GB, classes %s)",
             {k: len(v) for k, v in self.indexes.items()},

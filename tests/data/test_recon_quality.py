@@ -156,13 +156,20 @@ def test_flips_only_in_training_and_reproducible(tmp_path):
 
 
 def test_random_flips_touch_about_half_of_the_images():
-    x = torch.arange(16.0).view(1, 1, 4, 4).expand(400, 1, 4, 4)
-    out = random_flips(x, ["horizontal"], torch.Generator().manual_seed(1))
-    flipped = (out[:, 0, 0, 0] == 3).float().mean()
-    assert 0.4 < float(flipped) < 0.6
-    assert torch.equal(
-        out[out[:, 0, 0, 0] == 3], x[:1].flip(-1).expand(int(flipped * 400), 1, 4, 4)
-    )
+    image = torch.arange(16.0).view(1, 1, 4, 4)
+    out = random_flips(image.repeat(400, 1, 1, 1), ["horizontal"], torch.Generator().manual_seed(1))
+    flipped = out[:, 0, 0, 0] == 3
+    assert 0.4 < float(flipped.float().mean()) < 0.6
+    assert torch.equal(out[flipped], image.flip(-1).expand(int(flipped.sum()), 1, 4, 4))
+    assert torch.equal(out[~flipped], image.expand(int((~flipped).sum()), 1, 4, 4))
+
+
+def test_percentile_of_large_images_is_estimated_on_a_subgrid():
+    x = torch.rand(2, 1, 320, 320, generator=torch.Generator().manual_seed(2))
+    out = normalize_images(x, "percentile", 99.0)
+    exact = np.percentile(x.flatten(1).numpy(), 99.0, axis=1)
+    estimate = x.flatten(1)[:, 0] / out.flatten(1)[:, 0]
+    assert np.allclose(estimate.numpy(), exact, rtol=2e-3)
 
 
 def test_training_batches_reshuffle_per_epoch(recon_dir):

@@ -29,6 +29,7 @@ SOURCES = ("synthetic", "files")
 NORMALIZATIONS = ("percentile", "meanstd", "none")
 FLIPS = {"horizontal": -1, "vertical": -2}
 RECON_DATASET = "reconstruction"
+PERCENTILE_PIXELS = 1 << 16  # larger images: percentile estimated on a regular subgrid
 
 
 # ---- per-image transforms (batched, torch) --------------------------------------------------
@@ -54,11 +55,14 @@ def normalize_images(x: torch.Tensor, method: str = "percentile", percentile: fl
     scaling, and unlike the maximum one bright pixel cannot set the scale. `meanstd` subtracts
     the mean and divides by the std (depends on how much background the image holds).
     """
-    if method == "none":
+    if method == "none" or x.numel() == 0:
         return x
     flat = x.reshape(x.shape[0], -1)
     if method == "percentile":
-        scale = row_percentile(flat, percentile)
+        sample = x
+        while sample.shape[-1] * sample.shape[-2] > PERCENTILE_PIXELS:
+            sample = sample[..., ::2, ::2]  # an estimate from 1/4 of the pixels is plenty
+        scale = row_percentile(sample.reshape(x.shape[0], -1), percentile)
         scale = torch.where(scale > 0, scale, flat.abs().amax(1)).clamp(min=1e-12)
         return x / scale.view(-1, *([1] * (x.ndim - 1)))
     if method == "meanstd":
@@ -73,27 +77,28 @@ def normalize_images(x: torch.Tensor, method: str = "percentile", percentile: fl
 def row_percentile(flat: torch.Tensor, percentile: float) -> torch.Tensor:
     """Percentile of each row of (B, N), linearly interpolated like numpy.percentile.
 
-    kthvalue, not torch.quantile: quantile refuses inputs over 16M elements (50 images).
+    numpy's partition (introselect) was 5-10x faster here than torch.kthvalue/topk/quantile.
     """
     position = percentile / 100.0 * (flat.shape[1] - 1)
     lower = int(np.floor(position))
-    low = flat.kthvalue(lower + 1, dim=1).values
-    if position == lower:
-        return low
-    high = flat.kthvalue(lower + 2, dim=1).values
-    return low + (position - lower) * (high - low)
+    upper = min(lower + 1, flat.shape[1] - 1)
+    part = np.partition(flat.detach().cpu().numpy(), [lower, upper], axis=1)
+    low, high = part[:, lower].astype(np.float64), part[:, upper].astype(np.float64)
+    value = low + (position - lower) * (high - low)
+    return torch.from_numpy(value).to(device=flat.device, dtype=flat.dtype)
 
 
 def random_flips(x: torch.Tensor, flips: Sequence[str], generator: torch.Generator) -> torch.Tensor:
-    """Flip each image of (B, C, H, W) left-right / up-down with probability 1/2 each.
+    """Flip each image of (B, C, H, W) left-right / up-down with probability 1/2 each, in place.
 
     Flips keep the phase-encode direction of 1-D undersampling artifacts (a transpose would not).
+    Only the chosen images are copied (a batch-wide flip + select cost 2.5x more memory traffic).
     """
-    for name in flips:
-        dim = FLIPS[name]
-        chosen = torch.rand(x.shape[0], generator=generator) < 0.5
-        if chosen.any():
-            x = torch.where(chosen.view(-1, 1, 1, 1), x.flip(dim), x)
+    chosen = [(FLIPS[name], torch.rand(x.shape[0], generator=generator) < 0.5) for name in flips]
+    for i in range(x.shape[0]):
+        dims = [dim for dim, mask in chosen if mask[i]]
+        if dims:
+            x[i] = x[i].flip(dims)
     return x
 
 
@@ -170,7 +175,10 @@ def build_index(
                 slice_index.append(np.arange(n))
                 labels.append(np.full(n, label))
                 vols.append(np.full(n, volume, dtype=object))
-    cat = np.concatenate
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
     return ImageIndex(
         files,
         cat(file_index).astype(np.int64),

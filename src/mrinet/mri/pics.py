@@ -74,7 +74,7 @@ def pics_reconstruct(
     prior: str = "wavelet",
     wavelet: str = "db4",
     levels: int | None = None,
-    scale: bool = True,
+    scale: bool | torch.Tensor = True,
     chunk_size: int | None = None,
 ) -> torch.Tensor:
     """PI-CS: argmin_x 1/2 ||M F S x - y||^2 + lam ||Psi x||_1 by FISTA, per slice (B, H, W).
@@ -82,7 +82,8 @@ def pics_reconstruct(
     kspace (B, C, H, W) complex (centred, fastMRI convention), mask broadcastable to it,
     coil_maps (B, C, H, W). `prior` is "wavelet" (orthogonal `wavelet`, all subbands) or "tv".
     `lam` applies to data scaled by `data_scale` (default `DEFAULT_LAM`); `scale=False` solves
-    on the data as given. `chunk_size` slices per solve (small on CPU, None = all on GPU).
+    on the data as given; a tensor (B,) gives the scales explicitly (e.g. those of the fully
+    sampled data, so a reference and its undersampled versions share one scaling). `chunk_size` slices per solve (small on CPU, None = all on GPU).
     """
     if kspace.dim() != 4 or coil_maps.shape != kspace.shape:
         raise ValueError(
@@ -114,7 +115,10 @@ def pics_reconstruct(
         op = SenseOperator(coil_maps[sl], m)
         y = op.from_centered(kspace[sl])
         aty = op.adjoint(y)
-        s = data_scale(aty) if scale else torch.ones(aty.shape[0], device=aty.device)
+        if isinstance(scale, torch.Tensor):
+            s = scale.reshape(-1)[sl].to(aty.device)
+        else:
+            s = data_scale(aty) if scale else torch.ones(aty.shape[0], device=aty.device)
         s = s.reshape(-1, 1, 1).to(aty.real.dtype)
         aty = aty * s
         step = (1.0 / op.lipschitz().clamp_min(1e-12)).reshape(-1, 1, 1)

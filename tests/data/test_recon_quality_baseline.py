@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -60,3 +62,32 @@ def test_baseline_finds_a_background_shortcut_and_not_a_missing_one():
     assert shortcut["test/acc"] == 1.0
     honest = feature_baseline({"train": split(0.0), "test": split(0.0)}, num_classes=2)
     assert 0.3 < honest["test/acc"] < 0.7 and 0.3 < honest["test/bal_acc"] < 0.7
+
+
+@pytest.mark.slow
+def test_baseline_is_near_chance_on_the_default_simulated_data(data_dir):
+    """The default dataset is honest: image statistics alone do not tell reference from R=4."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from mrinet.config_dir import config_dir
+    from mrinet.entry import register_resolvers
+
+    register_resolvers()
+    shared = os.environ.get("MRINET_DATA_DIR", str(data_dir))  # reuse a generated dataset
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                "experiment=recon_quality_cnn",
+                f"paths.root_dir={data_dir}",
+                "paths.output_dir=.",
+                f"paths.data_dir={shared}",
+            ],
+        )
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.setup("fit")
+    splits = {name: datamodule.split_images(name) for name in ("train", "val", "test")}
+    result = feature_baseline(splits, num_classes=len(datamodule.classes))
+    held_out = [result["val/bal_acc"], result["test/bal_acc"]]
+    assert max(held_out) < 0.7, result

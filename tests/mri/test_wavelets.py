@@ -1,0 +1,62 @@
+"""Periodized DWT: unitary, invertible, equal to PyWavelets' periodization mode."""
+
+import numpy as np
+import pytest
+import torch
+
+from mrinet.mri.wavelets import Wavelet2d, soft_threshold, wavelet_filters
+
+pywt = pytest.importorskip("pywt")
+
+
+def _image(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
+
+
+@pytest.mark.parametrize("name", ["haar", "db2", "db4"])
+def test_filters_match_pywavelets(name):
+    lo, hi = wavelet_filters(name)
+    w = pywt.Wavelet(name)
+    assert np.allclose(lo.numpy(), w.rec_lo, atol=1e-12)
+    assert np.allclose(hi.numpy(), w.rec_hi, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"), [("db4", (64, 48)), ("haar", (32, 32)), ("db2", (30, 44))]
+)
+def test_transform_is_unitary_and_invertible(name, shape):
+    wav = Wavelet2d(shape, name)
+    x = _image((2, *shape)).to(torch.complex128)
+    coeffs = wav.forward(x)
+    energy = sum(c.abs().pow(2).sum() for c in coeffs)
+    if wav.padded == shape:
+        assert torch.allclose(energy, x.abs().pow(2).sum(), rtol=1e-10)
+    assert torch.allclose(wav.inverse(coeffs), x, atol=1e-10)
+
+
+def test_inverse_is_adjoint():
+    wav = Wavelet2d((64, 64), "db4")
+    x = _image((1, 64, 64), 1).to(torch.complex128)
+    c = [_image(t.shape, 2 + i).to(torch.complex128) for i, t in enumerate(wav.forward(x))]
+    lhs = sum(torch.vdot(a.flatten(), b.flatten()) for a, b in zip(wav.forward(x), c))
+    rhs = torch.vdot(x.flatten(), wav.inverse(c).flatten())
+    assert torch.allclose(lhs, rhs, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["haar", "db2", "db4"])
+def test_coefficients_equal_pywavelets_periodization(name):
+    x = _image((1, 64, 64), 3).to(torch.complex128)
+    ours = Wavelet2d((64, 64), name, levels=3).forward(x)
+    theirs = pywt.wavedec2(x[0].numpy(), name, mode="periodization", level=3)
+    assert np.allclose(ours[-1][0, 0].numpy(), theirs[0], atol=1e-10)
+    # ours are ordered (lo-hi, hi-lo, hi-hi) along (rows, columns), PyWavelets' (cH, cV, cD)
+    for lev in range(3):
+        for band, their_band in enumerate((1, 0, 2)):
+            assert np.allclose(ours[lev][0, band].numpy(), theirs[3 - lev][their_band], atol=1e-10)
+
+
+def test_soft_threshold_shrinks_magnitude_keeps_phase():
+    z = torch.tensor([3 + 4j, 0.1 + 0j, 0j])
+    out = soft_threshold(z, 1.0)
+    assert torch.allclose(out, torch.tensor([2.4 + 3.2j, 0j, 0j]))

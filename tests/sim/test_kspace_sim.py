@@ -1,0 +1,97 @@
+"""Simulated k-space: physics of the simulator, files, resumability, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mrinet.io.fastmri import read_kspace_volume
+from mrinet.mri import ifft2c
+from mrinet.sim.kspace import coil_sensitivities, nifti_slices, phantom_slices, simulate_kspace
+from mrinet.sim.kspace_dataset import main, simulate_kspace_dataset
+
+
+def test_phantom_slices_show_t2_contrast_and_fill_the_field_of_view():
+    images = phantom_slices(64, 3, np.random.default_rng(0), contrast="T2w", voxel_mm=5.0)
+    assert images.shape == (3, 64, 64) and images.dtype == np.float32
+    inside = images > 0.1
+    assert 0.2 < inside.mean() < 0.8  # a head, not a dot or a full square
+    assert images[:, :4].max() < 0.05  # air at the edge
+
+
+def test_coil_maps_are_smooth_complex_with_unit_peak_rss():
+    maps = coil_sensitivities(8, (32, 32), np.random.default_rng(0))
+    assert maps.shape == (8, 32, 32) and np.iscomplexobj(maps)
+    assert np.isclose(np.sqrt((np.abs(maps) ** 2).sum(0)).max(), 1.0, atol=1e-5)
+    assert np.abs(np.diff(np.abs(maps), axis=-1)).max() < 0.2
+
+
+def test_simulated_kspace_noise_level_matches_snr():
+    rng = np.random.default_rng(0)
+    images = np.zeros((1, 64, 64), np.float32)
+    images[0, 16:48, 16:48] = 1.0
+    kspace = simulate_kspace(images, 4, rng, snr=20.0)
+    coil_images = ifft2c(torch.from_numpy(kspace)).numpy()
+    background = coil_images[0, :, :6, :6]
+    sigma = np.sqrt((np.abs(background) ** 2).mean() / 2)
+    assert np.isclose(sigma, 1 / 20 / np.sqrt(2), rtol=0.2)
+
+
+def test_readout_oversampling_doubles_readout_and_centres_object():
+    images = np.ones((1, 32, 16), np.float32)
+    kspace = simulate_kspace(images, 2, np.random.default_rng(0), snr=1e6, readout_oversampling=2)
+    assert kspace.shape == (1, 2, 64, 16)
+    energy = (np.abs(ifft2c(torch.from_numpy(kspace)).numpy()) ** 2).sum((0, 1, 3))
+    assert energy[:12].sum() < 1e-3 * energy[16:48].sum()
+
+
+def test_dataset_files_resumable_and_reproducible(tmp_path):
+    kw = dict(volumes=2, slices=2, coils=4, seed=3, size=32, voxel_mm=7.0, progress=False)
+    paths = simulate_kspace_dataset(tmp_path / "a", **kw)
+    assert [p.name for p in paths] == ["file_brain_AXT2_sim_0000.h5", "file_brain_AXT2_sim_0001.h5"]
+    vol = read_kspace_volume(paths[1])
+    assert vol.kspace.shape == (2, 4, 32, 32)
+    assert json.loads(vol.attrs["mrinet_simulation"])["seed"] == 3
+    mtime = paths[0].stat().st_mtime_ns
+    simulate_kspace_dataset(tmp_path / "a", **{**kw, "volumes": 3})
+    assert paths[0].stat().st_mtime_ns == mtime  # finished files are skipped
+    # volume i is the same whether made in one run or resumed
+    again = simulate_kspace_dataset(tmp_path / "b", **{**kw, "volumes": 3})
+    assert np.array_equal(
+        read_kspace_volume(again[2]).kspace,
+        read_kspace_volume(tmp_path / "a" / again[2].name).kspace,
+    )
+
+
+def test_nifti_anatomy_source(tmp_path):
+    nifti = pytest.importorskip("mrinet.io.nifti")
+    vol = np.zeros((20, 20, 10), np.float32)
+    vol[5:15, 5:15] = 100.0
+    path = tmp_path / "t1.nii.gz"
+    nifti.save_nifti(path, vol, np.eye(4))
+    images = nifti_slices(vol, 32, 3)
+    assert images.shape == (3, 32, 32) and 0.9 < images.max() < 1.1
+    out = simulate_kspace_dataset(
+        tmp_path / "d", volumes=1, slices=2, coils=2, size=32, anatomy=path, progress=False
+    )
+    assert json.loads(read_kspace_volume(out[0]).attrs["mrinet_simulation"])["anatomy"] == str(path)
+
+
+def test_cli_writes_files(tmp_path):
+    paths = main(
+        [
+            "--out",
+            str(tmp_path),
+            "--volumes",
+            "1",
+            "--slices",
+            "1",
+            "--coils",
+            "2",
+            "--size",
+            "32",
+            "--no-progress",
+        ]
+    )
+    assert len(paths) == 1 and paths[0].exists()

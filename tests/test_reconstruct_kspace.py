@@ -1,0 +1,107 @@
+"""reconstruct_dataset: reference by the same pipeline at R=1, files, metrics, geometry, errors."""
+
+import numpy as np
+import pytest
+
+from mrinet.errors import ConfigError, DataNotFoundError
+from mrinet.io.fastmri import read_reconstruction, write_kspace_volume
+from mrinet.reconstruct import main, reconstruct_dataset, remove_readout_oversampling
+from mrinet.sim.kspace import simulate_kspace
+
+
+def _images(n=64, slices=2):
+    yy, xx = np.mgrid[:n, :n] - n / 2
+    img = ((yy / (0.4 * n)) ** 2 + (xx / (0.3 * n)) ** 2 < 1).astype(np.float32)
+    img += 0.5 * ((yy / (0.1 * n)) ** 2 + ((xx - 0.1 * n) / (0.08 * n)) ** 2 < 1)
+    return np.repeat(img[None], slices, 0)
+
+
+@pytest.fixture(scope="module")
+def kspace_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kspace")
+    for i in range(2):
+        k = simulate_kspace(_images(), 4, np.random.default_rng(i), snr=40)
+        write_kspace_volume(d / f"vol{i}.h5", k, f"p{i}")
+    return d
+
+
+def test_reference_and_pics_files_with_metrics(kspace_dir, tmp_path):
+    out = reconstruct_dataset(
+        kspace_dir, tmp_path, acceleration=4, center_fraction=0.25, iterations=15, progress=False
+    )
+    assert set(out) == {"reference", "pics_R4"} and len(out["pics_R4"]) == 2
+    ref = read_reconstruction(out["reference"][0])
+    rec = read_reconstruction(out["pics_R4"][0])
+    assert rec.reconstruction.shape == (2, 64, 64)  # smaller than 320: cropped, never padded
+    assert rec.attrs["acceleration"] == 4.0 and rec.attrs["method"] == "pics"
+    assert rec.attrs["iterations"] == 15 and rec.attrs["center_fraction"] == 0.25
+    assert 3.0 < rec.attrs["realised_acceleration"] < 5.5
+    assert ref.attrs["acceleration"] == 1.0
+    assert (rec.metrics["psnr"] > 20).all() and (rec.metrics["ssim"] > 0.5).all()
+    # same pipeline: the background level of reference and R=4 agree (no RSS-vs-PICS shortcut)
+    bg = np.zeros(ref.reconstruction.shape[1:], bool)
+    bg[:4] = True
+    ratio = ref.reconstruction[:, bg].mean() / max(rec.reconstruction[:, bg].mean(), 1e-12)
+    assert 0.5 < ratio < 2.0
+
+
+def test_resumable_skips_finished_volumes(kspace_dir, tmp_path):
+    kw = dict(acceleration=4, center_fraction=0.25, method="zero_filled", progress=False)
+    out = reconstruct_dataset(kspace_dir, tmp_path, **kw)
+    mtimes = [p.stat().st_mtime_ns for p in out["zero_filled_R4"]]
+    reconstruct_dataset(kspace_dir, tmp_path, **kw)
+    assert [p.stat().st_mtime_ns for p in out["zero_filled_R4"]] == mtimes
+
+
+def test_sense_method_and_cli(kspace_dir, tmp_path):
+    out = main(
+        [
+            "--kspace",
+            str(kspace_dir),
+            "--out",
+            str(tmp_path),
+            "--method",
+            "sense",
+            "--center-fraction",
+            "0.25",
+            "--no-progress",
+            "--no-reference",
+        ]
+    )
+    assert set(out) == {"sense_R4"}
+    assert read_reconstruction(out["sense_R4"][1]).attrs["method"] == "sense"
+
+
+def test_fastmri_geometry_is_cropped_to_320(tmp_path):
+    rng = np.random.default_rng(0)
+    images = np.zeros((1, 320, 368), np.float32)
+    images[0, 60:260, 80:290] = 1.0
+    kspace = simulate_kspace(images, 4, rng, snr=50, readout_oversampling=2)  # (1, 4, 640, 368)
+    write_kspace_volume(tmp_path / "k" / "real_like.h5", kspace, "x")
+    out = reconstruct_dataset(tmp_path / "k", tmp_path / "r", method="zero_filled", progress=False)
+    rec = read_reconstruction(out["zero_filled_R4"][0])
+    assert rec.reconstruction.shape == (1, 320, 320)
+    assert rec.mask.shape[-1] == 368
+
+
+def test_remove_readout_oversampling_keeps_central_image():
+    import torch
+
+    from mrinet.mri import fft2c, ifft2c
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.zeros(1, 1, 16, 8, dtype=torch.complex64)
+    img[..., 4:12, :] = torch.randn(8, 8, generator=g).to(torch.complex64)
+    k = remove_readout_oversampling(fft2c(img), 8)
+    assert torch.allclose(ifft2c(k), img[..., 4:12, :], atol=1e-5)
+
+
+def test_errors_name_the_problem(kspace_dir, tmp_path):
+    with pytest.raises(DataNotFoundError, match="no k-space files"):
+        reconstruct_dataset(tmp_path / "empty", tmp_path / "o", progress=False)
+    with pytest.raises(ConfigError, match="unknown method"):
+        reconstruct_dataset(kspace_dir, tmp_path / "o", method="magic", progress=False)
+    with pytest.raises(ConfigError, match="wider than the fully sampled"):
+        reconstruct_dataset(
+            kspace_dir, tmp_path / "o", center_fraction=0.25, calib_width=30, progress=False
+        )

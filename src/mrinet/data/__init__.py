@@ -1,0 +1,1 @@
+"""LightningDataModules: file/simulator data -> batches. No model logic here."""

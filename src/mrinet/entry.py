@@ -82,6 +82,8 @@ def apply_extras(cfg: DictConfig) -> None:
             ".*is an invalid version and will not be supported.*",
             ".*Checkpoint directory .* exists and is not empty.*",
             ".*treespec.*",
+            # the Classifier logs metrics already summed over ranks (confusion matrices)
+            ".*when logging on epoch level in distributed setting.*",
         ):
             warnings.filterwarnings("ignore", message=pattern)
     if extras.get("num_threads"):

@@ -21,7 +21,8 @@ class TensorBatches:
     """Iterable of (x, y) batches over tensors of equal length.
 
     Shuffled batches use a permutation seeded by (seed, epoch), so a resumed run sees the same
-    order as an uninterrupted one. Under DDP each rank takes an equal, disjoint share.
+    order as an uninterrupted one. Under DDP each rank takes a disjoint share: equal for
+    training, every sample exactly once for evaluation.
     """
 
     def __init__(

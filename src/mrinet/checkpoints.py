@@ -73,6 +73,14 @@ def run_dir_for(runs_dir: str, timestamp: str, train: object, ckpt_path: object)
     return str(Path(runs_dir) / timestamp)
 
 
+def hydra_subdir_for(output_dir: str, timestamp: str) -> str:
+    """Hydra resolver `mrinet_hydra_subdir`: `.hydra`, or `.hydra/resumed-<timestamp>` when the
+    run dir already holds a run (resume), so the original config and overrides are kept."""
+    if (Path(output_dir) / ".hydra" / "config.yaml").is_file():
+        return f".hydra/resumed-{timestamp}"
+    return ".hydra"
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint with torch.load(weights_only=True): tensors and plain types only."""
     import torch

@@ -27,6 +27,10 @@ def register_resolvers() -> None:
         from mrinet.checkpoints import run_dir_for
 
         OmegaConf.register_new_resolver("mrinet_run_dir", run_dir_for)
+    if not OmegaConf.has_resolver("mrinet_hydra_subdir"):  # configs/hydra/default.yaml
+        from mrinet.checkpoints import hydra_subdir_for
+
+        OmegaConf.register_new_resolver("mrinet_hydra_subdir", hydra_subdir_for)
     if not OmegaConf.has_resolver("optuna_direction"):  # configs/hparams_search/*
         from mrinet.sweep import optuna_direction
 

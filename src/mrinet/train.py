@@ -91,9 +91,16 @@ def one_run_dir_for_all_ranks(trainer, output_dir: Path, ckpt_path: str | None) 
         yield
         return
     hydra_cfg = HydraConfig.get()
-    keep = [o for o in hydra_cfg.overrides.task if not o.split("=")[0].lstrip("+~") == "ckpt_path"]
+    # the job's overrides minus what would make a rank start a sweep or pick another checkpoint
+    drop = ("ckpt_path", "hparams_search")
+    keep = [o for o in hydra_cfg.overrides.task if o.split("=")[0].lstrip("+~") not in drop]
     argv, run_dir = sys.argv, hydra_cfg.run.dir
-    sys.argv = [argv[0], *keep, *([f"ckpt_path={ckpt_path}"] if ckpt_path else [])]
+    sys.argv = [
+        argv[0],
+        *keep,
+        *([f"ckpt_path={ckpt_path}"] if ckpt_path else []),
+        "hydra.mode=RUN",
+    ]
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = str(output_dir)
     try:

@@ -16,6 +16,7 @@ TINY = [
     "extras.print_config=false",
     "callbacks.progress_bar.kind=none",
     "trainer.enable_model_summary=false",
+    "extras.num_threads=1",  # no OpenMP oversubscription on a small shared CPU
 ]
 
 
@@ -68,7 +69,6 @@ def test_grid_multirun_one_dir_per_job_and_summary_despite_a_failing_job(tmp_pat
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
 
 
-@pytest.mark.slow
 def test_optuna_sweep_records_failed_trials_and_goes_on(tmp_path, data_dir, cli):
     proc = cli(
         "mrinet.train",

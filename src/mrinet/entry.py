@@ -21,6 +21,38 @@ def register_resolvers() -> None:
     """OmegaConf resolvers used by the configs (must exist before Hydra composes)."""
     if not OmegaConf.has_resolver("len"):
         OmegaConf.register_new_resolver("len", lambda x: len(x))
+    if not OmegaConf.has_resolver("mrinet_cwd"):  # configs/paths/default.yaml: root_dir
+        OmegaConf.register_new_resolver("mrinet_cwd", launch_cwd)
+    if not OmegaConf.has_resolver("mrinet_run_dir"):  # configs/hydra/default.yaml: run.dir
+        from mrinet.checkpoints import run_dir_for
+
+        OmegaConf.register_new_resolver("mrinet_run_dir", run_dir_for)
+    if not OmegaConf.has_resolver("mrinet_hydra_subdir"):  # configs/hydra/default.yaml
+        from mrinet.checkpoints import hydra_subdir_for
+
+        OmegaConf.register_new_resolver("mrinet_hydra_subdir", hydra_subdir_for)
+    if not OmegaConf.has_resolver("optuna_direction"):  # configs/hparams_search/*
+        from mrinet.sweep import optuna_direction
+
+        OmegaConf.register_new_resolver("optuna_direction", optuna_direction)
+
+
+def launch_cwd(*, _root_: DictConfig) -> str:
+    """Where mrinet was started: Hydra's runtime.cwd, also before a sweep sets HydraConfig.
+
+    `${hydra:runtime.cwd}` fails while Hydra's sweepers resolve hydra.sweep.dir (HydraConfig
+    is not set yet); the composed config holds the same value under hydra.runtime.cwd.
+    """
+    import os
+
+    cwd = OmegaConf.select(_root_, "hydra.runtime.cwd", default=None)
+    if cwd:
+        return str(cwd)
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.cwd)
+    return os.getcwd()
 
 
 def mrinet_cause(err: BaseException) -> MrinetError | None:
@@ -68,6 +100,8 @@ def apply_extras(cfg: DictConfig) -> None:
             ".*is an invalid version and will not be supported.*",
             ".*Checkpoint directory .* exists and is not empty.*",
             ".*treespec.*",
+            # the Classifier logs metrics already summed over ranks (confusion matrices)
+            ".*when logging on epoch level in distributed setting.*",
         ):
             warnings.filterwarnings("ignore", message=pattern)
     if extras.get("num_threads"):

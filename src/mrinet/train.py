@@ -6,7 +6,12 @@ metrics. Torch and Lightning are imported inside `train` so `--help`/`--cfg` sta
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import hydra
@@ -59,6 +64,59 @@ def run_info(cfg: DictConfig) -> dict:
     }
 
 
+DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@contextlib.contextmanager
+def one_run_dir_for_all_ranks(trainer, output_dir: Path, ckpt_path: str | None) -> Iterator[None]:
+    """Rank 0 alone decides the run dir when Lightning re-runs this script for ranks > 0.
+
+    Lightning's subprocess launcher (strategy=ddp, no SLURM/torchrun) starts ranks > 0 as
+    `python -m mrinet.train <sys.argv[1:]> hydra.run.dir=<HydraConfig run.dir>`. That breaks in
+    a multirun (argv holds `-m` and the sweep lists, run.dir is not the job's dir) and can pick a
+    new timestamp. So for the launch, argv becomes this job's own overrides (with the resolved
+    checkpoint) and run.dir this run's output dir; afterwards the DDP environment is cleared so
+    the next job of a sweep launches its own ranks again.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    spawns_scripts = (
+        type(launcher).__name__ == "_SubprocessScriptLauncher"
+        and not launcher.cluster_environment.creates_processes_externally
+        and HydraConfig.initialized()
+    )
+    if not spawns_scripts:
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    # the job's overrides minus what would make a rank start a sweep or pick another checkpoint
+    drop = ("ckpt_path", "hparams_search")
+    keep = [o for o in hydra_cfg.overrides.task if o.split("=")[0].lstrip("+~") not in drop]
+    argv, run_dir = sys.argv, hydra_cfg.run.dir
+    sys.argv = [
+        argv[0],
+        *keep,
+        *([f"ckpt_path={ckpt_path}"] if ckpt_path else []),
+        "hydra.mode=RUN",
+    ]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = str(output_dir)
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        with read_write(hydra_cfg), open_dict(hydra_cfg):
+            hydra_cfg.run.dir = run_dir
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key in DDP_ENV:
+            os.environ.pop(key, None)
+
+
 def train(cfg: DictConfig) -> tuple[dict, dict]:
     """Fit and test as configured; returns (metrics, objects) and writes metrics.json."""
     apply_extras(cfg)
@@ -81,18 +139,21 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     )
 
     ckpt_path = resolve_ckpt_path(cfg)
-    if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = scalar_metrics(trainer.callback_metrics, "")
-
+    if ckpt_path and cfg.get("train", True):
+        log.info("resuming from %s in %s", ckpt_path, output_dir)
     best = None
-    if cfg.get("test", True):
-        checkpoint_cb = trainer.checkpoint_callback
-        best = checkpoint_cb.best_model_path if checkpoint_cb is not None else ""
-        if not best:
-            log.warning("no best checkpoint: testing the current weights")
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update(scalar_metrics(trainer.callback_metrics, "test/"))
+    with one_run_dir_for_all_ranks(trainer, output_dir, ckpt_path):
+        if cfg.get("train", True):
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = scalar_metrics(trainer.callback_metrics, "")
+
+        if cfg.get("test", True):
+            checkpoint_cb = trainer.checkpoint_callback
+            best = checkpoint_cb.best_model_path if checkpoint_cb is not None else ""
+            if not best:
+                log.warning("no best checkpoint: testing the current weights")
+            trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
+            metrics.update(scalar_metrics(trainer.callback_metrics, "test/"))
 
     if trainer.is_global_zero:
         test_metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
@@ -131,7 +192,17 @@ def main(cfg: DictConfig) -> float | None:
             "optimized_metric",
             "set optimized_metric to one of the logged metrics, e.g. val/bal_acc",
         )
-    return metrics[name]
+    value = metrics[name]
+    if not math.isfinite(value):
+        from mrinet.errors import MrinetError
+
+        # Optuna aborts the whole study on a NaN objective; a raised error fails this trial only
+        raise MrinetError(
+            f"optimized_metric {name} is {value} (the training diverged)",
+            "optimized_metric",
+            "lower model.optimizer.lr or check the data for NaN/inf",
+        )
+    return value
 
 
 if __name__ == "__main__":

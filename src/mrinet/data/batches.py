@@ -21,7 +21,8 @@ class TensorBatches:
     """Iterable of (x, y) batches over tensors of equal length.
 
     Shuffled batches use a permutation seeded by (seed, epoch), so a resumed run sees the same
-    order as an uninterrupted one. Under DDP each rank takes an equal, disjoint share.
+    order as an uninterrupted one. Under DDP each rank takes a disjoint share: equal for
+    training, every sample exactly once for evaluation.
     """
 
     def __init__(
@@ -50,15 +51,19 @@ class TensorBatches:
         else:
             order = torch.arange(n)
         if world > 1:
-            per_rank = n // world if self.shuffle else -(-n // world)
-            order = order[rank::world][:per_rank]
+            # training: equal shares (every rank must run the same number of steps, the
+            # remainder of n // world is left out this epoch); evaluation: every sample exactly
+            # once (shares differ by at most one), so the synced confusion matrices are exact
+            order = order[rank::world]
+            if self.shuffle:
+                order = order[: n // world]
         return order
 
     def _length(self) -> int:
         n = len(self.tensors[0])
-        _, world = _rank_and_world()
+        rank, world = _rank_and_world()
         if world > 1:
-            n = n // world if self.shuffle else -(-n // world)
+            n = n // world if self.shuffle else len(range(rank, n, world))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __len__(self) -> int:

@@ -1,0 +1,186 @@
+"""Sweeps through the real entry point: grid (basic sweeper), Optuna, submitit launchers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "experiment=dti_mlp",
+    "data.synthetic.subjects=4",
+    "data.split=[0.5,0.25,0.25]",
+    "trainer.max_epochs=2",
+    "extras.print_config=false",
+    "callbacks.progress_bar.kind=none",
+    "trainer.enable_model_summary=false",
+    "extras.num_threads=1",  # no OpenMP oversubscription on a small shared CPU
+]
+
+
+def tiny(data_dir: Path, work: Path) -> list[str]:
+    return [*TINY, f"paths.data_dir={data_dir}", f"paths.log_dir={work / 'logs'}"]
+
+
+def only_sweep_dir(work: Path, task: str = "dti_mlp") -> Path:
+    sweeps = list((work / "logs" / task / "multiruns").iterdir())
+    assert len(sweeps) == 1, sweeps
+    return sweeps[0]
+
+
+def read_summary(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_grid_multirun_one_dir_per_job_and_summary_despite_a_failing_job(tmp_path, data_dir, cli):
+    proc = cli(
+        "mrinet.train",
+        "-m",
+        *tiny(data_dir, tmp_path),
+        "trainer.max_epochs=1",
+        "data.batch_size=512,0,1024",  # 0: a ConfigError in job 1
+        cwd=tmp_path,
+    )
+    out = proc.stdout + proc.stderr
+    # Hydra's basic sweeper runs every job of the batch, then reports the failure (exit 1)
+    assert proc.returncode == 1, out[-3000:]
+    sweep = only_sweep_dir(tmp_path)
+    rows = read_summary(sweep)
+    assert [r["job"] for r in rows] == ["0", "1", "2"]
+    for row in rows:
+        job_dir = Path(row["run_dir"])
+        assert job_dir.parent == sweep and (job_dir / ".hydra" / "overrides.yaml").is_file()
+        if "data.batch_size=0" in row["params"]:
+            assert row["status"] == "failed", row
+            assert row["error"].startswith("ConfigError: data.batch_size must be a positive")
+            assert not (job_dir / "metrics.json").exists()
+        else:
+            assert row["status"] == "ok" and row["error"] == "", row
+            metrics = json.loads((job_dir / "metrics.json").read_text())
+            assert float(row["val/bal_acc"]) == pytest.approx(metrics["optimized_value"], 1e-5)
+            assert float(row["test/bal_acc"]) == pytest.approx(
+                metrics["test"]["test/bal_acc"], 1e-5
+            )
+            assert (job_dir / "checkpoints" / "best.ckpt").is_file()
+    assert [r["params"] for r in rows] == [f"data.batch_size={b}" for b in (512, 0, 1024)]
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+
+
+def test_optuna_sweep_records_failed_trials_and_goes_on(tmp_path, data_dir, cli):
+    proc = cli(
+        "mrinet.train",
+        "-m",
+        *tiny(data_dir, tmp_path),
+        "hparams_search=dti_mlp_optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=3",
+        # per batch of n_jobs: with this seed 2 of the 3 sampled trials draw batch_size 0
+        "hydra.sweeper.max_failure_rate=0.7",
+        # fix the shipped search space except one dimension that can fail
+        "model.optimizer.lr=3e-3",
+        "model.optimizer.weight_decay=0",
+        "model.net.hidden_dims=[16]",
+        "model.net.dropout=0",
+        "data.batch_size=choice(0,256,512)",
+        cwd=tmp_path,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "A new study created in memory with name: dti_mlp" in out
+    assert "Best parameters:" in out or "Best value" in out, out[-2000:]
+    rows = read_summary(only_sweep_dir(tmp_path))
+    assert len(rows) == 3
+    failed = [r for r in rows if r["status"] == "failed"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert failed and ok and len(failed) + len(ok) == 3
+    assert all(r["params"] == "data.batch_size=0" for r in failed)
+    assert all("ConfigError" in r["error"] for r in failed)
+    assert all(0.5 < float(r["val/bal_acc"]) <= 1.0 for r in ok)
+    # the best-runs table is printed at the end
+    assert "best runs by val/bal_acc (max)" in proc.stdout
+
+
+def compose_train(*overrides: str):
+    """The composed train config with its hydra node (as the entry point would see it)."""
+    from hydra import compose, initialize_config_dir
+
+    from mrinet.config_dir import config_dir
+    from mrinet.entry import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(Path(config_dir()).resolve()), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("mode, direction", [("max", "maximize"), ("min", "minimize")])
+def test_optuna_config_direction_follows_optimized_mode(mode, direction):
+    cfg = compose_train(
+        "experiment=dti_mlp", "hparams_search=dti_mlp_optuna", f"optimized_mode={mode}"
+    )
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.direction == direction
+    assert sweeper.storage is None and sweeper.n_jobs == 4 and sweeper.max_failure_rate == 0.5
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+    assert sweeper.sampler.seed == cfg.seed == 12345
+    assert "model.net.hidden_dims" in sweeper.params and "model.optimizer.lr" in sweeper.params
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_job(tmp_path, data_dir, cli):
+    proc = cli(
+        "mrinet.train",
+        "-m",
+        *tiny(data_dir, tmp_path),
+        "hydra/launcher=local",
+        "trainer.max_epochs=1",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    sweep = only_sweep_dir(tmp_path)
+    assert (sweep / "0" / "metrics.json").is_file()
+    assert list((sweep / ".submitit").glob("*/*_log.out")), "submitit wrote no job logs"
+    (row,) = read_summary(sweep)
+    assert row["status"] == "ok" and float(row["test/acc"]) > 0.5
+
+
+def test_slurm_launcher_writes_a_ddp_sbatch_script_with_requeue(tmp_path):
+    """The slurm launcher's settings, through submitit's own sbatch writer (no cluster here)."""
+    pytest.importorskip("submitit")
+    from omegaconf import OmegaConf
+
+    cfg = compose_train(
+        "experiment=dti_mlp",
+        "trainer=slurm",
+        "trainer.devices=4",
+        "trainer.num_nodes=2",
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+    )
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["tasks_per_node"] == launcher["gpus_per_node"] == 4
+    assert launcher["nodes"] == 2
+    plugin = cfg.trainer.plugins[0]
+    assert plugin._target_.endswith("SLURMEnvironment") and plugin.auto_requeue
+    # submitit's sbatch writer, with the launcher's keys renamed as submitit's executors do
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    rename = {"timeout_min": "time", "mem_gb": "mem", "tasks_per_node": "ntasks_per_node"}
+    rename["name"] = "job_name"
+    params = {rename.get(k, k): v for k, v in launcher.items()}
+    params["mem"] = f"{params['mem']}GB"
+    for key in ("_target_", "submitit_folder", "max_num_timeout", "array_parallelism"):
+        params.pop(key)
+    script = _make_sbatch_string(command="python -m mrinet.train", folder=tmp_path, **params)
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --signal=USR1@120",
+        "#SBATCH --requeue",
+    ):
+        assert line in script, (line, script)
+    assert "USR2" not in script  # Lightning's USR1 replaces submitit's own signal

@@ -54,4 +54,3 @@ def write_subject():
 def cli():
     """`cli("mrinet.train", "key=value", ..., cwd=tmp)` runs an entry point in a subprocess."""
     return run_module
-

@@ -11,6 +11,8 @@ import pytest
 TINY = [
     "experiment=dti_mlp",
     "data.synthetic.subjects=4",
+    "+data.synthetic.grid={shape:[36,44,34],voxel_mm:4.0}",
+    "+data.synthetic.single_shell={n_b0:2,n_dirs:20,bval:1000.0}",
     "data.split=[0.5,0.25,0.25]",
     "trainer.max_epochs=2",
     "extras.print_config=false",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torchmetrics import Metric
 
 
 def confusion_metrics(confmat: torch.Tensor, class_names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -32,3 +33,32 @@ def confusion_metrics(confmat: torch.Tensor, class_names: Sequence[str]) -> dict
         out[f"recall_{name}"] = recall[i]
         out[f"precision_{name}"] = precision[i]
     return {k: v.float() for k, v in out.items()}
+
+
+class ConfusionCounts(Metric):
+    """Confusion-matrix counts summed over steps and, under DDP, over processes.
+
+    The model adds whole (C, C) count tensors (one `torch.bincount` per step, kept outside this
+    Metric) once per epoch, so torchmetrics' per-update bookkeeping is paid once per epoch,
+    while `compute()` still syncs exactly across ranks.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = int(num_classes)
+        zeros = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
+        self.add_state("confmat", default=zeros, dist_reduce_fx="sum")
+
+    def update(self, counts: torch.Tensor) -> None:
+        self.confmat += counts.to(self.confmat)
+
+    def compute(self) -> torch.Tensor:
+        return self.confmat
+
+
+def batch_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C, C) counts of (true, predicted) pairs for one batch (row = true class)."""
+    flat = target.reshape(-1) * num_classes + pred.reshape(-1)
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)

@@ -54,7 +54,10 @@ class SaturationMonitor(pl.Callback):
                 f"saturation/layer{index}": saturation_fraction(z, self._activation, self.threshold)
                 for index, z in sorted(self._z.items())
             }
-            pl_module.log_dict(fractions, on_step=True, on_epoch=False)
+            if hasattr(pl_module, "log_step_metrics"):
+                pl_module.log_step_metrics(fractions)
+            else:
+                pl_module.log_dict(fractions, on_step=True, on_epoch=False)
         self._z.clear()
         self._armed = False
 

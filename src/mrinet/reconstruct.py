@@ -81,7 +81,7 @@ def reconstruct_volume(
     iterations: int | None = None,
     include_reference: bool = True,
     calib_width: int | None = None,
-    wavelet: str = "db4",
+    wavelet: str = "haar",
     recon_size: tuple[int, int] = (320, 320),
     device: str = "cpu",
 ) -> dict[str, Path]:
@@ -190,7 +190,7 @@ def reconstruct_dataset(
     iterations: int | None = None,
     include_reference: bool = True,
     calib_width: int | None = None,
-    wavelet: str = "db4",
+    wavelet: str = "haar",
     workers: int = 1,
     device: str = "cpu",
     progress: bool = True,
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
     p.add_argument("--mask", choices=MASKS, default="random")
     p.add_argument("--lam", type=float, default=None, help="l1 weight on scaled data (pics)")
     p.add_argument("--iterations", type=int, default=None)
-    p.add_argument("--wavelet", choices=["db4", "db2", "haar"], default="db4")
+    p.add_argument("--wavelet", choices=["haar", "db2", "db4"], default="haar")
     p.add_argument("--calib-width", type=int, default=None)
     p.add_argument("--no-reference", action="store_true", help="skip the R=1 reference")
     p.add_argument("--workers", type=int, default=1, help="parallel volumes (CPU)")

@@ -83,10 +83,11 @@ def test_fully_sampled_cg_sense_equals_coil_combination():
     assert torch.allclose(x, reference, atol=1e-4)
 
 
-def test_pics_psnr_within_half_db_of_sigpy_l1wavelet():
+@pytest.mark.parametrize("wavelet", ["haar", "db4"])
+def test_pics_psnr_within_half_db_of_sigpy_l1wavelet(wavelet):
     mr = pytest.importorskip("sigpy.mri")
     kspace, mask, maps, reference = _phantom_problem(n=96)
-    ours = pics_reconstruct(kspace, mask, maps, iterations=30)
+    ours = pics_reconstruct(kspace, mask, maps, iterations=30, wavelet=wavelet)
     scale = float(data_scale(zero_filled(kspace, mask, maps))[0])
     app = mr.app.L1WaveletRecon(
         kspace[0].numpy(),
@@ -94,6 +95,7 @@ def test_pics_psnr_within_half_db_of_sigpy_l1wavelet():
         0.01 / scale,
         weights=mask.numpy(),
         max_iter=30,
+        wave_name=wavelet,
         alpha=1.0,
         show_pbar=False,
     )

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrinet.mri.wavelets import Wavelet2d, soft_threshold, wavelet_filters
+from mrinet.mri.wavelets import Wavelet2d, soft_threshold, soft_threshold_, wavelet_filters
 
 pywt = pytest.importorskip("pywt")
 
@@ -60,3 +60,27 @@ def test_soft_threshold_shrinks_magnitude_keeps_phase():
     z = torch.tensor([3 + 4j, 0.1 + 0j, 0j])
     out = soft_threshold(z, 1.0)
     assert torch.allclose(out, torch.tensor([2.4 + 3.2j, 0j, 0j]))
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"), [("haar", (64, 48)), ("haar", (30, 44)), ("db2", (32, 32))]
+)
+def test_fused_shrink_equals_inverse_of_soft_thresholded_coefficients(name, shape):
+    wav = Wavelet2d(shape, name)
+    x = _image((2, *shape), 4)
+    threshold = torch.tensor([[0.3], [1.0]])
+    expected = torch.cat(
+        [
+            wav.inverse([soft_threshold(c, t) for c in wav.forward(x[i : i + 1])])
+            for i, t in enumerate((0.3, 1.0))
+        ]
+    )
+    got = wav.shrink(x, threshold)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(wav.shrink(x, threshold), got)  # cached buffers: same result again
+
+
+def test_default_levels_avoid_padding_and_inplace_soft_threshold_matches():
+    assert Wavelet2d((320, 320), "haar").padded == (320, 320)
+    z = _image((1, 50))
+    assert torch.allclose(soft_threshold_(z.clone(), 0.5), soft_threshold(z, 0.5), atol=1e-6)

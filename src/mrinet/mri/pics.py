@@ -10,7 +10,7 @@ import torch
 
 from mrinet.mri.sense import SenseOperator
 from mrinet.mri.solvers import conjugate_gradient, fista
-from mrinet.mri.wavelets import Wavelet2d, soft_threshold
+from mrinet.mri.wavelets import Wavelet2d
 
 DEFAULT_LAM = 0.01
 
@@ -72,7 +72,7 @@ def pics_reconstruct(
     lam: float | None = None,
     iterations: int = 30,
     prior: str = "wavelet",
-    wavelet: str = "db4",
+    wavelet: str = "haar",
     levels: int | None = None,
     scale: bool | torch.Tensor = True,
     chunk_size: int | None = None,
@@ -101,8 +101,7 @@ def pics_reconstruct(
         wav = Wavelet2d(kspace.shape[-2:], wavelet, levels)
 
         def prox(v, step):
-            thresh = lam * step.reshape(-1, 1, 1, 1)
-            return wav.inverse([soft_threshold(c, thresh) for c in wav.forward(v)])
+            return wav.shrink(v, lam * step.reshape(-1, 1))
 
     else:
         tv = _tv_prox_factory()

@@ -60,8 +60,9 @@ def fista(
     z = x0.clone()
     t = 1.0
     for _ in range(iterations):
-        x_new = prox(z - step * gradient(z), step)
+        v = gradient(z).mul_(-step).add_(z)  # in place: no per-iteration image temporaries
+        x_new = prox(v, step)
         t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-        z = x_new + ((t - 1.0) / t_new) * (x_new - x)
+        z = torch.sub(x_new, x, out=x).mul_((t - 1.0) / t_new).add_(x_new)
         x, t = x_new, t_new
     return x

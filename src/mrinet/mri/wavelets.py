@@ -2,7 +2,10 @@
 
 Periodized orthogonal wavelets make the transform W unitary, so the l1 proximal step is
 exactly W^H soft(W x). Stride-2 convolutions with the four separable 2-D filters do one level;
-the inverse is a stride-1 polyphase convolution followed by a pixel shuffle.
+the inverse is a stride-1 polyphase convolution followed by a pixel shuffle. Haar needs no
+convolution: one level is sums and differences of the four 2 x 2 polyphase components (strided
+views), ~4x faster than the convolution path on CPU; `Wavelet2d.shrink` fuses W^H soft(W x)
+on one flat coefficient buffer (one soft threshold for all subbands).
 """
 
 from __future__ import annotations
@@ -43,16 +46,21 @@ def wavelet_filters(name: str) -> tuple[torch.Tensor, torch.Tensor]:
 class Wavelet2d:
     """Unitary multi-level 2-D DWT on complex images (B, H, W), periodic borders.
 
-    `levels=None` takes as many levels as the filter allows (as PyWavelets' dwt_max_level).
-    Sizes that are not multiples of 2**levels are zero-padded at the end and cropped back.
+    `levels=None` takes as many levels as the filter allows (as PyWavelets' dwt_max_level),
+    fewer (down to 3) where that avoids padding (320 = 2**6 * 5: Haar takes 6 levels, not 8
+    on a 512 grid). Sizes that are not multiples of 2**levels are zero-padded at the end and
+    cropped back.
     """
 
-    def __init__(self, shape: tuple[int, int], wavelet: str = "db4", levels: int | None = None):
+    def __init__(self, shape: tuple[int, int], wavelet: str = "haar", levels: int | None = None):
         lo, hi = wavelet_filters(wavelet)
+        self.wavelet = wavelet
         self.filter_length = lo.numel()
         self.shape = (int(shape[0]), int(shape[1]))
         if levels is None:
             levels = max(int(math.log2(min(self.shape) / (self.filter_length - 1))), 1)
+            while levels > 3 and (self.shape[0] % 2**levels or self.shape[1] % 2**levels):
+                levels -= 1
         self.levels = int(levels)
         m = 2**self.levels
         self.padded = (math.ceil(self.shape[0] / m) * m, math.ceil(self.shape[1] / m) * m)
@@ -62,6 +70,7 @@ class Wavelet2d:
         self._bank64 = bank[:, None]
         self._synth64 = _synthesis_bank(lo, hi)
         self._bank: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._buffers: dict[tuple, tuple] = {}
 
     def _pads(self) -> tuple[int, int]:
         # symmetric circular padding L/2 - 1 samples the same phase as PyWavelets'
@@ -78,8 +87,142 @@ class Wavelet2d:
             )
         return self._bank[key]
 
+    def _pad(self, image: torch.Tensor) -> torch.Tensor:
+        if self.padded == self.shape:
+            return image
+        out = image.new_zeros(image.shape[0], *self.padded)
+        out[:, : self.shape[0], : self.shape[1]] = image
+        return out
+
+    def _layout(self, b: int, like: torch.Tensor):
+        """One flat complex buffer (B, N) and its views [details (B, 3, h, w)..., approx]."""
+        shapes = [
+            (self.padded[0] >> (i + 1), self.padded[1] >> (i + 1)) for i in range(self.levels)
+        ]
+        sizes = [3 * h * w for h, w in shapes] + [shapes[-1][0] * shapes[-1][1]]
+        flat = like.new_empty(b, sum(sizes))
+        views, start = [], 0
+        for (h, w), size in zip([*shapes, shapes[-1]], sizes):
+            views.append(flat[:, start : start + size].view(b, -1, h, w))
+            start += size
+        return flat, views
+
+    def _haar_forward(self, image: torch.Tensor, views: list[torch.Tensor]) -> None:
+        """Haar analysis of complex (B, H, W) into the coefficient views (see `_layout`)."""
+        x = self._pad(image)
+        for level in range(self.levels):
+            a, b = x[:, 0::2, 0::2], x[:, 0::2, 1::2]
+            c, d = x[:, 1::2, 0::2], x[:, 1::2, 1::2]
+            sum_top, diff_top, sum_bottom, diff_bottom = a + b, a - b, c + d, c - d
+            details = views[level]
+            approx = views[-1][:, 0] if level == self.levels - 1 else torch.empty_like(sum_top)
+            torch.add(sum_top, sum_bottom, out=approx)  # LL
+            torch.add(diff_top, diff_bottom, out=details[:, 0])  # LH: lo rows, hi columns
+            torch.sub(sum_top, sum_bottom, out=details[:, 1])  # HL
+            torch.sub(diff_top, diff_bottom, out=details[:, 2])  # HH
+            details.mul_(0.5)
+            x = approx.mul_(0.5)
+
+    def _haar_inverse(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """Haar synthesis from coefficient views -> complex (B, H, W) (the details are scaled)."""
+        x = views[-1][:, 0]
+        for level in reversed(range(self.levels)):
+            details = views[level].mul_(0.5)
+            lh, hl, hh = details[:, 0], details[:, 1], details[:, 2]
+            x = x * 0.5
+            sum_top, sum_bottom = x + hl, x - hl
+            diff_top, diff_bottom = lh + hh, lh - hh
+            # the four polyphase components, contiguous, then one interleaving copy
+            # (writing strided outputs directly costs a hidden copy per component)
+            phases = x.new_empty(x.shape[0], 2, 2, *x.shape[1:])
+            torch.add(sum_top, diff_top, out=phases[:, 0, 0])
+            torch.sub(sum_top, diff_top, out=phases[:, 0, 1])
+            torch.add(sum_bottom, diff_bottom, out=phases[:, 1, 0])
+            torch.sub(sum_bottom, diff_bottom, out=phases[:, 1, 1])
+            x = phases.permute(0, 3, 1, 4, 2).reshape(x.shape[0], 2 * x.shape[1], 2 * x.shape[2])
+        return x[:, : self.shape[0], : self.shape[1]]
+
+    def shrink(self, image: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+        """W^H soft(W image, threshold): the prox of threshold * ||W x||_1, complex (B, H, W).
+
+        `threshold` is a scalar or (B, 1) per slice; all subbands (approximation included) are
+        shrunk, as in sigpy's L1WaveletRecon.
+        """
+        if self.wavelet != "haar" or not image.is_complex():
+            if isinstance(threshold, torch.Tensor):
+                threshold = threshold.reshape(-1, 1, 1, 1)
+            return self.inverse([soft_threshold(c, threshold) for c in self.forward(image)])
+        return self._haar_shrink(image, threshold)
+
+    def _haar_plan(self, b: int, like: torch.Tensor):
+        """Buffers of the fused Haar shrink (cached per batch size, dtype and device).
+
+        Level l stores one complex block (B, 2 column filters, 2 row filters, h, w) of
+        UNNORMALISED sums and differences (2**(l+1) times the orthonormal coefficients); the
+        shrink folds the scale into per-coefficient factors `alpha` (threshold) and `beta`
+        (synthesis), so each level is 4 tensor ops each way, whatever its size.
+        """
+        key = (b, like.dtype, like.device)
+        if key in self._buffers:
+            return self._buffers[key]
+        shapes = [
+            (self.padded[0] >> (i + 1), self.padded[1] >> (i + 1)) for i in range(self.levels)
+        ]
+        sizes = [4 * h * w for h, w in shapes]
+        flat = like.new_empty(b, sum(sizes))
+        alpha = torch.empty(sum(sizes), dtype=like.real.dtype, device=like.device)
+        blocks, temps, start = [], [], 0
+        for level, ((h, w), size) in enumerate(zip(shapes, sizes)):
+            blocks.append(flat[:, start : start + size].view(b, 2, 2, h, w))
+            alpha[start : start + size] = 2.0 ** (level + 1)
+            temps.append(like.new_empty(b, 2, h, w, 2))
+            start += size
+        beta = alpha.pow(-2)
+        padded = like.new_zeros(b, *self.padded) if self.padded != self.shape else None
+        self._buffers = {key: (flat, blocks, temps, alpha, beta, padded)}
+        return self._buffers[key]
+
+    def _haar_shrink(self, image: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+        b = image.shape[0]
+        flat, blocks, temps, alpha, beta, padded = self._haar_plan(b, image)
+        if padded is not None:
+            padded[:, : self.shape[0], : self.shape[1]] = image
+            image = padded
+        # complex elements, not a real view: a re/im pair as the innermost dimension of the
+        # column-phase views makes every elementwise op ~10x slower
+        x = image.contiguous()
+        for block, tmp in zip(blocks, temps):  # analysis: rows, then columns
+            h, w = block.shape[3:5]
+            xv = x.reshape(b, h, 2, w, 2)  # (B, h, row phase, w, column phase)
+            torch.add(xv[:, :, 0], xv[:, :, 1], out=tmp[:, 0])  # row low-pass
+            torch.sub(xv[:, :, 0], xv[:, :, 1], out=tmp[:, 1])  # row high-pass
+            torch.add(tmp[..., 0], tmp[..., 1], out=block[:, 0])  # column low-pass
+            torch.sub(tmp[..., 0], tmp[..., 1], out=block[:, 1])  # column high-pass
+            x = block[:, 0, 0]  # LL, input of the next level
+        # soft threshold on the orthonormal scale, and the synthesis scale, in one factor;
+        # stale LL slots of the finer levels are shrunk too but overwritten before being read
+        power = torch.view_as_real(flat * flat.conj())[..., 0]
+        factor = power.clamp_min(1e-30).rsqrt_().mul_(alpha).mul_(threshold)
+        factor.neg_().add_(1).clamp_min_(0).mul_(beta)
+        flat.mul_(factor)
+        out = flat.new_empty(b, *self.padded)
+        for level in reversed(range(self.levels)):  # synthesis: columns, then rows
+            block, tmp = blocks[level], temps[level]
+            h, w = block.shape[3:5]
+            target = out if level == 0 else blocks[level - 1][:, 0, 0]
+            tv = target.view(b, h, 2, w, 2)
+            torch.add(block[:, 0], block[:, 1], out=tmp[..., 0])
+            torch.sub(block[:, 0], block[:, 1], out=tmp[..., 1])
+            torch.add(tmp[:, 0], tmp[:, 1], out=tv[:, :, 0])
+            torch.sub(tmp[:, 0], tmp[:, 1], out=tv[:, :, 1])
+        return out[:, : self.shape[0], : self.shape[1]] if padded is not None else out
+
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Complex (B, H, W) -> coefficients: [details (B, 3, h_l, w_l) per level..., approx]."""
+        if self.wavelet == "haar" and image.is_complex():
+            _, views = self._layout(image.shape[0], image)
+            self._haar_forward(image, views)
+            return views
         b = image.shape[0]
         x = torch.view_as_real(image).permute(0, 3, 1, 2).reshape(2 * b, 1, *image.shape[-2:])
         if self.padded != self.shape:
@@ -97,6 +240,8 @@ class Wavelet2d:
 
     def inverse(self, coeffs: list[torch.Tensor]) -> torch.Tensor:
         """Coefficients from `forward` -> complex image (B, H, W); the adjoint and the inverse."""
+        if self.wavelet == "haar" and coeffs[-1].is_complex():
+            return self._haar_inverse([c.clone() for c in coeffs])
         b = coeffs[-1].shape[0]
         x = _to_real(coeffs[-1])
         synth = self._filters(x)[1]
@@ -153,3 +298,13 @@ def soft_threshold(z: torch.Tensor, threshold: float | torch.Tensor) -> torch.Te
     """Complex soft thresholding: shrink |z| by `threshold`, keep the phase (prox of l1)."""
     mag = z.abs()
     return z * torch.clamp(1 - threshold / mag.clamp_min(1e-30), min=0)
+
+
+def soft_threshold_(z: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+    """In-place complex soft thresholding of z (B, N); `threshold` scalar or (B, 1).
+
+    |z| comes from z * conj(z) and one rsqrt: torch's complex abs is ~5x slower here.
+    """
+    power = torch.view_as_real(z * z.conj())[..., 0]
+    factor = power.clamp_min(1e-30).rsqrt_().mul_(threshold).neg_().add_(1).clamp_min_(0)
+    return z.mul_(factor)

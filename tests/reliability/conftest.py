@@ -14,7 +14,7 @@ LABEL_MAP = {
     "cortical_wm": [2, 41],
 }
 FEATURES = ["T1w", "FA", "MD", "AD", "RD"]
-QUIET = ["extras.print_config=false", "callbacks.progress_bar.kind=none", "logger=csv"]
+QUIET = ["extras.print_config=false", "callbacks.progress_bar.kind=none"]
 
 
 def subject_maps(seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -40,8 +40,11 @@ def simulate_kspace_dataset(
     """
     from mrinet.io.fastmri import write_kspace_volume
 
+    from mrinet.io.atomic import remove_stale_temporaries
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # half-written volumes of a killed run
     source = None
     if anatomy is not None:
         from mrinet.io.nifti import load_nifti

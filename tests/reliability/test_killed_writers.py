@@ -49,7 +49,7 @@ def snapshot(paths) -> dict[Path, tuple[int, str]]:
 
 def run_to_end(args: list[str], cwd: Path) -> None:
     proc = start(args, cwd)
-    out, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()[-3000:]
 
 
@@ -75,9 +75,11 @@ def test_killed_dti_cohort_writer_leaves_only_whole_subjects_and_resumes(tmp_pat
     proc = start(args, ROOT)
     kill_when(
         proc,
-        lambda: out.is_dir()
-        and len(list(out.glob("sub-*"))) >= 1
-        and any((t / "data.nii.gz").exists() for t in out.glob(".sub-*.tmp-*")),
+        lambda: (
+            out.is_dir()
+            and len(list(out.glob("sub-*"))) >= 1
+            and any((t / "data.nii.gz").exists() for t in out.glob(".sub-*.tmp-*"))
+        ),
     )
     finished = sorted(out.glob("sub-*"))
     assert 1 <= len(finished) < 5 and temporaries(out)  # killed mid-subject
@@ -153,7 +155,9 @@ def test_killed_reconstruction_leaves_only_whole_files_and_resumes(small_kspace,
 def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     from mrinet.io.atomic import atomic_dir, remove_stale_temporaries
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
     dead_pid = int(dead.stdout)
     stale_dir = tmp_path / f".sub-001.tmp-{dead_pid}-0123abcd"
     stale_file = tmp_path / f".FA.nii.gz.tmp-{dead_pid}-89abcdef.nii.gz"

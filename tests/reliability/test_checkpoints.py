@@ -212,6 +212,7 @@ def test_checkpoint_with_weights_of_another_model(trained, capsys, tmp_path):
     assert_clear(err, "weights do not fit the model", "another model/experiment", path)
 
 
+@pytest.mark.slow  # a real `python -m mrinet.eval` subprocess (exit code 1)
 def test_eval_of_a_dti_checkpoint_on_recon_data_names_the_mismatch(trained, cli, tmp_path):
     proc = cli(
         "mrinet.eval",

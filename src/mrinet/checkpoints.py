@@ -134,3 +134,34 @@ def build_model(checkpoint: dict, path: str | Path = "checkpoint"):
             "the checkpoint was written by another model/experiment; use a checkpoint of this run",
         ) from err
     return model.eval()
+
+
+def check_fits_model(checkpoint: dict, model, path: str | Path = "checkpoint") -> None:
+    """Refuse, naming the mismatch, a checkpoint whose weights do not fit `model` (resume with
+    ckpt_path=... from another model or experiment) before Lightning fails deep inside."""
+    info = checkpoint.get("mrinet", {})
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    missing, unexpected = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    # empty buffers (data-derived scaling, class weights) take the checkpoint's size
+    resized = sorted(
+        k for k in set(ours) & set(theirs) if ours[k] != theirs[k] and 0 not in ours[k]
+    )
+    if not (missing or unexpected or resized):
+        return
+    trained = info.get("model", {})
+    detail = (
+        f"missing {missing[:3]}"
+        if missing
+        else f"unexpected {unexpected[:3]}"
+        if unexpected
+        else f"{resized[0]} is {theirs[resized[0]]} in the checkpoint, {ours[resized[0]]} here"
+    )
+    raise CheckpointError(
+        f"the checkpoint was written by task {info.get('task_name', '?')!r} "
+        f"(model {trained.get('_target_', '?')}, net {trained.get('net', {}).get('_target_', '?')}) "
+        f"and does not fit this model: {detail}",
+        path,
+        "resume with a checkpoint of the same experiment and model settings (ckpt_path=last "
+        "picks this task's newest), or start without ckpt_path",
+    )

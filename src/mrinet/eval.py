@@ -46,6 +46,43 @@ def command_line_overrides(prefix: str) -> dict:
     return OmegaConf.to_container(nested)
 
 
+def chosen_data_group(cfg: DictConfig) -> str | None:
+    """The `_target_` of a `data=<group>` the user chose on the command line (None if none)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    chosen = [
+        o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0].lstrip("+~") == "data"
+    ]
+    return str(cfg.data.get("_target_")) if chosen else None
+
+
+def check_data_overrides(
+    trained: dict, overrides: dict, chosen_target: str | None, ckpt_path
+) -> None:
+    """Data given on the command line must be of the kind the checkpoint was trained on."""
+    from mrinet.errors import CheckpointError
+
+    target = trained.get("_target_")
+    if chosen_target is not None and chosen_target != target:
+        raise CheckpointError(
+            f"the checkpoint was trained on {target}, not {chosen_target} (the data= choice)",
+            ckpt_path,
+            "drop the data= override (eval reads the data settings from the checkpoint), "
+            "or use a checkpoint trained on that data",
+        )
+    unknown = sorted(set(overrides) - set(trained))
+    if unknown:
+        raise CheckpointError(
+            f"data.{unknown[0]} is not a setting of {target}, the data this checkpoint was "
+            f"trained on (its settings: {sorted(trained)})",
+            ckpt_path,
+            "override only settings of that data (e.g. data.subjects_dir for DTI, "
+            "data.recon_dir for reconstructions), or use a checkpoint trained on your data",
+        )
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Test the checkpointed model on its data (plus overrides); writes metrics.json."""
     apply_extras(cfg)
@@ -58,7 +95,9 @@ def evaluate(cfg: DictConfig) -> dict:
     checkpoint = load_checkpoint(cfg.ckpt_path)
     info = checkpoint["mrinet"]
     pl.seed_everything(info.get("seed", cfg.seed), workers=True)
-    data_cfg = OmegaConf.merge(info["data"], command_line_overrides("data"))
+    overrides = command_line_overrides("data")
+    check_data_overrides(info["data"], overrides, chosen_data_group(cfg), cfg.ckpt_path)
+    data_cfg = OmegaConf.merge(info["data"], overrides)
     for key in ("features", "classes"):
         trained, asked = info["data"].get(key), data_cfg.get(key)
         if trained is not None and list(asked) != list(trained):

@@ -57,7 +57,7 @@ def voxel_mask(
             data_cfg.get("label_file", "aparc+aseg.nii.gz"),
             finite.shape,
             affine,
-            source,
+            bool(data_cfg.get("resample_labels", False)),  # as in training (was: `source`)
         )
         return finite & np.isin(labels, list(lookup))
     if brain is not None:

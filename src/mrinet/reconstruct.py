@@ -205,6 +205,12 @@ def reconstruct_dataset(
         raise ConfigError(f"unknown method {method!r}", "method", f"choose one of {METHODS}")
     if mask not in MASKS:
         raise ConfigError(f"unknown mask {mask!r}", "mask", f"choose one of {MASKS}")
+    if not acceleration >= 1:
+        raise ConfigError(
+            f"acceleration {acceleration} < 1: acceleration is (all lines) / (sampled lines)",
+            "acceleration",
+            "use --acceleration >= 1 (1 = fully sampled, 4 = a quarter of the lines)",
+        )
     if not 0 < center_fraction * acceleration <= 1:
         raise ConfigError(
             f"center_fraction {center_fraction} with acceleration {acceleration} is impossible",

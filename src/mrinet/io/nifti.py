@@ -24,15 +24,20 @@ def load_nifti(path: str | Path, ndim: int | None = None, dtype=np.float32):
     try:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=dtype)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        gzip.BadGzipFile,
+        ValueError,
+        nib.filebasedimages.ImageFileError,
+    ) as err:
         raise DataFormatError(
-            f"cannot read NIfTI ({type(err).__name__}: {err})",
+            f"cannot read NIfTI: {diagnose_nifti(path)} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]})",
             path,
-            "the file is truncated or not a NIfTI image; re-export or re-copy it",
-        ) from err
-    except nib.filebasedimages.ImageFileError as err:
-        raise DataFormatError(
-            f"not a NIfTI image ({err})", path, "give a .nii or .nii.gz file"
+            "re-export or re-copy the image (a .nii or .nii.gz NIfTI-1/2 file); "
+            "a truncated file usually means an interrupted copy or download",
         ) from err
     if ndim is not None:
         if ndim == 3 and data.ndim == 4 and data.shape[3] == 1:
@@ -46,6 +51,32 @@ def load_nifti(path: str | Path, ndim: int | None = None, dtype=np.float32):
                 else f"give a {ndim}D image",
             )
     return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def diagnose_nifti(path: str | Path) -> str:
+    """Why a NIfTI file cannot be read, in words: truncated/corrupt gzip, no NIfTI header, short data."""
+    path = Path(path)
+    head = b""
+    with open(path, "rb") as handle:
+        opener = gzip.open if handle.read(2) == b"\x1f\x8b" else open
+    try:
+        with opener(path, "rb") as handle:
+            head = handle.read(544)
+            while handle.read(1 << 20):  # stream to the end: a truncated gzip fails here
+                pass
+    except EOFError:
+        return "truncated gzip stream (the file ends early)"
+    except (gzip.BadGzipFile, zlib.error, OSError) as err:
+        if not head:
+            return f"corrupt gzip data ({err})"
+        return f"corrupt gzip stream ({err})"
+    if len(head) >= 348 and head[344:347] in (b"n+1", b"ni1"):
+        return "NIfTI-1 header, but the image data is incomplete or unreadable"
+    if len(head) >= 8 and head[4:7] in (b"n+2", b"ni2"):
+        return "NIfTI-2 header, but the image data is incomplete or unreadable"
+    if len(head) < 348:
+        return f"only {len(head)} bytes: truncated, or not a NIfTI image"
+    return "not a NIfTI image (no NIfTI magic in the header)"
 
 
 def save_nifti(path: str | Path, data, affine, dtype=None) -> Path:

@@ -84,9 +84,10 @@ def simulate_dti_cohort(
     Subject i is drawn from numpy's Generator seeded with (seed, i), so a rerun that resumes
     after an interruption, or asks for more subjects, gives the same subjects as a single run.
     """
-    from mrinet.io.atomic import atomic_dir
+    from mrinet.io.atomic import atomic_dir, remove_stale_temporaries
 
     out_dir = Path(out_dir)
+    remove_stale_temporaries(out_dir)  # half-written subjects of a killed run
     full = cohort_params(preset, **params)
     paths = []
     for i in range(int(subjects)):

@@ -38,10 +38,12 @@ def simulate_kspace_dataset(
     made in one run or resumed: finished files are skipped, each file is written atomically.
     `anatomy` = None uses the digital brain phantom; a NIfTI path uses that magnitude volume.
     """
+    from mrinet.io.atomic import remove_stale_temporaries
     from mrinet.io.fastmri import write_kspace_volume
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # half-written volumes of a killed run
     source = None
     if anatomy is not None:
         from mrinet.io.nifti import load_nifti

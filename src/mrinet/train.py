@@ -139,6 +139,11 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     )
 
     ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path:
+        from mrinet.checkpoints import check_fits_model, load_checkpoint
+
+        # refuse another model's/experiment's checkpoint with a message, not a load traceback
+        check_fits_model(load_checkpoint(ckpt_path), model, ckpt_path)
     if ckpt_path and cfg.get("train", True):
         log.info("resuming from %s in %s", ckpt_path, output_dir)
     best = None
@@ -157,8 +162,13 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
 
     if trainer.is_global_zero:
         test_metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
+        from pytorch_lightning.loggers import TensorBoardLogger
+
         for logger in trainer.loggers:
-            logger.log_hyperparams(flat_hparams(cfg), metrics=test_metrics or None)
+            if isinstance(logger, TensorBoardLogger):  # its hparams view shows the final metrics
+                logger.log_hyperparams(flat_hparams(cfg), metrics=test_metrics or None)
+            else:
+                logger.log_hyperparams(flat_hparams(cfg))
             logger.save()
         write_json(
             output_dir / "metrics.json",

@@ -231,3 +231,30 @@ def test_eval_names_a_data_mismatch_with_the_checkpoint(run):
     )
     assert proc.returncode == 1 and "trained with data.features" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_csv_logger_gets_hyperparameters_and_step_metrics(run, data_dir):
+    """logger=many: the CSV logger receives the resolved hparams and the per-step scalars too."""
+    from hydra import compose, initialize_config_dir
+
+    from mrinet.config_dir import config_dir
+    from mrinet.entry import register_resolvers
+    from mrinet.train import train
+
+    register_resolvers()
+    out = run["work"] / "csvrun"
+    overrides = [
+        *TINY,
+        "logger=many",
+        f"paths.output_dir={out}",
+        f"paths.root_dir={out}",
+        f"paths.data_dir={data_dir}",
+    ]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    train(cfg)
+    hparams = (out / "csv" / "hparams.yaml").read_text()
+    assert "model/optimizer/lr: 0.003" in hparams and "${" not in hparams
+    header = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss_step", "val/bal_acc", "test/acc"} <= set(header)
+    assert any(h.startswith("grad_norm/") for h in header)

@@ -91,18 +91,39 @@ def row_percentile(flat: torch.Tensor, percentile: float) -> torch.Tensor:
     return torch.from_numpy(value).to(device=flat.device, dtype=flat.dtype)
 
 
+def flip_codes(n: int, flips: Sequence[str], generator: torch.Generator) -> torch.Tensor:
+    """Per image (n,) int64: bit k set = apply flip k of `flips` (each with probability 1/2)."""
+    codes = torch.zeros(n, dtype=torch.int64)
+    for k in range(len(flips)):
+        codes |= (torch.rand(n, generator=generator) < 0.5).long() << k
+    return codes
+
+
+def apply_flips(
+    x: torch.Tensor, codes: torch.Tensor, flips: Sequence[str], chunk: int = 64
+) -> torch.Tensor:
+    """Flip images of (B, C, H, W) in place as `codes` (B,) say (see flip_codes).
+
+    Vectorised: per combination of flips, its images are gathered, flipped and written back in
+    one call per `chunk` images (small temporaries are reused by the allocator; large ones
+    cost page faults), never one call per image.
+    """
+    for start in range(0, x.shape[0], chunk):
+        part, part_codes = x[start : start + chunk], codes[start : start + chunk]
+        for code in part_codes.unique().tolist():
+            if code:
+                dims = [FLIPS[name] for k, name in enumerate(flips) if code >> k & 1]
+                chosen = part_codes == code
+                part[chosen] = part[chosen].flip(dims)
+    return x
+
+
 def random_flips(x: torch.Tensor, flips: Sequence[str], generator: torch.Generator) -> torch.Tensor:
     """Flip each image of (B, C, H, W) left-right / up-down with probability 1/2 each, in place.
 
     Flips keep the phase-encode direction of 1-D undersampling artifacts (a transpose would not).
-    Vectorised per flip: the chosen subset is gathered, flipped and written back in one call
-    each (a batch-wide flip + select costs twice the memory traffic, a per-image loop ~B calls).
     """
-    for name in flips:
-        chosen = torch.rand(x.shape[0], generator=generator) < 0.5
-        if bool(chosen.any()):
-            x[chosen] = x[chosen].flip(FLIPS[name])
-    return x
+    return apply_flips(x, flip_codes(x.shape[0], flips, generator), flips)
 
 
 # ---- index of images ------------------------------------------------------------------------
@@ -213,7 +234,8 @@ class EpochBatches(torch.utils.data.Sampler):
         """Whether batches are consecutive index ranges (evaluation on a single process)."""
         return not self.shuffle and _rank_and_world()[1] == 1
 
-    def _order(self) -> torch.Tensor:
+    def order(self) -> torch.Tensor:
+        """This epoch's image order (this rank's share under DDP)."""
         rank, world = _rank_and_world()
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
@@ -231,12 +253,12 @@ class EpochBatches(torch.utils.data.Sampler):
         return (self.seed * 1_000_003 + self.epoch) * 100_019 + batch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
-        order = self._order()
+        order = self.order()
         for i, start in enumerate(range(0, len(order), self.batch_size)):
             yield order[start : start + self.batch_size], self.flip_seed(i)
 
     def __len__(self) -> int:
-        return -(-len(self._order()) // self.batch_size)
+        return -(-len(self.order()) // self.batch_size)
 
 
 class InMemoryImages:
@@ -252,30 +274,53 @@ class InMemoryImages:
 class ImageBatches:
     """Whole (x, y) batches sliced from one preloaded tensor; no DataLoader, no collate.
 
-    Training: one gather of the batch's rows of the per-epoch permutation (rather than one
-    permuted copy of the whole split per epoch: the split may be gigabytes), then flips on the
-    chosen subsets. Evaluation: views of consecutive rows. `sampler` carries the epoch
-    (Lightning calls `sampler.set_epoch` on any loader that has one).
+    Training, as mrinet.data.batches.TensorBatches: one gather of the split in the epoch's
+    permutation, then every batch is a view of it. The gather reuses one buffer across epochs:
+    on this VM fresh memory costs more in page faults than the copy (a new 130 MB tensor per
+    epoch ran at ~1 GB/s, per-batch gathers at ~450 images/s), so a training batch is valid
+    until the next epoch starts (clone it to keep it). Flips are drawn per batch (the lazy
+    path's seeds) and applied to the epoch copy in chunks. Evaluation: views of the preloaded
+    tensor itself.
+    `sampler` carries the epoch (Lightning calls `sampler.set_epoch` on any loader with one).
     """
 
     def __init__(self, data: InMemoryImages, sampler: EpochBatches) -> None:
         self.data, self.sampler = data, sampler
+        self._buffer: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         images, labels, flips = self.data.images, self.data.labels, self.data.flips
-        if self.sampler.sequential:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # memory-bound copies: a 2nd thread on a busy core stalls both
+        try:
+            if not self.sampler.sequential:
+                order = self.sampler.order()
+                shape = (len(order), *images.shape[1:])
+                if self._buffer is None or self._buffer.shape != shape:
+                    self._buffer = torch.empty(shape, dtype=images.dtype)
+                images = torch.index_select(images, 0, order, out=self._buffer)
+                labels = labels.index_select(0, order)
+            elif flips:
+                images = images.clone()  # flips work in place: never on the preloaded tensor
             size = self.sampler.batch_size
-            for start in range(0, len(labels), size):
-                yield images[start : start + size], labels[start : start + size]
-            return
-        for indices, flip_seed in self.sampler:
-            x = images.index_select(0, indices)
-            if flips:
-                x = random_flips(x, flips, torch.Generator().manual_seed(flip_seed))
-            yield x, labels.index_select(0, indices)
+            starts = range(0, len(labels), size)
+            if flips:  # drawn per batch with the lazy path's seeds, applied to the copy at once
+                codes = [
+                    flip_codes(
+                        min(size, len(labels) - start),
+                        flips,
+                        torch.Generator().manual_seed(self.sampler.flip_seed(i)),
+                    )
+                    for i, start in enumerate(starts)
+                ]
+                apply_flips(images, torch.cat(codes), flips)
+        finally:
+            torch.set_num_threads(threads)
+        for start in starts:
+            yield images[start : start + size], labels[start : start + size]
 
 
 class HDF5Images(torch.utils.data.Dataset):
@@ -558,9 +603,11 @@ class ReconQualityDataModule(pl.LightningDataModule):
             )
         n_images = sum(len(i) for i in self.indexes.values())
         gigabytes = n_images * self.crop[0] * self.crop[1] * 4 / 1e9
+        # training also holds the epoch's permuted copy of its split
+        needed = gigabytes * (1 + len(self.indexes["train"]) / max(n_images, 1))
         preload = self.preload is True or (
             self.preload == "auto"
-            and gigabytes <= min(self.preload_max_gb, 0.5 * physical_memory_gb())
+            and needed <= min(self.preload_max_gb, 0.5 * physical_memory_gb())
         )
         for name, index in self.indexes.items():
             flips = self.flips if name == "train" else ()

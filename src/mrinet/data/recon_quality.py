@@ -10,6 +10,7 @@ worker opens once, reading runs of consecutive slices as ranges.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -271,6 +272,21 @@ class InMemoryImages:
         return len(self.labels)
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch ops single-threaded inside, restoring the thread count after.
+
+    On the loaded 2-core machine, 2-thread copies/flips of image batches ran 3-30x slower than
+    one thread (each op waits for a thread that another process holds).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class ImageBatches:
     """Whole (x, y) batches sliced from one preloaded tensor; no DataLoader, no collate.
 
@@ -293,9 +309,7 @@ class ImageBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         images, labels, flips = self.data.images, self.data.labels, self.data.flips
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # memory-bound copies: a 2nd thread on a busy core stalls both
-        try:
+        with one_thread():  # memory-bound copies: a 2nd thread on a busy core stalls both
             if not self.sampler.sequential:
                 order = self.sampler.order()
                 shape = (len(order), *images.shape[1:])
@@ -317,8 +331,6 @@ class ImageBatches:
                     for i, start in enumerate(starts)
                 ]
                 apply_flips(images, torch.cat(codes), flips)
-        finally:
-            torch.set_num_threads(threads)
         for start in starts:
             yield images[start : start + size], labels[start : start + size]
 
@@ -396,9 +408,10 @@ class HDF5Images(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[torch.Tensor, int]) -> tuple[torch.Tensor, torch.Tensor]:
         indices, flip_seed = item
         indices = np.asarray(indices, dtype=np.int64)
-        x = self.read(indices)
-        if self.flips:
-            x = random_flips(x, self.flips, torch.Generator().manual_seed(int(flip_seed)))
+        with one_thread():  # small memory-bound ops (DataLoader workers use 1 thread anyway)
+            x = self.read(indices)
+            if self.flips:
+                x = random_flips(x, self.flips, torch.Generator().manual_seed(int(flip_seed)))
         return x, torch.from_numpy(self.index.labels[indices])
 
 

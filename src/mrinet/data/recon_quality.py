@@ -300,6 +300,8 @@ class ImageBatches:
     `sampler` carries the epoch (Lightning calls `sampler.set_epoch` on any loader with one).
     """
 
+    batch_sampler = None  # Lightning inspects loaders' samplers like a DataLoader's
+
     def __init__(self, data: InMemoryImages, sampler: EpochBatches) -> None:
         self.data, self.sampler = data, sampler
         self._buffer: torch.Tensor | None = None

@@ -198,3 +198,26 @@ def test_missing_tag_and_small_images_are_clear_errors(recon_dir):
         module(recon_dir, crop=(64, 64))
     with pytest.raises(DataNotFoundError, match="not found"):
         module(recon_dir / "nowhere")
+
+
+def test_flips_and_order_are_set_per_epoch_and_match_between_loaders(tmp_path):
+    ramp = np.arange(32 * 32, dtype=np.float32).reshape(32, 32) + 1
+    root = write_recon_dir(tmp_path / "recon", volumes=5, slices=4, size=(32, 32), image=ramp)
+    eager = module(root, crop=(32, 32), preload=True)
+    lazy = module(root, crop=(32, 32), preload=False)
+    batches = eager.train_dataloader()
+    assert not isinstance(batches, torch.utils.data.DataLoader)  # slices of one tensor
+    epochs = []
+    for epoch in (0, 1, 0):
+        batches.sampler.set_epoch(epoch)
+        x, y = all_batches(batches)
+        loader = lazy.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        x_lazy, y_lazy = all_batches(loader)
+        assert torch.equal(x, x_lazy) and torch.equal(y, y_lazy)
+        epochs.append(x)
+    assert not torch.equal(epochs[0], epochs[1]) and torch.equal(epochs[0], epochs[2])
+    # evaluation batches are views of the preloaded images, never modified
+    val = eager.val_dataloader()
+    first, _ = next(iter(val))
+    assert first.data_ptr() == eager.datasets["val"].images.data_ptr()

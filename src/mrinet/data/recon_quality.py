@@ -3,15 +3,18 @@
 Each class is one or more reconstruction tags (binary by default: the fully sampled `reference`
 reconstructed by the same pipeline at R=1, against `pics_R4`). Images are centre-cropped and
 normalised per image, so a class cannot be told from a global intensity scale. Batches are
-whole index lists (no per-sample collate); small datasets are preloaded into RAM, large ones
-read lazily from HDF5 files that each DataLoader worker opens once.
+whole (no per-sample collate): datasets that fit are preloaded into one tensor and served by
+slicing it (the default); larger ones are read lazily from HDF5 files that each DataLoader
+worker opens once, reading runs of consecutive slices as ranges.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from mrinet.data.batches import _rank_and_world
 from mrinet.data.dti import SPLITS, check_split_fractions, split_units
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 
@@ -88,18 +92,39 @@ def row_percentile(flat: torch.Tensor, percentile: float) -> torch.Tensor:
     return torch.from_numpy(value).to(device=flat.device, dtype=flat.dtype)
 
 
+def flip_codes(n: int, flips: Sequence[str], generator: torch.Generator) -> torch.Tensor:
+    """Per image (n,) int64: bit k set = apply flip k of `flips` (each with probability 1/2)."""
+    codes = torch.zeros(n, dtype=torch.int64)
+    for k in range(len(flips)):
+        codes |= (torch.rand(n, generator=generator) < 0.5).long() << k
+    return codes
+
+
+def apply_flips(
+    x: torch.Tensor, codes: torch.Tensor, flips: Sequence[str], chunk: int = 64
+) -> torch.Tensor:
+    """Flip images of (B, C, H, W) in place as `codes` (B,) say (see flip_codes).
+
+    Vectorised: per combination of flips, its images are gathered, flipped and written back in
+    one call per `chunk` images (small temporaries are reused by the allocator; large ones
+    cost page faults), never one call per image.
+    """
+    for start in range(0, x.shape[0], chunk):
+        part, part_codes = x[start : start + chunk], codes[start : start + chunk]
+        for code in part_codes.unique().tolist():
+            if code:
+                dims = [FLIPS[name] for k, name in enumerate(flips) if code >> k & 1]
+                chosen = part_codes == code
+                part[chosen] = part[chosen].flip(dims)
+    return x
+
+
 def random_flips(x: torch.Tensor, flips: Sequence[str], generator: torch.Generator) -> torch.Tensor:
     """Flip each image of (B, C, H, W) left-right / up-down with probability 1/2 each, in place.
 
     Flips keep the phase-encode direction of 1-D undersampling artifacts (a transpose would not).
-    Only the chosen images are copied (a batch-wide flip + select cost 2.5x more memory traffic).
     """
-    chosen = [(FLIPS[name], torch.rand(x.shape[0], generator=generator) < 0.5) for name in flips]
-    for i in range(x.shape[0]):
-        dims = [dim for dim, mask in chosen if mask[i]]
-        if dims:
-            x[i] = x[i].flip(dims)
-    return x
+    return apply_flips(x, flip_codes(x.shape[0], flips, generator), flips)
 
 
 # ---- index of images ------------------------------------------------------------------------
@@ -192,8 +217,10 @@ def build_index(
 class EpochBatches(torch.utils.data.Sampler):
     """Yields (indices, flip_seed) per batch; reshuffled per epoch (Lightning calls set_epoch).
 
-    Runs in the main process, so workers only read: each gets whole index lists. Under DDP each
-    rank takes an equal, disjoint share.
+    The order is a permutation seeded by (seed, epoch), as in mrinet.data.batches.TensorBatches,
+    so a resumed run sees the batches of an uninterrupted one. Runs in the main process, so
+    workers only read: each gets whole index lists. Under DDP each rank takes a disjoint share:
+    equal for training, every image exactly once for evaluation.
     """
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int) -> None:
@@ -203,32 +230,40 @@ class EpochBatches(torch.utils.data.Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _order(self) -> torch.Tensor:
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    @property
+    def sequential(self) -> bool:
+        """Whether batches are consecutive index ranges (evaluation on a single process)."""
+        return not self.shuffle and _rank_and_world()[1] == 1
+
+    def order(self) -> torch.Tensor:
+        """This epoch's image order (this rank's share under DDP)."""
+        rank, world = _rank_and_world()
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.n, generator=gen)
         else:
             order = torch.arange(self.n)
         if world > 1:
-            per_rank = self.n // world if self.shuffle else -(-self.n // world)
-            order = order[rank::world][:per_rank]
+            order = order[rank::world]
+            if self.shuffle:
+                order = order[: self.n // world]
         return order
 
+    def flip_seed(self, batch: int) -> int:
+        """Seed of the flips of batch number `batch` this epoch."""
+        return (self.seed * 1_000_003 + self.epoch) * 100_019 + batch
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
-        order = self._order()
+        order = self.order()
         for i, start in enumerate(range(0, len(order), self.batch_size)):
-            flip_seed = (self.seed * 1_000_003 + self.epoch) * 100_019 + i
-            yield order[start : start + self.batch_size], flip_seed
+            yield order[start : start + self.batch_size], self.flip_seed(i)
 
     def __len__(self) -> int:
-        return -(-len(self._order()) // self.batch_size)
+        return -(-len(self.order()) // self.batch_size)
 
 
-class InMemoryImages(torch.utils.data.Dataset):
-    """Preloaded images (N, 1, H, W) float32 and labels (N,); item = one whole batch."""
+class InMemoryImages:
+    """Preloaded images (N, 1, H, W) float32 and labels (N,) of one split."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, flips: Sequence[str] = ()):
         self.images, self.labels, self.flips = images, labels, tuple(flips)
@@ -236,12 +271,70 @@ class InMemoryImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, item: tuple[torch.Tensor, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        indices, flip_seed = item
-        x = self.images[indices]
-        if self.flips:
-            x = random_flips(x, self.flips, torch.Generator().manual_seed(int(flip_seed)))
-        return x, self.labels[indices]
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch ops single-threaded inside, restoring the thread count after.
+
+    On the loaded 2-core machine, 2-thread copies/flips of image batches ran 3-30x slower than
+    one thread (each op waits for a thread that another process holds).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class ImageBatches:
+    """Whole (x, y) batches sliced from one preloaded tensor; no DataLoader, no collate.
+
+    Training, as mrinet.data.batches.TensorBatches: one gather of the split in the epoch's
+    permutation, then every batch is a view of it. The gather reuses one buffer across epochs:
+    on this VM fresh memory costs more in page faults than the copy (a new 130 MB tensor per
+    epoch ran at ~1 GB/s, per-batch gathers at ~450 images/s), so a training batch is valid
+    until the next epoch starts (clone it to keep it). Flips are drawn per batch (the lazy
+    path's seeds) and applied to the epoch copy in chunks. Evaluation: views of the preloaded
+    tensor itself.
+    `sampler` carries the epoch (Lightning calls `sampler.set_epoch` on any loader with one).
+    """
+
+    batch_sampler = None  # Lightning inspects loaders' samplers like a DataLoader's
+
+    def __init__(self, data: InMemoryImages, sampler: EpochBatches) -> None:
+        self.data, self.sampler = data, sampler
+        self._buffer: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        images, labels, flips = self.data.images, self.data.labels, self.data.flips
+        with one_thread():  # memory-bound copies: a 2nd thread on a busy core stalls both
+            if not self.sampler.sequential:
+                order = self.sampler.order()
+                shape = (len(order), *images.shape[1:])
+                if self._buffer is None or self._buffer.shape != shape:
+                    self._buffer = torch.empty(shape, dtype=images.dtype)
+                images = torch.index_select(images, 0, order, out=self._buffer)
+                labels = labels.index_select(0, order)
+            elif flips:
+                images = images.clone()  # flips work in place: never on the preloaded tensor
+            size = self.sampler.batch_size
+            starts = range(0, len(labels), size)
+            if flips:  # drawn per batch with the lazy path's seeds, applied to the copy at once
+                codes = [
+                    flip_codes(
+                        min(size, len(labels) - start),
+                        flips,
+                        torch.Generator().manual_seed(self.sampler.flip_seed(i)),
+                    )
+                    for i, start in enumerate(starts)
+                ]
+                apply_flips(images, torch.cat(codes), flips)
+        for start in starts:
+            yield images[start : start + size], labels[start : start + size]
 
 
 class HDF5Images(torch.utils.data.Dataset):
@@ -284,21 +377,43 @@ class HDF5Images(torch.utils.data.Dataset):
             positions = np.flatnonzero(files == file_number)
             slices = self.index.slice_index[indices[positions]]
             unique, inverse = np.unique(slices, return_inverse=True)
-            dataset = self._dataset(int(file_number))
-            rows, cols = center_crop_box(
-                dataset.shape, self.crop, str(self.index.files[file_number])
-            )
-            block = dataset[unique.tolist(), rows, cols]
-            out[positions] = np.abs(block[inverse]) if np.iscomplexobj(block) else block[inverse]
+            block = self._read_slices(int(file_number), unique)
+            if len(unique) == len(slices) and np.array_equal(unique, slices):
+                out[positions] = block  # sorted already (evaluation): no reorder copy
+            else:
+                out[positions] = block[inverse]
         x = torch.from_numpy(out).unsqueeze(1)
         return normalize_images(x, self.normalization, self.percentile)
+
+    def _read_slices(self, file_number: int, slices: np.ndarray) -> np.ndarray:
+        """Crop windows of sorted, unique `slices` of one file: one hyperslab read per run.
+
+        h5py's list (point) selection costs several times a contiguous range; runs of
+        consecutive slices are read as ranges straight into the output buffer.
+        """
+        dataset = self._dataset(file_number)
+        rows, cols = center_crop_box(dataset.shape, self.crop, str(self.index.files[file_number]))
+        if dataset.dtype.kind == "c":
+            return np.abs(dataset[slices.tolist(), rows, cols]).astype(np.float32)
+        block = np.empty((len(slices), *self.crop), dtype=np.float32)
+        breaks = np.flatnonzero(np.diff(slices) != 1) + 1
+        for run in np.split(np.arange(len(slices)), breaks):
+            first, last = int(slices[run[0]]), int(slices[run[-1]]) + 1
+            source = np.s_[first:last, rows, cols]
+            target = np.s_[int(run[0]) : int(run[-1]) + 1]
+            if dataset.dtype == np.float32:
+                dataset.read_direct(block, source, target)
+            else:
+                block[target] = dataset[source]
+        return block
 
     def __getitem__(self, item: tuple[torch.Tensor, int]) -> tuple[torch.Tensor, torch.Tensor]:
         indices, flip_seed = item
         indices = np.asarray(indices, dtype=np.int64)
-        x = self.read(indices)
-        if self.flips:
-            x = random_flips(x, self.flips, torch.Generator().manual_seed(int(flip_seed)))
+        with one_thread():  # small memory-bound ops (DataLoader workers use 1 thread anyway)
+            x = self.read(indices)
+            if self.flips:
+                x = random_flips(x, self.flips, torch.Generator().manual_seed(int(flip_seed)))
         return x, torch.from_numpy(self.index.labels[indices])
 
 
@@ -318,6 +433,14 @@ def preload_images(
         block = images[index.slice_index[positions], rows, cols]
         out[torch.from_numpy(positions), 0] = torch.from_numpy(np.ascontiguousarray(block))
     return normalize_images(out, normalization, percentile)
+
+
+def physical_memory_gb() -> float:
+    """Installed RAM in GB (inf where the OS does not say): caps what `preload="auto"` holds."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e9
+    except (AttributeError, ValueError, OSError):
+        return float("inf")
 
 
 def open_reconstruction(path: str | Path):
@@ -495,8 +618,11 @@ class ReconQualityDataModule(pl.LightningDataModule):
             )
         n_images = sum(len(i) for i in self.indexes.values())
         gigabytes = n_images * self.crop[0] * self.crop[1] * 4 / 1e9
+        # training also holds the epoch's permuted copy of its split
+        needed = gigabytes * (1 + len(self.indexes["train"]) / max(n_images, 1))
         preload = self.preload is True or (
-            self.preload == "auto" and gigabytes <= self.preload_max_gb
+            self.preload == "auto"
+            and needed <= min(self.preload_max_gb, 0.5 * physical_memory_gb())
         )
         for name, index in self.indexes.items():
             flips = self.flips if name == "train" else ()
@@ -528,24 +654,25 @@ class ReconQualityDataModule(pl.LightningDataModule):
         return dataset.read(np.arange(len(dataset))), torch.from_numpy(dataset.index.labels)
 
     # ---- loaders ---------------------------------------------------------------------------
-    def _loader(self, name: str, train: bool) -> torch.utils.data.DataLoader:
+    def _loader(self, name: str, train: bool) -> ImageBatches | torch.utils.data.DataLoader:
         dataset = self.datasets[name]
         batch_size = self.batch_size if train else self.eval_batch_size
         sampler = EpochBatches(len(dataset), batch_size, shuffle=train, seed=self.seed)
-        workers = 0 if isinstance(dataset, InMemoryImages) else self.num_workers
+        if isinstance(dataset, InMemoryImages):
+            return ImageBatches(dataset, sampler)  # slicing RAM: workers would only add copies
         return torch.utils.data.DataLoader(
             dataset,
             sampler=sampler,
             batch_size=None,  # every item already is a whole batch
-            num_workers=workers,
-            persistent_workers=workers > 0,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
+    def train_dataloader(self) -> ImageBatches | torch.utils.data.DataLoader:
         return self._loader("train", train=True)
 
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
+    def val_dataloader(self) -> ImageBatches | torch.utils.data.DataLoader:
         return self._loader("val", train=False)
 
-    def test_dataloader(self) -> torch.utils.data.DataLoader:
+    def test_dataloader(self) -> ImageBatches | torch.utils.data.DataLoader:
         return self._loader("test", train=False)

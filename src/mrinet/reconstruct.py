@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from mrinet.errors import ConfigError, DataNotFoundError
+from mrinet.progress import progress as progress_bar
 
 METHODS = ("pics", "sense", "zero_filled")
 MASKS = ("random", "equispaced")
@@ -245,31 +246,19 @@ def reconstruct_dataset(
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            results = list(_progress(pool.map(_volume_job, jobs), len(jobs), progress))
+            results = list(
+                progress_bar(pool.map(_volume_job, jobs), "reconstructing", len(jobs), progress)
+            )
     else:
         results = [
-            reconstruct_volume(f, o, **kw) for f, o, kw in _progress(jobs, len(jobs), progress)
+            reconstruct_volume(f, o, **kw)
+            for f, o, kw in progress_bar(jobs, "reconstructing", len(jobs), progress)
         ]
     out: dict[str, list[Path]] = {}
     for r in results:
         for tag, path in r.items():
             out.setdefault(tag, []).append(path)
     return out
-
-
-def _progress(items, total: int, enabled: bool):
-    """Rich progress bar when available and enabled; plain per-item prints otherwise."""
-    if not enabled:
-        yield from items
-        return
-    try:
-        from rich.progress import track
-    except ImportError:
-        for k, item in enumerate(items):
-            print(f"reconstructing: {k + 1}/{total}", flush=True)
-            yield item
-        return
-    yield from track(items, total=total, description="reconstructing")
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[Path]]:

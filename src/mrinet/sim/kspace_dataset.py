@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrinet.progress import progress as progress_bar
 from mrinet.sim.kspace import nifti_slices, phantom_slices, simulate_kspace
 
 
@@ -62,7 +63,7 @@ def simulate_kspace_dataset(
         "anatomy": "phantom" if anatomy is None else str(anatomy),
     }
     paths = []
-    for i in _progress(range(volumes), "simulating k-space", progress):
+    for i in progress_bar(range(volumes), "simulating k-space", volumes, progress):
         path = out_dir / f"{volume_name(i, contrast)}.h5"
         paths.append(path)
         if path.exists():
@@ -83,22 +84,6 @@ def simulate_kspace_dataset(
             simulation={**params, "volume": i},
         )
     return paths
-
-
-def _progress(items, description: str, enabled: bool):
-    """Iterate with a rich progress bar when rich is installed and enabled, plainly otherwise."""
-    if not enabled:
-        yield from items
-        return
-    try:
-        from rich.progress import track
-    except ImportError:
-        items = list(items)
-        for k, item in enumerate(items):
-            print(f"{description}: {k + 1}/{len(items)}", flush=True)
-            yield item
-        return
-    yield from track(items, description=description)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -201,14 +201,19 @@ def load_subjects(
     """Read every subject folder and keep the voxels whose label code maps to a class."""
     from mrinet.io.subjects import list_subjects
 
+    import pandas as pd
+
     lookup = class_lookup(classes, label_map)
-    parts, ids, labels_all = [], [], []
-    for subject_dir in list_subjects(subjects_dir):
+    folders = list_subjects(subjects_dir)
+    parts, codes, labels_all = [], [], []
+    for index, subject_dir in enumerate(folders):
         x, y, _ = subject_voxels(subject_dir, features, lookup, label_file, source, resample_labels)
         parts.append(x)
         labels_all.append(y)
-        ids.append(np.full(len(y), subject_dir.name))
-    return Voxels(np.concatenate(parts), np.concatenate(labels_all), np.concatenate(ids))
+        codes.append(np.full(len(y), index, dtype=np.int32))
+    # subject per voxel as a Categorical: integer codes, not a million Python strings
+    subjects = pd.Categorical.from_codes(np.concatenate(codes), categories=[f.name for f in folders])
+    return Voxels(np.concatenate(parts), np.concatenate(labels_all), subjects)
 
 
 def load_table(

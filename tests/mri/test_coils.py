@@ -32,6 +32,7 @@ def sigpy_maps():
     return torch.from_numpy(app.run())
 
 
+@pytest.mark.slow  # sigpy EspiritCalib JIT-compiles with numba: ~10-25 s on 2 cores
 @pytest.mark.parametrize("subsample", [1, 4])
 def test_espirit_matches_sigpy_inside_object(subsample, sigpy_maps):
     kspace, image, _ = _phantom_kspace()

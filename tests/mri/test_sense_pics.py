@@ -105,6 +105,7 @@ def test_pics_psnr_within_half_db_of_sigpy_l1wavelet(wavelet):
     assert p_ours > _psnr(zero_filled(kspace, mask, maps)[0], reference[0]) + 3
 
 
+@pytest.mark.slow  # three full solves; the TV prox is iterative
 def test_pics_beats_cg_sense_and_tv_prior_works():
     kspace, mask, maps, reference = _phantom_problem()
     p_sense = _psnr(sense_reconstruct(kspace, mask, maps, iterations=8)[0], reference[0])

@@ -45,9 +45,12 @@ def _projector_kernel(calib: torch.Tensor, kernel_width: int, threshold: float) 
     # patches: (B, P, C*k*k), rows = every k x k window of every coil
     patches = calib.unfold(-2, k, 1).unfold(-2, k, 1)  # (B, C, ny, nx, k, k)
     patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c * k * k)
-    _, s, vh = torch.linalg.svd(patches, full_matrices=False)
-    keep = (s > threshold * s[:, :1]).to(vh.dtype)  # (B, n) per-slice rank, batched by masking
-    v = vh * keep[..., None]  # (B, n, C*k*k)
+    # right singular vectors from the small Gram matrix (C*k*k square): cheaper than an SVD
+    evals, evecs = torch.linalg.eigh(patches.mH @ patches)
+    s = evals.flip(-1).clamp_min(0).sqrt()  # singular values, descending (B, n)
+    vh = evecs.flip(-1).mH  # rows = right singular vectors^H (B, n, C*k*k)
+    keep = (s > threshold * s[:, :1]).to(vh.dtype)  # per-slice rank, batched by masking
+    v = vh * keep[..., None]
     proj = torch.einsum("bni,bnj->bij", v, v.conj()).reshape(b, c, k, k, c, k, k)
     # sum the projector along its diagonals: offset d = kernel position - kernel position'
     out = calib.new_zeros(b, c, c, 2 * k - 1, 2 * k - 1)

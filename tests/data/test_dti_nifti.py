@@ -159,3 +159,31 @@ def test_corrupt_gzip_is_named(tmp_path, write_subject):
     (folder / "MD.nii.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataFormatError, match="MD.nii.gz"):
         load(tmp_path)
+
+
+def test_synthetic_voxels_are_cached_and_equal_to_a_fresh_read(tmp_path, write_subject):
+    """The extracted-voxel cache of a simulated cohort returns exactly what reading gives."""
+    from mrinet.data.dti import ensure_synthetic_cohort
+
+    settings = {
+        "subjects": 3,
+        "grid": {"shape": [36, 44, 34], "voxel_mm": 4.0},
+        "single_shell": {"n_b0": 2, "n_dirs": 20, "bval": 1000.0},
+    }
+    kwargs = {
+        "source": "synthetic",
+        "cache_dir": str(tmp_path),
+        "synthetic": settings,
+        "label_map": LABEL_MAP,
+        "split": [0.34, 0.33, 0.33],
+    }
+    first = DTIDataModule(**kwargs)
+    fresh = first.load_voxels()  # reads the NIfTI maps and writes the cache
+    root = ensure_synthetic_cohort(tmp_path, settings)
+    (cache,) = root.glob(".voxels-*.npz")
+    cached = DTIDataModule(**kwargs).load_voxels()
+    np.testing.assert_array_equal(cached.features, fresh.features)
+    np.testing.assert_array_equal(cached.labels, fresh.labels)
+    assert list(cached.subjects) == list(fresh.subjects)
+    other = DTIDataModule(**{**kwargs, "features": ["FA", "MD"]}).load_voxels()
+    assert other.features.shape[1] == 2 and len(list(root.glob(".voxels-*.npz"))) == 2

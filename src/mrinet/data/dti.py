@@ -374,6 +374,8 @@ class DTIDataModule(pl.LightningDataModule):
                 self.columns.get("subject", "subject"),
                 self.drop_nonfinite,
             )
+        if self.source == "synthetic":
+            return self._cached_synthetic_voxels()
         return load_subjects(
             self.subjects_root(),
             self.features,
@@ -383,6 +385,27 @@ class DTIDataModule(pl.LightningDataModule):
             self.volume_source,
             self.resample_labels,
         )
+
+    def _cached_synthetic_voxels(self) -> Voxels:
+        """The simulated cohort's class voxels, extracted once into an uncompressed .npz beside
+        it (keyed by features, classes and label map): ~20 ms instead of ~1 s of gzip NIfTI reads
+        at every start. Only for the cohort mrinet generated; real data folders stay untouched."""
+        import pandas as pd
+
+        from mrinet.io.atomic import atomic_file
+
+        root = self.subjects_root()
+        key = json.dumps([self.features, self.classes, self.label_map, self.label_file], sort_keys=True)
+        cache = root / f".voxels-{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
+        if cache.is_file():
+            with np.load(cache) as saved:
+                subjects = pd.Categorical.from_codes(saved["codes"], categories=saved["names"].tolist())
+                return Voxels(saved["features"], saved["labels"], subjects)
+        voxels = load_subjects(root, self.features, self.classes, self.label_map, self.label_file)
+        with atomic_file(cache) as tmp, open(tmp, "wb") as handle:
+            names = np.asarray(voxels.subjects.categories, dtype=str)
+            np.savez(handle, features=voxels.features, labels=voxels.labels, codes=voxels.subjects.codes, names=names)
+        return voxels
 
     @property
     def volume_source(self) -> str:

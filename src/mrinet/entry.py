@@ -192,3 +192,21 @@ def announce(output_dir: str | Path) -> None:
         f"view them with:  tensorboard --logdir {output_dir.parent}\n"
     )
     log.info(msg.rstrip())
+
+
+def check_accelerator(trainer_cfg) -> None:
+    """`trainer=gpu`/`ddp` on a machine without a usable GPU: say so in one line, with the fix."""
+    from mrinet.errors import ConfigError
+
+    accelerator = str(trainer_cfg.get("accelerator", "cpu"))
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but torch ({torch.__version__}, {build}) sees no GPU",
+            "trainer.accelerator",
+            "use trainer=cpu (or trainer=ddp_cpu), or run on a GPU node with a CUDA build of torch",
+        )

@@ -16,6 +16,7 @@ from mrinet.config_dir import config_dir
 from mrinet.entry import (
     announce,
     apply_extras,
+    check_accelerator,
     guarded,
     instantiate_list,
     register_resolvers,
@@ -109,6 +110,7 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule = instantiate(data_cfg, _convert_="all")
     model = build_model(checkpoint, cfg.ckpt_path)
     callbacks = [c for c in instantiate_list(cfg.get("callbacks"))]
+    check_accelerator(cfg.trainer)
     trainer = instantiate(
         cfg.trainer, logger=instantiate_list(cfg.get("logger")) or False, callbacks=callbacks
     )

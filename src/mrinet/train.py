@@ -21,6 +21,7 @@ from mrinet.config_dir import config_dir
 from mrinet.entry import (
     announce,
     apply_extras,
+    check_accelerator,
     flat_hparams,
     guarded,
     instantiate_list,
@@ -134,6 +135,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     model = instantiate(cfg.model, _convert_="all")
     callbacks = [*instantiate_list(cfg.get("callbacks")), RunInfoInCheckpoint(run_info(cfg))]
     loggers = instantiate_list(cfg.get("logger"))
+    check_accelerator(cfg.trainer)
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all"
     )

@@ -173,6 +173,12 @@ def test_predict_writes_class_and_probability_maps_on_the_subject_grid(run, data
     np.testing.assert_array_equal(p.argmax(-1) + 1, labels[truth > 0])
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def guarded_run(entry: str, overrides: list[str], capsys) -> str:
     """Run an entry point's task in-process as its CLI would (composed config, guarded)."""
     from hydra import compose, initialize_config_dir
@@ -197,6 +203,11 @@ def guarded_run(entry: str, overrides: list[str], capsys) -> str:
         ("data.batch_size=-4", "data.batch_size must be a positive integer"),
         ("data.split=[0.5,0.2,0.2]", "must be three non-negative numbers summing to 1"),
         ("data.classes=[thalamus,putamen]", "class 'putamen' has no entry in the label map"),
+        pytest.param(
+            "trainer=gpu",
+            "sees no GPU",
+            marks=pytest.mark.skipif(_has_cuda(), reason="a GPU is present: trainer=gpu is valid"),
+        ),
     ],
 )
 def test_bad_config_values_exit_with_the_key_and_fix(run, data_dir, override, message, capsys):

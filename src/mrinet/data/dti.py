@@ -335,6 +335,7 @@ class DTIDataModule(pl.LightningDataModule):
         class_weights: bool = False,
         drop_nonfinite: bool = False,
         resample_labels: bool = False,
+        steps_per_batch: int = 1,
         seed: int = 0,
         synthetic: Mapping | None = None,
     ) -> None:
@@ -356,6 +357,7 @@ class DTIDataModule(pl.LightningDataModule):
         self.use_class_weights, self.drop_nonfinite = bool(class_weights), bool(drop_nonfinite)
         self.synthetic = dict(synthetic or {})
         self.resample_labels = bool(resample_labels)
+        self.steps_per_batch = int(steps_per_batch)  # = model.steps_per_batch (grouped steps)
         self.data: dict[str, dict[str, torch.Tensor]] = {}
         self.split_units: dict[str, list[str]] = {}
         self._examples: dict[str, dict] = {}
@@ -505,10 +507,12 @@ class DTIDataModule(pl.LightningDataModule):
 
     def _loader(self, name: str, train: bool) -> TensorBatches:
         part = self.data[name]
+        trainer = getattr(self, "trainer", None)
+        group = self.steps_per_batch if trainer is None or trainer.world_size == 1 else 1
         return TensorBatches(
             part["x"],
             part["y"],
-            batch_size=self.batch_size if train else self.eval_batch_size,
+            batch_size=self.batch_size * group if train else self.eval_batch_size,
             shuffle=train,
             seed=self.seed,
             epoch_fn=self._current_epoch,

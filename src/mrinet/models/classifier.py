@@ -50,8 +50,11 @@ class Classifier(pl.LightningModule):
         scheduler_monitor: str = "val/loss",
         standardize_inputs: bool = True,
         grad_norm_every_n_steps: int | None = None,
+        steps_per_batch: int = 1,
     ) -> None:
         super().__init__()
+        if int(steps_per_batch) < 1:
+            raise ValueError(f"model.steps_per_batch must be >= 1, got {steps_per_batch}")
         if loss not in LOSSES:
             raise ValueError(f"model.loss={loss!r}: choose one of {LOSSES}")
         if output_activation not in OUTPUT_ACTIVATIONS:
@@ -65,6 +68,11 @@ class Classifier(pl.LightningModule):
         self.class_names = list(class_names) if class_names else None
         self.standardize_inputs = standardize_inputs
         self.grad_norm_every_n_steps = grad_norm_every_n_steps
+        # k > 1: each loader batch holds k optimizer batches (see `training_step`)
+        self.steps_per_batch = int(steps_per_batch)
+        self.micro_batch_size: int | None = None
+        if self.steps_per_batch > 1:
+            self.automatic_optimization = False
         self.register_buffer("input_mean", torch.zeros(0))
         self.register_buffer("input_std", torch.ones(0))
         self.register_buffer("class_weight", torch.zeros(0))
@@ -84,6 +92,13 @@ class Classifier(pl.LightningModule):
                 self.class_weight = weights.to(self.device)
         if self.class_names is None and datamodule is not None:
             self.class_names = list(getattr(datamodule, "classes", []))
+        if stage == "fit" and self.steps_per_batch > 1:
+            if self.trainer.world_size > 1:  # DDP needs one backward per forward of its wrapper
+                self.steps_per_batch, self.automatic_optimization = 1, True
+            elif getattr(datamodule, "batch_size", None) is None:
+                raise ValueError("model.steps_per_batch > 1 needs a DataModule with a batch_size")
+            else:
+                self.micro_batch_size = int(datamodule.batch_size)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # buffers whose size comes from the data: take the checkpoint's size
@@ -148,10 +163,39 @@ class Classifier(pl.LightningModule):
         return float(len(y))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if self.steps_per_batch > 1:
+            return self._grouped_steps(batch)
         loss = self._step(batch, "train")
         if self._log_now():
             self.log_step_metrics({"train/loss_step": loss})
         return loss
+
+    def _grouped_steps(self, batch) -> torch.Tensor:
+        """k optimizer steps on consecutive slices of one loader batch: the same updates, in the
+        same order, as k loader batches, with Lightning's per-batch cost paid once (RESEARCH.md:
+        that cost, not arithmetic, limits a small MLP). Single process only."""
+        optimizer = self.optimizers()
+        x, y = batch[0], batch[1]
+        for xb, yb in zip(x.split(self.micro_batch_size), y.split(self.micro_batch_size)):
+            loss = self._step((xb, yb), "train")
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()  # counts the step and runs on_before_optimizer_step (grad norms)
+            if self._log_now():
+                self.log_step_metrics({"train/loss_step": loss})
+        return loss
+
+    def on_train_epoch_end_schedulers(self) -> None:
+        """With grouped steps (manual optimisation) Lightning does not step schedulers: do it."""
+        scheduler = self.lr_schedulers()
+        if scheduler is None:
+            return
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            value = self.trainer.callback_metrics.get(self.hparams.scheduler_monitor)
+            if value is not None:
+                scheduler.step(value)
+        else:
+            scheduler.step()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
@@ -196,6 +240,8 @@ class Classifier(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._epoch_end("train")
+        if self.steps_per_batch > 1:
+            self.on_train_epoch_end_schedulers()
 
     def on_validation_epoch_end(self) -> None:
         self._epoch_end("val")

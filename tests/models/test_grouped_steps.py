@@ -1,0 +1,82 @@
+"""model.steps_per_batch=k: k optimizer steps per loader batch give the plain run's updates."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from mrinet.data.dti import DTIDataModule
+from mrinet.models.classifier import Classifier
+from mrinet.nets.mlp import MLP
+
+
+def voxel_table(path, n: int = 3000) -> None:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, n)
+    means = np.array(
+        [[900, 0.2, 1.0, 1.3, 0.9], [1000, 0.7, 0.4, 0.7, 0.2], [870, 0.4, 0.6, 0.8, 0.5]]
+    )
+    x = means[y] * (1 + 0.1 * rng.normal(size=(n, 5)))
+    frame = pd.DataFrame(x, columns=["T1w", "FA", "MD", "AD", "RD"]).assign(label=y + 1)
+    frame["subject"] = [f"s{i % 6}" for i in range(n)]
+    frame.to_csv(path, index=False)
+
+
+def train(path, steps_per_batch: int, scheduler=None):
+    torch.manual_seed(0)
+    dm = DTIDataModule(
+        source="table",
+        table_path=str(path),
+        batch_size=64,
+        split=[0.5, 0.25, 0.25],
+        seed=1,
+        class_weights=True,
+        steps_per_batch=steps_per_batch,
+    )
+    model = Classifier(
+        MLP(5, [16, 16], 3),
+        functools.partial(torch.optim.Adam, lr=1e-2),
+        class_names=["a", "b", "c"],
+        steps_per_batch=steps_per_batch,
+        scheduler=scheduler,
+    )
+    trainer = pl.Trainer(
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
+    trainer.fit(model, datamodule=dm)
+    return model, trainer
+
+
+@pytest.mark.parametrize("k", [3, 8])
+def test_grouped_steps_give_the_same_weights_steps_and_metrics(tmp_path, k):
+    voxel_table(tmp_path / "v.csv")
+    plain, plain_trainer = train(tmp_path / "v.csv", 1)
+    grouped, grouped_trainer = train(tmp_path / "v.csv", k)
+    assert grouped_trainer.global_step == plain_trainer.global_step  # every optimizer step counted
+    for (name, a), b in zip(plain.state_dict().items(), grouped.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    for key in ("train/loss", "val/bal_acc", "val/loss"):
+        assert float(plain_trainer.callback_metrics[key]) == pytest.approx(
+            float(grouped_trainer.callback_metrics[key]), rel=1e-5
+        )
+
+
+def test_grouped_steps_still_step_the_learning_rate_scheduler(tmp_path):
+    voxel_table(tmp_path / "v.csv")
+    step_lr = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    plain, _ = train(tmp_path / "v.csv", 1, step_lr)
+    grouped, _ = train(tmp_path / "v.csv", 4, step_lr)
+    lr = [m.trainer.optimizers[0].param_groups[0]["lr"] for m in (plain, grouped)]
+    assert lr[0] == lr[1] == pytest.approx(1e-2 * 0.5**3)

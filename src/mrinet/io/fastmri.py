@@ -132,6 +132,24 @@ def _open(path: Path):
         ) from err
 
 
+def _dataset(
+    f, name: str, path: Path, ndim: int, kind: str, layout: str, missing_fix: str, shape_fix: str
+):
+    """The HDF5 dataset `name`, checked for presence, rank and dtype kind (errors name the fix)."""
+    if name not in f:
+        raise DataFormatError(
+            f"no '{name}' dataset (found {sorted(f.keys())})", f"{path}:{name}", missing_fix
+        )
+    ds = f[name]
+    if ds.ndim != ndim or ds.dtype.kind != kind:
+        raise DataFormatError(
+            f"'{name}' is {ds.dtype} with shape {ds.shape}; expected {layout}",
+            f"{path}:{name}",
+            shape_fix,
+        )
+    return ds
+
+
 def _read(f, key: str, path: Path, sl=slice(None)) -> np.ndarray:
     try:
         return f[key][sl]
@@ -170,19 +188,16 @@ def read_kspace_volume(path: str | Path, slices: slice | None = None) -> KspaceV
     """Read and validate a fastMRI multicoil file (ours or a real one)."""
     path = Path(path)
     with _open(path) as f:
-        if "kspace" not in f:
-            raise DataFormatError(
-                f"no 'kspace' dataset (found {sorted(f.keys())})",
-                f"{path}:kspace",
-                "give a fastMRI multicoil file with a complex 'kspace' (slices, coils, H, W)",
-            )
-        ds = f["kspace"]
-        if ds.ndim != 4 or ds.dtype.kind != "c":
-            raise DataFormatError(
-                f"'kspace' is {ds.dtype} with shape {ds.shape}; expected complex (slices, coils, H, W)",
-                f"{path}:kspace",
-                "single-coil files have rank 3: simulate or convert to multicoil; store complex64",
-            )
+        ds = _dataset(
+            f,
+            "kspace",
+            path,
+            ndim=4,
+            kind="c",
+            layout="complex (slices, coils, H, W)",
+            missing_fix="give a fastMRI multicoil file with a complex 'kspace' (slices, coils, H, W)",
+            shape_fix="single-coil files have rank 3: simulate or convert to multicoil; store complex64",
+        )
         kspace = _read(f, "kspace", path, slices if slices is not None else slice(None))
         rss = None
         if "reconstruction_rss" in f:
@@ -241,19 +256,16 @@ def read_reconstruction(path: str | Path) -> Reconstruction:
     """Read and validate a reconstruction file written by `write_reconstruction`."""
     path = Path(path)
     with _open(path) as f:
-        if "reconstruction" not in f:
-            raise DataFormatError(
-                f"no 'reconstruction' dataset (found {sorted(f.keys())})",
-                f"{path}:reconstruction",
-                "give a file written by mrinet.reconstruct (recon/<tag>/<volume>.h5)",
-            )
-        ds = f["reconstruction"]
-        if ds.ndim != 3 or ds.dtype.kind != "f":
-            raise DataFormatError(
-                f"'reconstruction' is {ds.dtype} {ds.shape}; expected float (slices, H, W)",
-                f"{path}:reconstruction",
-                "regenerate it with python -m mrinet.reconstruct",
-            )
+        _dataset(
+            f,
+            "reconstruction",
+            path,
+            ndim=3,
+            kind="f",
+            layout="float (slices, H, W)",
+            missing_fix="give a file written by mrinet.reconstruct (recon/<tag>/<volume>.h5)",
+            shape_fix="regenerate it with python -m mrinet.reconstruct",
+        )
         images = _read(f, "reconstruction", path)
         mask = _read(f, "mask", path) if "mask" in f else np.ones(images.shape[-1], np.float32)
         metrics = {k: _read(f, f"metrics/{k}", path) for k in f.get("metrics", {})}

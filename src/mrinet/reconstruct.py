@@ -35,6 +35,15 @@ def method_tag(method: str, acceleration: float, mask: str = "random") -> str:
     return f"{method}_{kind}R{acceleration:g}"
 
 
+REFERENCE_NOISE = ("none", "matched")
+
+
+def reference_tag(reference_noise: str = "none", acceleration: float = 4) -> str:
+    """Folder name of the R=1 reference: `reference`, or `reference_matched_R4` when its noise
+    is matched to rate R (it then depends on R, so each R gets its own)."""
+    return "reference" if reference_noise == "none" else f"reference_matched_R{acceleration:g}"
+
+
 def remove_readout_oversampling(kspace: torch.Tensor, rows: int) -> torch.Tensor:
     """(S, C, H, W) centred k-space, H > rows -> (S, C, rows, W): crop the image along readout."""
     from mrinet.mri.fft import center_crop
@@ -85,20 +94,30 @@ def reconstruct_volume(
     wavelet: str = "haar",
     recon_size: tuple[int, int] = (320, 320),
     device: str = "cpu",
+    reference_noise: str = "none",
 ) -> dict[str, Path]:
-    """Reconstruct one volume; returns {tag: path}. Existing outputs are kept (resumable)."""
+    """Reconstruct one volume; returns {tag: path}. Existing outputs are kept (resumable).
+
+    `reference_noise="matched"` adds complex white noise to the fully sampled k-space before
+    the R=1 reconstruction (std per coil estimated from the k-space corners, times
+    sqrt(R_realised - 1)), so the reference has the image noise level an unaliased R-fold
+    reconstruction would have: the classes then differ by how the missing data are filled in
+    (aliasing, g-factor pattern, blur), not by a global noise level (mrinet.mri.noise).
+    """
     from mrinet.io.fastmri import read_kspace_volume, read_reconstruction, write_reconstruction
     from mrinet.mri.coils import espirit_maps
     from mrinet.mri.masks import EquispacedMask, RandomMask, center_width, seed_from_name
     from mrinet.mri.metrics import nmse, psnr, ssim
+    from mrinet.mri.noise import add_complex_noise, estimate_noise_std, matched_noise_std
     from mrinet.mri.pics import DEFAULT_LAM, data_scale, zero_filled
 
     kspace_path, out_dir = Path(kspace_path), Path(out_dir)
     name = kspace_path.stem
     tag = method_tag(method, acceleration, mask)
     outputs = {tag: out_dir / tag / f"{name}.h5"}
+    ref_tag = reference_tag(reference_noise, acceleration)
     if include_reference:
-        outputs = {"reference": out_dir / "reference" / f"{name}.h5", **outputs}
+        outputs = {ref_tag: out_dir / ref_tag / f"{name}.h5", **outputs}
     if all(p.exists() for p in outputs.values()):
         return outputs
     iterations = DEFAULT_ITERATIONS[method] if iterations is None else int(iterations)
@@ -134,20 +153,29 @@ def reconstruct_volume(
         "source": str(kspace_path),
         "coil_maps": "espirit",
     }
+    realised = float(under.numel() / under.sum())
     reference = None
     if include_reference:
-        ref_path = outputs["reference"]
+        ref_path = outputs[ref_tag]
         if ref_path.exists():
             reference = torch.from_numpy(read_reconstruction(ref_path).reconstruction)
         else:
-            ref = _solve(method, kspace, full, maps, lam, iterations, wavelet, scale)
+            ref_attrs = {**attrs_common, "acceleration": 1.0, "realised_acceleration": 1.0}
+            ref_kspace = kspace
+            if reference_noise == "matched":
+                sigma = estimate_noise_std(kspace)
+                added = matched_noise_std(sigma, realised)
+                generator = torch.Generator().manual_seed(seed_from_name(name) + 1)
+                ref_kspace = add_complex_noise(kspace, added, generator)
+                ref_attrs |= {
+                    "reference_noise": "matched",
+                    "noise_matched_acceleration": realised,
+                    "estimated_noise_std": sigma.cpu().numpy(),
+                    "added_noise_std": added.cpu().numpy(),
+                }
+            ref = _solve(method, ref_kspace, full, maps, lam, iterations, wavelet, scale)
             reference = _to_recon_size(ref.abs(), recon_size).float().cpu()
-            write_reconstruction(
-                ref_path,
-                reference.numpy(),
-                full.cpu().numpy(),
-                {**attrs_common, "acceleration": 1.0, "realised_acceleration": 1.0},
-            )
+            write_reconstruction(ref_path, reference.numpy(), full.cpu().numpy(), ref_attrs)
     if not outputs[tag].exists():
         image = _solve(method, kspace, under, maps, lam, iterations, wavelet, scale)
         image = _to_recon_size(image.abs(), recon_size).float().cpu()
@@ -159,7 +187,6 @@ def reconstruct_volume(
                 "psnr": psnr(reference, image, peak).numpy(),
                 "nmse": nmse(reference, image).numpy(),
             }
-        realised = float(under.numel() / under.sum())
         write_reconstruction(
             outputs[tag],
             image.numpy(),
@@ -196,6 +223,7 @@ def reconstruct_dataset(
     device: str = "cpu",
     progress: bool = True,
     threads: int | None = 1,
+    reference_noise: str = "none",
 ) -> dict[str, list[Path]]:
     """Reconstruct every `*.h5` in `kspace_dir` into `out_dir/<tag>/`; returns {tag: paths}.
 
@@ -206,6 +234,12 @@ def reconstruct_dataset(
         raise ConfigError(f"unknown method {method!r}", "method", f"choose one of {METHODS}")
     if mask not in MASKS:
         raise ConfigError(f"unknown mask {mask!r}", "mask", f"choose one of {MASKS}")
+    if reference_noise not in REFERENCE_NOISE:
+        raise ConfigError(
+            f"unknown reference_noise {reference_noise!r}",
+            "reference_noise",
+            f"choose one of {REFERENCE_NOISE}",
+        )
     if not acceleration >= 1:
         raise ConfigError(
             f"acceleration {acceleration} < 1: acceleration is (all lines) / (sampled lines)",
@@ -238,6 +272,7 @@ def reconstruct_dataset(
         calib_width=calib_width,
         wavelet=wavelet,
         device=device,
+        reference_noise=reference_noise,
     )
     jobs = [(f, Path(out_dir), kwargs) for f in files]
     results: list[dict[str, Path]] = []
@@ -275,6 +310,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
     p.add_argument("--wavelet", choices=["haar", "db2", "db4"], default="haar")
     p.add_argument("--calib-width", type=int, default=None)
     p.add_argument("--no-reference", action="store_true", help="skip the R=1 reference")
+    p.add_argument(
+        "--reference-noise",
+        choices=REFERENCE_NOISE,
+        default="none",
+        help="matched: add noise to the R=1 data so the reference has the noise level of an "
+        "R-fold scan (no global noise-level shortcut for a classifier)",
+    )
     p.add_argument("--workers", type=int, default=1, help="parallel volumes (CPU)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
@@ -295,6 +337,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
         workers=args.workers,
         device=args.device,
         progress=not args.no_progress,
+        reference_noise=args.reference_noise,
     )
     for tag, paths in out.items():
         print(f"{tag}: {len(paths)} files in {Path(args.out) / tag}")

@@ -6,6 +6,8 @@ volume. Everything takes a `numpy.random.Generator`; no global random state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -115,6 +117,33 @@ def coil_sensitivities(coils: int, shape: tuple[int, int], rng: np.random.Genera
     return (maps / np.sqrt((np.abs(maps) ** 2).sum(0)).max()).astype(np.complex64)
 
 
+def noise_std(images: np.ndarray, snr: float) -> float:
+    """Noise std per real/imaginary part and sample for `snr` = mean brain signal / |noise| std.
+
+    The brain signal is the mean of pixels above 5% of the maximum; complex noise with std
+    sigma per part has std sigma * sqrt(2) in total.
+    """
+    signal = float(np.abs(images[images > 0.05 * images.max()]).mean()) if images.max() > 0 else 1.0
+    return signal / snr / np.sqrt(2)
+
+
+def draw_snr(snr: float | Sequence[float], rng: np.random.Generator) -> float:
+    """One volume's SNR: `snr` itself, or log-uniform in [low, high] for a range.
+
+    Real cohorts vary in field strength, coils, voxel size and patient size: SNR differs by
+    several-fold between scans, so a classifier cannot use the noise level as a label.
+    """
+    if isinstance(snr, (int, float)):
+        return float(snr)
+    values = [float(v) for v in snr]
+    if len(values) == 1:
+        return values[0]
+    low, high = values if len(values) == 2 else (0.0, 0.0)
+    if not 0 < low <= high:
+        raise ValueError(f"snr must be one value or a range [low, high], 0 < low <= high; got {values}")
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
 def simulate_kspace(
     images: np.ndarray,
     coils: int,
@@ -138,7 +167,6 @@ def simulate_kspace(
     from mrinet.mri.fft import fft2c
 
     kspace = fft2c(torch.from_numpy(maps[None] * obj[:, None])).numpy()
-    signal = float(np.abs(images[images > 0.05 * images.max()]).mean()) if images.max() > 0 else 1.0
-    sigma = signal / snr / np.sqrt(2)
+    sigma = noise_std(images, snr)
     noise = rng.standard_normal((2, *kspace.shape), dtype=np.float32) * sigma
     return (kspace + noise[0] + 1j * noise[1]).astype(np.complex64)

@@ -6,12 +6,19 @@ python scripts/make_kspace_dataset.py --out DIR --volumes 20 --slices 16 --coils
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from mrinet.progress import progress as progress_bar
-from mrinet.sim.kspace import nifti_slices, phantom_slices, simulate_kspace
+from mrinet.sim.kspace import (
+    draw_snr,
+    nifti_slices,
+    noise_std,
+    phantom_slices,
+    simulate_kspace,
+)
 
 
 def volume_name(index: int, contrast: str = "T2w") -> str:
@@ -26,7 +33,7 @@ def simulate_kspace_dataset(
     coils: int = 8,
     seed: int = 0,
     size: int = 320,
-    snr: float = 30.0,
+    snr: float | Sequence[float] = 30.0,
     contrast: str = "T2w",
     anatomy: str | Path | None = None,
     readout_oversampling: int = 1,
@@ -38,6 +45,9 @@ def simulate_kspace_dataset(
     Volume i draws from `numpy.random.default_rng([seed, i])`, so files are identical whether
     made in one run or resumed: finished files are skipped, each file is written atomically.
     `anatomy` = None uses the digital brain phantom; a NIfTI path uses that magnitude volume.
+    `snr` (mean brain signal / noise std per coil and sample) is one value, or a range
+    [low, high] from which each volume draws its own (log-uniform); the file records the
+    volume's SNR and noise std in its simulation attributes.
     """
     from mrinet.io.atomic import remove_stale_temporaries
     from mrinet.io.fastmri import write_kspace_volume
@@ -56,7 +66,7 @@ def simulate_kspace_dataset(
         "coils": coils,
         "seed": seed,
         "size": size,
-        "snr": snr,
+        "snr": snr if isinstance(snr, (int, float)) else [float(v) for v in snr],
         "contrast": contrast,
         "voxel_mm": voxel_mm,
         "readout_oversampling": readout_oversampling,
@@ -73,15 +83,21 @@ def simulate_kspace_dataset(
             images = phantom_slices(size, slices, rng, contrast=contrast, voxel_mm=voxel_mm)
         else:
             images = nifti_slices(source, size, slices)
+        volume_snr = draw_snr(snr, rng)
         kspace = simulate_kspace(
-            images, coils, rng, snr=snr, readout_oversampling=readout_oversampling
+            images, coils, rng, snr=volume_snr, readout_oversampling=readout_oversampling
         )
         write_kspace_volume(
             path,
             kspace,
             patient_id=f"sim{seed:04d}_{i:04d}",
             acquisition=f"AX{contrast[:2].upper()}",
-            simulation={**params, "volume": i},
+            simulation={
+                **params,
+                "volume": i,
+                "volume_snr": volume_snr,
+                "noise_std": noise_std(images, volume_snr),
+            },
         )
     return paths
 
@@ -95,7 +111,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("--coils", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=320, help="image matrix (size x size)")
-    p.add_argument("--snr", type=float, default=30.0)
+    p.add_argument(
+        "--snr",
+        type=float,
+        nargs="+",
+        default=[30.0],
+        help="mean brain signal / noise std; two values = a range each volume draws from",
+    )
     p.add_argument("--contrast", choices=["T2w", "T1w"], default="T2w")
     p.add_argument("--anatomy", default=None, help="magnitude NIfTI volume instead of the phantom")
     p.add_argument("--readout-oversampling", type=int, default=1, choices=[1, 2])
@@ -108,7 +130,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         coils=args.coils,
         seed=args.seed,
         size=args.size,
-        snr=args.snr,
+        snr=args.snr[0] if len(args.snr) == 1 else args.snr,
         contrast=args.contrast,
         anatomy=args.anatomy,
         readout_oversampling=args.readout_oversampling,

@@ -7,6 +7,7 @@ demodulated (the shifts become a fixed phase on the data, applied once by `from_
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -90,9 +91,10 @@ class SenseOperator:
         """Blocks of rows for the 1-D normal operator, each with its (virtual) coil maps.
 
         Rows where every (kept) coil map is zero (ESPIRiT crops outside the object) are zero in
-        A^H A x and are skipped; the rest run in blocks of `row_block` rows (default 32 on CPU:
-        they stay in cache; all rows on a GPU). Each block keeps as many virtual coils as its
-        neediest row (the extra ones only make it more exact). The FFTs are unnormalised: the
+        A^H A x and are skipped; the rest run in blocks of at most `row_block` rows x C coils
+        (default 32 rows on CPU: they stay in cache; all rows on a GPU), fewer coils allowing
+        more rows. Each block keeps as many virtual coils as its neediest row (the extra ones
+        only make it more exact). The FFTs are unnormalised: the
         1/W of the pair is folded into the mask.
         """
         c, h, w = self.coil_maps.shape[1:]
@@ -104,8 +106,8 @@ class SenseOperator:
         keep = keep.tolist()
         block = self.row_block or (32 if maps.device.type == "cpu" else h)
         self._blocks = []
-        for rows in _row_blocks([k > 0 for k in keep], block):
-            virtual = maps[:, rows, c - max(keep[rows]) :].transpose(1, 2).contiguous()
+        for rows, k in _row_blocks(keep, block * c):
+            virtual = maps[:, rows, c - k :].transpose(1, 2).contiguous()
             self._blocks.append((rows, virtual, virtual.conj_physical()))
         self._row_mask = self._cmask / w  # unnormalised FFT pair
 
@@ -180,13 +182,33 @@ def _compress_rows(coil_maps: torch.Tensor, tolerance: float) -> tuple[torch.Ten
     return virtual, keep
 
 
-def _row_blocks(active: list[bool], block: int) -> list[slice]:
-    """Slices of at most `block` rows covering every run of active rows."""
-    blocks, start = [], None
-    for i, on in enumerate([*active, False]):
-        if on and start is None:
+def _row_blocks(keep: list[int], budget: int) -> list[tuple[slice, int]]:
+    """Blocks (rows, coils) covering every row with keep[r] > 0, each with coils >= keep[r].
+
+    Runs of rows needing the same number of coils are cut into balanced blocks of at most
+    `budget` row-coils (the work buffer that stays in cache); neighbours are then merged
+    (padding the smaller count) where that saves more than the fixed cost of a block, taken
+    as budget / 8 row-coils (~8 tensor ops per block on CPU).
+    """
+    runs, start = [], 0
+    for i in range(1, len(keep) + 1):
+        if i == len(keep) or keep[i] != keep[start]:
+            if keep[start] > 0:
+                runs.append((start, i, keep[start]))
             start = i
-        elif not on and start is not None:
-            blocks += [slice(j, min(j + block, i)) for j in range(start, i, block)]
-            start = None
-    return blocks
+    blocks: list[tuple[int, int, int]] = []
+    for lo, hi, k in runs:
+        pieces = -(-(hi - lo) * k // budget)  # ceil
+        edges = [lo + (hi - lo) * j // pieces for j in range(pieces + 1)]
+        blocks += [(a, b, k) for a, b in itertools.pairwise(edges)]
+    fixed = budget // 8
+    merged: list[tuple[int, int, int]] = []
+    for lo, hi, k in blocks:
+        if merged:
+            plo, phi, pk = merged[-1]
+            both = (hi - plo) * max(k, pk)
+            if phi == lo and both <= budget and both < (phi - plo) * pk + (hi - lo) * k + fixed:
+                merged[-1] = (plo, hi, max(k, pk))
+                continue
+        merged.append((lo, hi, k))
+    return [(slice(lo, hi), k) for lo, hi, k in merged]

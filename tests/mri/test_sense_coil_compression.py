@@ -98,3 +98,16 @@ def test_pics_and_cg_sense_with_default_compression_match_exact_solves():
         exact = solve(kspace, mask, maps, coil_tolerance=0)
         fast = solve(kspace, mask, maps)
         assert float((fast - exact).norm() / exact.norm()) < 2e-5
+
+
+def test_lipschitz_bound_is_unchanged_by_compression_and_bounds_the_normal():
+    maps, mask = _birdcage_problem()
+    exact = SenseOperator(maps, mask, coil_tolerance=0)
+    compressed = SenseOperator(maps, mask, coil_tolerance=1e-3)
+    assert torch.allclose(compressed.lipschitz(), exact.lipschitz(), rtol=1e-12)
+    direct = (maps.abs() ** 2).sum(1).flatten(1).amax(1)
+    assert torch.allclose(exact.lipschitz(), direct, rtol=1e-12)
+    x = _rand((1, *maps.shape[-2:]), 6)
+    for _ in range(20):  # power iteration: ||A^H A|| <= the bound
+        x = compressed.normal(x) / x.norm()
+    assert float(x.norm()) <= float(compressed.lipschitz()[0]) * (1 + 1e-9)

@@ -99,7 +99,7 @@ class SenseOperator:
         """
         c, h, w = self.coil_maps.shape[1:]
         if self.coil_tolerance > 0:
-            maps, keep = _compress_rows(self.coil_maps, self.coil_tolerance)
+            maps, keep, self._lipschitz = _compress_rows(self.coil_maps, self.coil_tolerance)
         else:
             maps = self.coil_maps.transpose(1, 2)  # (B, H, C, W)
             keep = torch.where((maps != 0).any(dim=-1).any(dim=2).any(dim=0), c, 0)
@@ -162,8 +162,11 @@ class SenseOperator:
         return self._lipschitz
 
 
-def _compress_rows(coil_maps: torch.Tensor, tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row virtual coils (B, H, C, W), SMALLEST first, and the count to keep per row (H,).
+def _compress_rows(
+    coil_maps: torch.Tensor, tolerance: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row virtual coils (B, H, C, W), SMALLEST first, the count to keep per row (H,), and
+    the Lipschitz bound (B,) (max over pixels of sum_c |S_c|^2, which the mixing preserves).
 
     The count K is the smallest with max_w sum_{k>=K} |V_k[r, w]|^2 <= tolerance * max over
     pixels of sum_c |S_c|^2, over the whole batch (see `SenseOperator`); the kept coils are the
@@ -177,9 +180,9 @@ def _compress_rows(coil_maps: torch.Tensor, tolerance: float) -> tuple[torch.Ten
     power = torch.view_as_real(virtual * virtual.conj())[..., 0]  # |V|^2 (B, H, C, W)
     # tail[..., j]: max_w of the power of the j + 1 weakest virtual coils
     tail = power.cumsum(2).amax(dim=-1)  # (B, H, C)
-    limit = tolerance * tail[..., -1].amax(dim=1)  # (B,): tail[..., -1] = all coils
-    keep = coil_maps.shape[1] - (tail <= limit[:, None, None]).sum(2).amax(0)  # (H,)
-    return virtual, keep
+    lipschitz = tail[..., -1].amax(dim=1)  # (B,): tail[..., -1] is the power of all coils
+    keep = coil_maps.shape[1] - (tail <= tolerance * lipschitz[:, None, None]).sum(2).amax(0)
+    return virtual, keep, lipschitz
 
 
 def _row_blocks(keep: list[int], budget: int) -> list[tuple[slice, int]]:

@@ -109,11 +109,15 @@ class SenseOperator:
         for rows, k in _row_blocks(keep, block * c):
             virtual = maps[:, rows, c - k :].transpose(1, 2).contiguous()
             self._blocks.append((rows, virtual, virtual.conj_physical()))
+        self._all_rows = sum(rows.stop - rows.start for rows, _, _ in self._blocks) == h
         self._row_mask = self._cmask / w  # unnormalised FFT pair
 
     def from_centered(self, kspace: torch.Tensor) -> torch.Tensor:
         """Centred k-space (B, C, H, W) -> the operator's frame, masked."""
-        return torch.fft.ifftshift(kspace, dim=_DIMS).mul_(self._demodulate)
+        shifted = torch.fft.ifftshift(kspace, dim=_DIMS)  # a copy: safe to scale in place
+        if torch.result_type(shifted, self._demodulate) != shifted.dtype:
+            return shifted * self._demodulate
+        return shifted.mul_(self._demodulate)
 
     def to_centered(self, kspace: torch.Tensor) -> torch.Tensor:
         """The operator's frame -> centred k-space (B, C, H, W)."""
@@ -144,7 +148,7 @@ class SenseOperator:
 
     def _normal_rows(self, image: torch.Tensor) -> torch.Tensor:
         """A^H A for a mask constant along H: 1-D FFTs along W, block of rows by block."""
-        out = torch.zeros_like(image)
+        out = torch.empty_like(image) if self._all_rows else torch.zeros_like(image)
         for rows, maps, maps_conj in self._blocks:
             coil_images = torch.mul(maps, image[:, None, rows])
             # fresh FFT outputs: torch's `out=` variants copy through a temporary (~30% slower)

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -111,25 +112,28 @@ def row_order_statistics(sample: np.ndarray, lower: int, upper: int) -> np.ndarr
     pixel below it ranks lower); an image where too few pass is partitioned whole. (B, 2).
     """
     batch = sample.shape[0]
-    n = int(np.prod(sample.shape[1:]))
+    flat = np.ascontiguousarray(sample).reshape(batch, -1)  # strided reads cost more than this
+    n = flat.shape[1]
     top = n - lower  # pixels of rank >= lower
-    out = np.empty((batch, 2), dtype=sample.dtype)
-    keep = counts = None
-    if n >= 4096 and top * 32 <= n and sample.ndim >= 3:
-        coarse = sample[..., ::4, ::4].reshape(batch, -1)
+    out = np.empty((batch, 2), dtype=flat.dtype)
+    values, rows = [flat[b] for b in range(batch)], [lower] * batch
+    if n >= 4096 and top * 32 <= n:
+        coarse = flat[:, ::16]
         m = coarse.shape[1]
         k = max(m - 1 - 3 * int(np.ceil(top * m / n)), 0)  # ~3x the needed pixels pass
-        threshold = np.partition(coarse, k, axis=1)[:, k]
-        keep = np.less(sample, threshold.reshape(batch, *([1] * (sample.ndim - 1))))
+        threshold = np.partition(coarse, k, axis=1)[:, k : k + 1]
+        keep = np.less(flat, threshold)
         keep = np.logical_not(keep, out=keep)  # not `>=`: NaN is kept, as partition sorts it last
-        counts = np.count_nonzero(keep.reshape(batch, -1), axis=1)
+        where = np.flatnonzero(keep)
+        kept = flat.reshape(-1)[where]
+        bounds = np.searchsorted(where, np.arange(batch + 1) * n)
+        for b in range(batch):
+            count = int(bounds[b + 1] - bounds[b])
+            if count >= top:
+                values[b], rows[b] = kept[bounds[b] : bounds[b + 1]], lower - (n - count)
     for b in range(batch):
-        if counts is not None and counts[b] >= top:
-            values, rank = sample[b][keep[b]], lower - (n - int(counts[b]))
-        else:
-            values, rank = sample[b].reshape(-1), lower
-        part = np.partition(values, [rank, rank + upper - lower])
-        out[b] = part[rank], part[rank + upper - lower]
+        part = np.partition(values[b], [rows[b], rows[b] + upper - lower])
+        out[b] = part[rows[b]], part[rows[b] + upper - lower]
     return out
 
 
@@ -392,8 +396,8 @@ class ImageBatches:
 class HDF5Images(torch.utils.data.Dataset):
     """Images read on demand from reconstruction files, each opened once per process (worker).
 
-    Items are (indices, flip_seed) from EpochBatches, or (indices, flip_seed, out, slot) from
-    SharedBatches (the output buffer travels with the indices). Uncompressed contiguous float32
+    Items are (indices, flip_seed) from EpochBatches (SharedBatches calls `batch` with its
+    shared output buffer instead). Uncompressed contiguous float32
     datasets (what mrinet writes, and fastMRI's) are read with one pread per image at the
     dataset's file offset into a reused scratch buffer: ~35 us per 320x320 image against
     ~230 us for an h5py hyperslab read, whose per-call selection cost dominated. Other layouts
@@ -414,11 +418,10 @@ class HDF5Images(torch.utils.data.Dataset):
         self.normalization, self.percentile, self.flips = normalization, percentile, tuple(flips)
         self._files: dict[int, ReconFile] = {}
         self._scratch = np.empty((0, *self.crop), dtype=np.float32)
-        self._held: dict[int, torch.Tensor] = {}  # shared buffers by slot: mappings stay open
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_files"], state["_held"] = {}, {}  # open files never cross a process boundary
+        state["_files"] = {}  # open files never cross a process boundary
         state["_scratch"] = np.empty((0, *self.crop), dtype=np.float32)
         return state
 
@@ -460,11 +463,12 @@ class HDF5Images(torch.utils.data.Dataset):
             return out if codes is None else apply_flips(out, codes, self.flips)
         scales = percentile_scales(raw, self.percentile) if self.normalization != "none" else None
         target = out.numpy()[:, 0]
+        codes = [0] * n if codes is None else codes.tolist()
         for i in range(n):
-            image, code = raw[i], int(codes[i]) if codes is not None else 0
+            image = raw[i]
             for k, name in enumerate(self.flips):
-                if code >> k & 1:
-                    image = np.flip(image, axis=FLIPS[name])
+                if codes[i] >> k & 1:  # a view with negative strides: no copy
+                    image = image[:, ::-1] if FLIPS[name] == -1 else image[::-1]
             if scales is None:
                 np.copyto(target[i], image)
             else:
@@ -489,24 +493,21 @@ class HDF5Images(torch.utils.data.Dataset):
                 raw[positions] = recon.read_h5(unique)[inverse]
         return raw
 
-    def __getitem__(self, item: tuple) -> tuple:
-        indices, flip_seed, *shared = item
+    def batch(
+        self, indices: np.ndarray, flip_seed: int, out: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """Images (B, 1, H, W) of `indices`, flipped as `flip_seed` draws, and labels (B,)."""
         indices = np.asarray(indices, dtype=np.int64)
         codes = None
         if self.flips:
             gen = torch.Generator().manual_seed(int(flip_seed))
             codes = flip_codes(len(indices), self.flips, gen)
-        out = None
-        if shared:
-            out, slot = shared
-            if slot >= 0:
-                self._held[slot] = out  # keeps this worker's mapping: no new mmap next time
-            out = out[: len(indices)]
         with one_thread():  # small memory-bound ops (DataLoader workers use 1 thread anyway)
             x = self.read(indices, out=out, codes=codes)
-        labels = self.index.labels[indices]
-        if shared:
-            return x, labels, slot  # labels travel pickled (tiny), x's storage is shared
+        return x, self.index.labels[indices]
+
+    def __getitem__(self, item: tuple[torch.Tensor, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, labels = self.batch(*item)
         return x, torch.from_numpy(labels)
 
 
@@ -610,8 +611,35 @@ def _storage_users(storage: torch.UntypedStorage) -> int | None:
 
 
 def _as_is(batch):
-    """DataLoader collate for whole batches: keep the worker's tuple (numpy labels pickled)."""
+    """DataLoader collate for whole batches: keep the worker's tuple as it is."""
     return batch
+
+
+class _PooledImages(torch.utils.data.Dataset):
+    """HDF5Images writing into a pool of shared buffers that workers inherit at start.
+
+    Item (indices, flip_seed, slot): slot >= 0 writes into pool buffer `slot` and returns
+    (slot, None, labels); slot -1 writes into a new shared buffer and returns it. Only numpy
+    arrays and ints cross processes besides that buffer (a tensor would cost a shared segment).
+    """
+
+    def __init__(self, images: HDF5Images, pool: Sequence[torch.UntypedStorage]) -> None:
+        self.images, self.pool = images, list(pool)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: tuple) -> tuple[int, torch.Tensor | None, np.ndarray]:
+        indices, flip_seed, slot = item
+        shape = (len(indices), 1, *self.images.crop)
+        if slot >= 0:
+            out = torch.empty(0).set_(self.pool[slot], 0, shape)
+        else:
+            out = torch.empty(0).set_(
+                torch.UntypedStorage(4 * math.prod(shape)).share_memory_(), 0, shape
+            )
+        x, labels = self.images.batch(indices, flip_seed, out)
+        return slot, (None if slot >= 0 else x), labels
 
 
 class SharedBatches:
@@ -620,13 +648,13 @@ class SharedBatches:
     A worker's tensor crosses to the main process without a copy only if its storage already is
     in shared memory; otherwise the DataLoader copies it into a new shared segment. On this VM
     fresh memory costs ~1 ms per MB in page faults: a new 6.5 MB segment per 16-image batch
-    took ~7 ms, more than reading and normalising the batch. So this main-process object keeps a
-    pool of shared buffers: each batch's buffer goes to a worker with its indices (as a file
-    descriptor; both processes keep the mapping), the worker writes the images into it, and the
-    same storage comes back. A buffer is reused only when it is not in flight and no tensor
-    outside the pool refers to its storage, so a batch that a caller keeps is never
-    overwritten (the pool then grows, up to `prefetch_factor * num_workers + 4` buffers, then
-    hands out unpooled ones). `sampler` carries the epoch (Lightning calls set_epoch on it).
+    took ~7 ms, more than reading and normalising the batch, and passing its file descriptor
+    another ~0.5 ms. So this main-process object allocates a pool of shared buffers before the
+    (persistent) workers start; they inherit it, write a batch into the buffer the main process
+    names with the indices, and send back only the slot number and the labels. A buffer is
+    reused only when it is not in flight and no tensor outside the pool refers to its storage,
+    so a batch that a caller keeps is never overwritten (when none is free, a worker returns
+    a new shared buffer instead). `sampler` carries the epoch (Lightning calls set_epoch).
     """
 
     batch_sampler = None  # Lightning inspects loaders' samplers like a DataLoader's
@@ -636,62 +664,65 @@ class SharedBatches:
     ) -> None:
         self.dataset, self.sampler = dataset, sampler
         self.num_workers, self.prefetch_factor = int(num_workers), int(prefetch_factor)
-        self.capacity = self.prefetch_factor * self.num_workers + 4
-        self._pool: list[torch.UntypedStorage | None] = []
+        # in flight, plus the batch in use and the one Lightning fetches ahead, plus one spare
+        self.capacity = self.prefetch_factor * self.num_workers + 3
+        if _storage_users(torch.UntypedStorage(0)) is None:
+            self.capacity = 0  # cannot tell when a buffer is free: never reuse one
+        self._pool: list[torch.UntypedStorage] = []
         self._in_flight: set[int] = set()
-        self.loader = torch.utils.data.DataLoader(
-            dataset,
-            sampler=_PooledItems(self),
-            batch_size=None,  # every item already is a whole batch
-            collate_fn=_as_is,
-            num_workers=self.num_workers,
-            prefetch_factor=self.prefetch_factor,
-            persistent_workers=True,
-        )
+        self._loader: torch.utils.data.DataLoader | None = None
 
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def _buffer(self) -> tuple[torch.Tensor, int]:
-        """A free shared (batch_size, 1, H, W) buffer and its slot (-1: not pooled)."""
+    @property
+    def loader(self) -> torch.utils.data.DataLoader:
+        """The DataLoader (built with the pool on first use, so its workers inherit the pool)."""
+        if self._loader is None:
+            nbytes = 4 * self.sampler.batch_size * self.dataset.crop[0] * self.dataset.crop[1]
+            self._pool = [
+                torch.UntypedStorage(nbytes).share_memory_() for _ in range(self.capacity)
+            ]
+            self._loader = torch.utils.data.DataLoader(
+                _PooledImages(self.dataset, self._pool),
+                sampler=_PooledItems(self),
+                batch_size=None,  # every item already is a whole batch
+                collate_fn=_as_is,
+                num_workers=self.num_workers,
+                prefetch_factor=self.prefetch_factor,
+                persistent_workers=True,  # also: a new epoch waits for the last one's tasks
+            )
+        return self._loader
+
+    def _free_slot(self) -> int:
+        """A pool buffer no worker writes and no tensor outside the pool holds, else -1."""
         for slot, storage in enumerate(self._pool):
-            if storage is not None and slot not in self._in_flight:
-                if _storage_users(storage) == 1:  # only the pool holds it
-                    break
-        else:
-            free = [s for s, storage in enumerate(self._pool) if storage is None]
-            slot = free[0] if free else len(self._pool)
-            if _storage_users(torch.UntypedStorage(0)) is None or slot >= self.capacity:
-                slot = -1
-            nbytes = self.sampler.batch_size * self.dataset.crop[0] * self.dataset.crop[1] * 4
-            storage = torch.UntypedStorage(nbytes).share_memory_()
-            if slot == len(self._pool):
-                self._pool.append(storage)
-            elif slot >= 0:
-                self._pool[slot] = storage
-        if slot >= 0:
-            self._in_flight.add(slot)
-        shape = (self.sampler.batch_size, 1, *self.dataset.crop)
-        return torch.empty(0).set_(storage, 0, shape), slot
+            if slot not in self._in_flight and _storage_users(storage) == 1:
+                self._in_flight.add(slot)
+                return slot
+        return -1
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for slot in self._in_flight:  # left by an abandoned epoch: a worker may still write
-            self._pool[slot] = None
-        self._in_flight.clear()
-        for x, labels, slot in self.loader:
-            self._in_flight.discard(slot)
+        crop = self.dataset.crop
+        for slot, x, labels in self.loader:
+            if slot >= 0:
+                self._in_flight.discard(slot)
+                x = torch.empty(0).set_(self._pool[slot], 0, (len(labels), 1, *crop))
             yield x, torch.from_numpy(labels)
 
 
 class _PooledItems(torch.utils.data.Sampler):
-    """The epoch's (indices, flip_seed) with a shared output buffer and its slot added."""
+    """The epoch's (indices, flip_seed) with the pool slot to write into (-1: none free)."""
 
     def __init__(self, owner: SharedBatches) -> None:
         self.owner = owner
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, int, torch.Tensor, int]]:
+    def __iter__(self) -> Iterator[tuple[np.ndarray, int, int]]:
+        # runs on the first index request, after the DataLoader has drained the tasks of an
+        # abandoned epoch (persistent workers): no worker writes into the pool any more
+        self.owner._in_flight.clear()
         for indices, flip_seed in self.owner.sampler:
-            yield (indices, flip_seed, *self.owner._buffer())
+            yield indices.numpy(), flip_seed, self.owner._free_slot()
 
     def __len__(self) -> int:
         return len(self.owner.sampler)

@@ -962,7 +962,11 @@ class ReconQualityDataModule(pl.LightningDataModule):
         dataset = self.datasets[name]
         if isinstance(dataset, InMemoryImages):
             return dataset.images, dataset.labels
-        return dataset.read(np.arange(len(dataset))), torch.from_numpy(dataset.index.labels)
+        images = torch.empty(len(dataset), 1, *self.crop)
+        for start in range(0, len(dataset), 256):  # chunks: the read scratch stays small
+            stop = min(start + 256, len(dataset))
+            dataset.read(np.arange(start, stop), out=images[start:stop])
+        return images, torch.from_numpy(dataset.index.labels)
 
     # ---- loaders ---------------------------------------------------------------------------
     def _loader(self, name: str, train: bool) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:

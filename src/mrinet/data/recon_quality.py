@@ -4,8 +4,10 @@ Each class is one or more reconstruction tags (binary by default: the fully samp
 reconstructed by the same pipeline at R=1, against `pics_R4`). Images are centre-cropped and
 normalised per image, so a class cannot be told from a global intensity scale. Batches are
 whole (no per-sample collate): datasets that fit are preloaded into one tensor and served by
-slicing it (the default); larger ones are read lazily from HDF5 files that each DataLoader
-worker opens once, reading runs of consecutive slices as ranges.
+slicing it (the default); larger ones are read lazily from HDF5 files that each process opens
+once (plain reads at the data's offset where the layout allows), with DataLoader workers
+writing into a pool of shared-memory batch buffers (SharedBatches). Both paths serve
+identical batches.
 """
 
 from __future__ import annotations
@@ -530,7 +532,7 @@ class ReconFile:
         self.fd: int | None = None
         self._row_block = np.empty(0, dtype=np.float32)
         offset = plain_offset(self.dataset)
-        if offset is not None:
+        if offset is not None and hasattr(os, "preadv") and self.shape[0] > 0:
             self.fd = os.open(self.path, os.O_RDONLY)
             self.offset = offset
             row = np.empty(self.shape[2], dtype=np.float32)

@@ -22,6 +22,16 @@ from mrinet.mri.coils import espirit_maps
 from mrinet.mri.masks import RandomMask
 from mrinet.mri.pics import data_scale, pics_reconstruct, zero_filled
 
+PSNR_MARGIN_DB = 0.3  # issue 8: PSNR within 0.3 dB of sigpy on the same problem
+_WAVELET_NOTE = {
+    "haar": (
+        "our Haar is periodized and unitary, 6 levels on 320 = 2**6 * 5; sigpy's Wavelet "
+        "takes pywt's maximum of 8 levels in mode='zero', whose coarse levels pad odd sizes "
+        "(5 -> 3 -> 2), so its W^H soft(W x) is not an exact l1 prox. sigpy with level=6 "
+        "gives our PSNR (36.55 dB here; images equal to ~3e-6)"
+    ),
+}
+
 
 def _psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     x, ref = x.abs(), ref.abs()
@@ -101,7 +111,14 @@ def main(argv: list[str] | None = None) -> float:
             f"({results[name][0] / args.iterations * 1e3:.2f} ms/iteration)  "
             f"PSNR {results[name][1]:.2f} dB  (wall {statistics.median(walls[name]) * 1e3:.1f} ms)"
         )
-    print(f"PSNR difference (mrinet - sigpy): {results['mrinet'][1] - results['sigpy'][1]:+.2f} dB")
+    diff = results["mrinet"][1] - results["sigpy"][1]
+    verdict = "ok" if diff >= -PSNR_MARGIN_DB else "WORSE than sigpy"
+    print(
+        f"PSNR difference (mrinet - sigpy): {diff:+.2f} dB; goal: not worse than sigpy by more "
+        f"than {PSNR_MARGIN_DB} dB (>= -{PSNR_MARGIN_DB} dB): {verdict}"
+    )
+    if diff > PSNR_MARGIN_DB:
+        print(f"  higher, not worse: {_WAVELET_NOTE.get(args.wavelet, 'different wavelet levels')}")
     wall_ratio = statistics.median(walls["sigpy"]) / statistics.median(walls["mrinet"])
     print(f"wall-time ratio sigpy/mrinet: {wall_ratio:.2f}x")
     ratio = results["sigpy"][0] / results["mrinet"][0]

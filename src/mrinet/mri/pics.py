@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from mrinet.mri.sense import SenseOperator
+from mrinet.mri.sense import DEFAULT_COIL_TOLERANCE, SenseOperator
 from mrinet.mri.solvers import conjugate_gradient, fista
 from mrinet.mri.wavelets import Wavelet2d
 
@@ -76,6 +76,7 @@ def pics_reconstruct(
     levels: int | None = None,
     scale: bool | torch.Tensor = True,
     chunk_size: int | None = None,
+    coil_tolerance: float = DEFAULT_COIL_TOLERANCE,
 ) -> torch.Tensor:
     """PI-CS: argmin_x 1/2 ||M F S x - y||^2 + lam ||Psi x||_1 by FISTA, per slice (B, H, W).
 
@@ -83,7 +84,10 @@ def pics_reconstruct(
     coil_maps (B, C, H, W). `prior` is "wavelet" (orthogonal `wavelet`, all subbands) or "tv".
     `lam` applies to data scaled by `data_scale` (default `DEFAULT_LAM`); `scale=False` solves
     on the data as given; a tensor (B,) gives the scales explicitly (e.g. those of the fully
-    sampled data, so a reference and its undersampled versions share one scaling). `chunk_size` slices per solve (small on CPU, None = all on GPU).
+    sampled data, so a reference and its undersampled versions share one scaling).
+    `chunk_size` slices per solve (small on CPU, None = all on GPU). `coil_tolerance` bounds
+    the error of the row-wise coil compression of A^H A inside the loop, relative to the
+    Lipschitz bound max_pixel sum_c |S_c|^2 (1-D masks only, see `SenseOperator`; 0 = exact).
     """
     if kspace.dim() != 4 or coil_maps.shape != kspace.shape:
         raise ValueError(
@@ -111,7 +115,7 @@ def pics_reconstruct(
 
     for sl in _chunks(kspace.shape[0], chunk_size):
         m = mask if mask.shape[0] == 1 else mask[sl]
-        op = SenseOperator(coil_maps[sl], m)
+        op = SenseOperator(coil_maps[sl], m, coil_tolerance)
         y = op.from_centered(kspace[sl])
         aty = op.adjoint(y)
         if isinstance(scale, torch.Tensor):
@@ -136,14 +140,18 @@ def sense_reconstruct(
     coil_maps: torch.Tensor,
     iterations: int = 10,
     chunk_size: int | None = None,
+    coil_tolerance: float = DEFAULT_COIL_TOLERANCE,
 ) -> torch.Tensor:
-    """CG-SENSE: least squares argmin ||M F S x - y||^2 by conjugate gradients (B, H, W)."""
+    """CG-SENSE: least squares argmin ||M F S x - y||^2 by conjugate gradients (B, H, W).
+
+    `coil_tolerance` as in `pics_reconstruct`.
+    """
     if chunk_size is None and kspace.device.type == "cpu":
         chunk_size = 1
     mask = _as_batch_mask(mask, kspace)
     out = torch.empty(kspace.shape[0], *kspace.shape[-2:], dtype=kspace.dtype, device=kspace.device)
     for sl in _chunks(kspace.shape[0], chunk_size):
-        op = SenseOperator(coil_maps[sl], mask if mask.shape[0] == 1 else mask[sl])
+        op = SenseOperator(coil_maps[sl], mask if mask.shape[0] == 1 else mask[sl], coil_tolerance)
         aty = op.adjoint(op.from_centered(kspace[sl]))
         out[sl] = conjugate_gradient(op.normal, aty, iterations=iterations)
     return out

@@ -60,9 +60,11 @@ def fista(
     z = x0.clone()
     t = 1.0
     for _ in range(iterations):
-        v = gradient(z).mul_(-step).add_(z)  # in place: no per-iteration image temporaries
+        v = torch.addcmul(z, gradient(z), step, value=-1)
         x_new = prox(v, step)
         t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-        z = torch.sub(x_new, x, out=x).mul_((t - 1.0) / t_new).add_(x_new)
+        momentum = (t - 1.0) / t_new
+        # z = x_new + momentum (x_new - x), written into x's buffer in two passes
+        z = torch.mul(x, -momentum, out=x).add_(x_new, alpha=1.0 + momentum)
         x, t = x_new, t_new
     return x

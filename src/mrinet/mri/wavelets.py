@@ -159,8 +159,9 @@ class Wavelet2d:
 
         Level l stores one complex block (B, 2 column filters, 2 row filters, h, w) of
         UNNORMALISED sums and differences (2**(l+1) times the orthonormal coefficients); the
-        shrink folds the scale into per-coefficient factors `alpha` (threshold) and `beta`
-        (synthesis), so each level is 4 tensor ops each way, whatever its size.
+        shrink folds the scale into per-coefficient factors `alpha` = 2**-(l+1) (threshold)
+        and `beta` = alpha**2 (synthesis), so each level is 4 tensor ops each way, whatever
+        its size.
         """
         key = (b, like.dtype, like.device)
         if key in self._buffers:
@@ -174,10 +175,10 @@ class Wavelet2d:
         blocks, temps, start = [], [], 0
         for level, ((h, w), size) in enumerate(zip(shapes, sizes)):
             blocks.append(flat[:, start : start + size].view(b, 2, 2, h, w))
-            alpha[start : start + size] = 2.0 ** (level + 1)
+            alpha[start : start + size] = 2.0 ** -(level + 1)
             temps.append(like.new_empty(b, 2, h, w, 2))
             start += size
-        beta = alpha.pow(-2)
+        beta = alpha.square()
         padded = like.new_zeros(b, *self.padded) if self.padded != self.shape else None
         self._buffers = {key: (flat, blocks, temps, alpha, beta, padded)}
         return self._buffers[key]
@@ -199,11 +200,13 @@ class Wavelet2d:
             torch.add(tmp[..., 0], tmp[..., 1], out=block[:, 0])  # column low-pass
             torch.sub(tmp[..., 0], tmp[..., 1], out=block[:, 1])  # column high-pass
             x = block[:, 0, 0]  # LL, input of the next level
-        # soft threshold on the orthonormal scale, and the synthesis scale, in one factor;
-        # stale LL slots of the finer levels are shrunk too but overwritten before being read
+        # soft threshold on the orthonormal scale (coefficient z / 2**(l+1)) and the synthesis
+        # scale beta in one factor: beta * max(0, 1 - t 2**(l+1) / |z|) =
+        # max(0, beta - t alpha / |z|); stale LL slots of the finer levels are shrunk too but
+        # overwritten before being read
         power = torch.view_as_real(flat * flat.conj())[..., 0]
-        factor = power.clamp_min(1e-30).rsqrt_().mul_(alpha).mul_(threshold)
-        factor.neg_().add_(1).clamp_min_(0).mul_(beta)
+        inv_mag = power.clamp_min(1e-30).rsqrt_()
+        factor = torch.addcmul(beta, inv_mag, alpha * threshold, value=-1).clamp_min_(0)
         flat.mul_(factor)
         out = flat.new_empty(b, *self.padded)
         for level in reversed(range(self.levels)):  # synthesis: columns, then rows

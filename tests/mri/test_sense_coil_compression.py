@@ -1,0 +1,113 @@
+"""Row-wise coil compression of A^H A (1-D masks): bounded error, Hermitian, PI-CS unchanged."""
+
+import functools
+
+import pytest
+import torch
+
+from mrinet.mri import fft2c, pics_reconstruct, sense_reconstruct
+from mrinet.mri.masks import PoissonDiscMask, RandomMask
+from mrinet.mri.pics import _as_batch_mask
+from mrinet.mri.sense import SenseOperator
+
+
+def _rand(shape, seed, dtype=torch.complex128):
+    g = torch.Generator().manual_seed(seed)
+    return torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g)).to(dtype)
+
+
+@functools.lru_cache(maxsize=2)
+def _birdcage_problem(n=64, coils=8, dtype=torch.complex128):
+    """Smooth birdcage maps (B=1, C, n, n), cropped to an ellipse like ESPIRiT maps, a 1-D mask."""
+    mr = pytest.importorskip("sigpy.mri")
+    maps = torch.from_numpy(mr.birdcage_maps((coils, n, n))).to(dtype)[None]
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    maps = maps * ((yy / 0.9) ** 2 + (xx / 0.75) ** 2 <= 1)
+    mask = _as_batch_mask(RandomMask([0.1], [4])((1, coils, n, n), seed=0), maps)
+    return maps, mask
+
+
+@pytest.mark.parametrize("tolerance", [1e-6, 1e-4, 1e-2])
+def test_compressed_normal_error_is_bounded_by_tolerance_times_lipschitz(tolerance):
+    maps, mask = _birdcage_problem()
+    exact = SenseOperator(maps, mask, coil_tolerance=0)
+    compressed = SenseOperator(maps, mask, coil_tolerance=tolerance)
+    kept = [virtual.shape[1] for _, virtual, _ in compressed._blocks]
+    assert max(kept) < maps.shape[1]  # it does compress smooth maps
+    bound = tolerance * float(exact.lipschitz()[0])
+    for seed in range(3):
+        x = _rand((1, *maps.shape[-2:]), seed)
+        err = (compressed.normal(x) - exact.adjoint(exact.forward(x))).norm()
+        assert float(err) <= bound * float(x.norm())
+    # the bound is not vacuous: the error grows with the tolerance
+    loose = SenseOperator(maps, mask, coil_tolerance=1e-2)
+    x = _rand((1, *maps.shape[-2:]), 7)
+    assert float((loose.normal(x) - exact.normal(x)).norm()) > 1e-8 * float(x.norm())
+
+
+def test_compressed_normal_is_hermitian_positive_semidefinite():
+    maps, mask = _birdcage_problem()
+    op = SenseOperator(maps, mask, coil_tolerance=1e-3)
+    x, y = _rand((1, *maps.shape[-2:]), 1), _rand((1, *maps.shape[-2:]), 2)
+    lhs = torch.vdot(op.normal(x).flatten(), y.flatten())
+    rhs = torch.vdot(x.flatten(), op.normal(y).flatten())
+    assert torch.allclose(lhs, rhs, rtol=1e-10)
+    quad = torch.vdot(x.flatten(), op.normal(x).flatten())
+    assert abs(float(quad.imag)) < 1e-10 * abs(float(quad.real)) and float(quad.real) > 0
+
+
+def test_zero_tolerance_keeps_every_coil_and_matches_forward_adjoint():
+    maps, mask = _birdcage_problem()
+    op = SenseOperator(maps, mask, coil_tolerance=0)
+    assert all(virtual.shape[1] == maps.shape[1] for _, virtual, _ in op._blocks)
+    x = _rand((1, *maps.shape[-2:]), 3)
+    assert torch.allclose(op.normal(x), op.adjoint(op.forward(x)), atol=1e-12)
+
+
+def test_row_blocks_and_batches_give_the_same_normal():
+    maps, mask = _birdcage_problem()
+    batch = torch.cat([maps, maps.flip(-1)])  # two different slices share one row plan
+    x = _rand((2, *maps.shape[-2:]), 4)
+    exact = SenseOperator(batch, mask, coil_tolerance=0).adjoint(
+        SenseOperator(batch, mask, coil_tolerance=0).forward(x)
+    )
+    for row_block in (8, maps.shape[-2]):  # CPU-style blocks, GPU-style all rows at once
+        op = SenseOperator(batch, mask, coil_tolerance=1e-6, row_block=row_block)
+        bound = 1e-6 * op.lipschitz().reshape(-1, 1, 1) * x.flatten(1).norm(dim=1)[:, None, None]
+        assert bool(((op.normal(x) - exact).flatten(1).norm(dim=1) <= bound.flatten()).all())
+
+
+def test_two_dimensional_masks_ignore_the_tolerance():
+    maps, _ = _birdcage_problem()
+    mask = PoissonDiscMask(4, 0.15)(maps.shape[-2:], seed=0).to(torch.float64)
+    op = SenseOperator(maps, mask, coil_tolerance=1e-2)
+    x = _rand((1, *maps.shape[-2:]), 5)
+    assert not op.columns
+    assert torch.allclose(op.normal(x), op.adjoint(op.forward(x)), atol=1e-12)
+
+
+def test_pics_and_cg_sense_with_default_compression_match_exact_solves():
+    maps, mask = _birdcage_problem(n=96, dtype=torch.complex64)
+    sp = pytest.importorskip("sigpy")
+    image = torch.from_numpy(sp.shepp_logan((96, 96))).to(torch.complex64)[None]
+    kspace = fft2c(maps * image[:, None]) * mask
+    for solve in (
+        functools.partial(pics_reconstruct, iterations=30),
+        functools.partial(sense_reconstruct, iterations=10),
+    ):
+        exact = solve(kspace, mask, maps, coil_tolerance=0)
+        fast = solve(kspace, mask, maps)
+        assert float((fast - exact).norm() / exact.norm()) < 2e-5
+
+
+def test_lipschitz_bound_is_unchanged_by_compression_and_bounds_the_normal():
+    maps, mask = _birdcage_problem()
+    exact = SenseOperator(maps, mask, coil_tolerance=0)
+    compressed = SenseOperator(maps, mask, coil_tolerance=1e-3)
+    assert torch.allclose(compressed.lipschitz(), exact.lipschitz(), rtol=1e-12)
+    direct = (maps.abs() ** 2).sum(1).flatten(1).amax(1)
+    assert torch.allclose(exact.lipschitz(), direct, rtol=1e-12)
+    x = _rand((1, *maps.shape[-2:]), 6)
+    for _ in range(20):  # power iteration: ||A^H A|| <= the bound
+        x = compressed.normal(x) / x.norm()
+    assert float(x.norm()) <= float(compressed.lipschitz()[0]) * (1 + 1e-9)

@@ -24,10 +24,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    import torch
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from mrinet.baselines import FEATURE_NAMES, feature_baseline
+    from mrinet.baselines import FEATURE_NAMES, feature_baseline, grouped_cross_validation
     from mrinet.config_dir import config_dir
     from mrinet.entry import register_resolvers
 
@@ -53,6 +54,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name in splits:
         label = f"logistic regression, {name}"
         print(f"{label:28s}{result[f'{name}/acc']:8.3f}{result[f'{name}/bal_acc']:9.3f}")
+    names = list(splits)
+    images = torch.cat([splits[name][0] for name in names])
+    labels = torch.cat([splits[name][1] for name in names])
+    volumes = [v for name in names for v in datamodule.indexes[name].volumes]
+    cv = grouped_cross_validation(images, labels, volumes, len(datamodule.classes))
+    label = f"leave-one-volume-out ({int(cv['cv/groups'])})"
+    print(f"{label:28s}{cv['cv/acc']:8.3f}{cv['cv/bal_acc']:9.3f}")
+    result |= cv
     if args.cnn_metrics:
         test = json.loads(args.cnn_metrics.read_text())["test"]
         print(f"{'CNN, test':28s}{test['test/acc']:8.3f}{test['test/bal_acc']:9.3f}")

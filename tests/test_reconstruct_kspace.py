@@ -105,3 +105,32 @@ def test_errors_name_the_problem(kspace_dir, tmp_path):
         reconstruct_dataset(
             kspace_dir, tmp_path / "o", center_fraction=0.25, calib_width=30, progress=False
         )
+
+
+def test_matched_reference_has_the_noise_of_an_r_fold_scan(kspace_dir, tmp_path):
+    """reference_noise=matched: own tag, attrs say what was added, and the R=1 image carries
+    exactly that extra noise (sigma * sqrt(R - 1) per sample: ortho FFT, unit-RSS coil maps)."""
+    kw = dict(acceleration=4, center_fraction=0.25, iterations=15, lam=0.0, progress=False)
+    plain = reconstruct_dataset(kspace_dir, tmp_path / "plain", **kw)
+    matched = reconstruct_dataset(kspace_dir, tmp_path / "m", reference_noise="matched", **kw)
+    assert set(matched) == {"reference_matched_R4", "pics_R4"}
+    ref = read_reconstruction(matched["reference_matched_R4"][0])
+    assert ref.attrs["reference_noise"] == "matched"
+    realised = ref.attrs["noise_matched_acceleration"]
+    assert 3.0 < realised < 5.5
+    np.testing.assert_allclose(
+        ref.attrs["added_noise_std"], ref.attrs["estimated_noise_std"] * np.sqrt(realised - 1)
+    )
+    images = _images()
+    inside = images[0] > 0.5
+    inside &= np.roll(inside, 3, 0) & np.roll(inside, -3, 0)  # away from the edges
+    added = ref.reconstruction - read_reconstruction(plain["reference"][0]).reconstruction
+    spread = added[:, inside].std()  # magnitude: the noise part along the signal's phase
+    assert spread == pytest.approx(float(np.mean(ref.attrs["added_noise_std"])), rel=0.2)
+    # the accelerated images are the same in both runs (only the reference changes)
+    np.testing.assert_array_equal(
+        read_reconstruction(matched["pics_R4"][0]).reconstruction,
+        read_reconstruction(plain["pics_R4"][0]).reconstruction,
+    )
+    with pytest.raises(ConfigError, match="reference_noise"):
+        reconstruct_dataset(kspace_dir, tmp_path / "x", reference_noise="loud", progress=False)

@@ -110,7 +110,7 @@ def test_reconstruct_cli_exits_1_with_one_message(tmp_path, cli):
 def write_recon_dir(root, volumes: int = 4, slices: int = 2, n: int = 24):
     rng = np.random.default_rng(0)
     for v in range(volumes):
-        for tag in ("reference", "pics_R4"):
+        for tag in ("reference_matched_R4", "pics_R4"):
             images = rng.uniform(size=(slices, n, n)).astype(np.float32)
             write_reconstruction(root / tag / f"vol{v}.h5", images, np.ones(n), {"method": "pics"})
     return root

@@ -95,3 +95,33 @@ def test_cli_writes_files(tmp_path):
         ]
     )
     assert len(paths) == 1 and paths[0].exists()
+
+
+def test_snr_range_and_contrast_list_vary_per_volume(tmp_path):
+    """Each volume draws its SNR from the range and takes the next contrast; files record both."""
+    paths = simulate_kspace_dataset(
+        tmp_path,
+        volumes=4,
+        slices=1,
+        coils=2,
+        size=32,
+        voxel_mm=7.0,
+        snr=[10, 100],
+        contrast=["T2w", "T1w"],
+        progress=False,
+    )
+    assert [p.name[:17] for p in paths] == ["file_brain_AXT2_s", "file_brain_AXT1_s"] * 2
+    sims = [json.loads(read_kspace_volume(p).attrs["mrinet_simulation"]) for p in paths]
+    snrs = [s["volume_snr"] for s in sims]
+    assert all(10 <= s <= 100 for s in snrs) and len(set(snrs)) == 4
+    assert [s["contrast"] for s in sims] == ["T2w", "T1w", "T2w", "T1w"]
+    assert sims[0]["snr"] == [10.0, 100.0] and all(s["noise_std"] > 0 for s in sims)
+    # a fixed SNR draws nothing: the same files as before the option existed
+    fixed = simulate_kspace_dataset(
+        tmp_path / "fixed", volumes=1, slices=1, coils=2, size=32, voxel_mm=7.0, progress=False
+    )
+    assert json.loads(read_kspace_volume(fixed[0]).attrs["mrinet_simulation"])["volume_snr"] == 30
+    with pytest.raises(ValueError, match="range"):
+        simulate_kspace_dataset(tmp_path / "bad", volumes=1, size=32, snr=[50, 10], progress=False)
+    with pytest.raises(ValueError, match="contrast"):
+        simulate_kspace_dataset(tmp_path / "bad", volumes=1, size=32, contrast=["PD"], progress=False)

@@ -140,7 +140,9 @@ def draw_snr(snr: float | Sequence[float], rng: np.random.Generator) -> float:
         return values[0]
     low, high = values if len(values) == 2 else (0.0, 0.0)
     if not 0 < low <= high:
-        raise ValueError(f"snr must be one value or a range [low, high], 0 < low <= high; got {values}")
+        raise ValueError(
+            f"snr must be one value or a range [low, high], 0 < low <= high; got {values}"
+        )
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from mrinet.progress import progress as progress_bar
 from mrinet.sim.kspace import (
+    CONTRASTS,
     draw_snr,
     nifti_slices,
     noise_std,
@@ -34,7 +35,7 @@ def simulate_kspace_dataset(
     seed: int = 0,
     size: int = 320,
     snr: float | Sequence[float] = 30.0,
-    contrast: str = "T2w",
+    contrast: str | Sequence[str] = "T2w",
     anatomy: str | Path | None = None,
     readout_oversampling: int = 1,
     voxel_mm: float = 2.5,
@@ -47,7 +48,9 @@ def simulate_kspace_dataset(
     `anatomy` = None uses the digital brain phantom; a NIfTI path uses that magnitude volume.
     `snr` (mean brain signal / noise std per coil and sample) is one value, or a range
     [low, high] from which each volume draws its own (log-uniform); the file records the
-    volume's SNR and noise std in its simulation attributes.
+    volume's SNR and noise std in its simulation attributes. `contrast` is one of
+    `mrinet.sim.kspace.CONTRASTS` or a list that volumes take in turn (volume i gets
+    contrast[i % len]), as a fastMRI brain set mixes AXT1 and AXT2 series.
     """
     from mrinet.io.atomic import remove_stale_temporaries
     from mrinet.io.fastmri import write_kspace_volume
@@ -67,20 +70,25 @@ def simulate_kspace_dataset(
         "seed": seed,
         "size": size,
         "snr": snr if isinstance(snr, (int, float)) else [float(v) for v in snr],
-        "contrast": contrast,
+        "contrast": contrast if isinstance(contrast, str) else [str(c) for c in contrast],
         "voxel_mm": voxel_mm,
         "readout_oversampling": readout_oversampling,
         "anatomy": "phantom" if anatomy is None else str(anatomy),
     }
+    contrasts = [contrast] if isinstance(contrast, str) else [str(c) for c in contrast]
+    unknown = sorted(set(contrasts) - set(CONTRASTS))
+    if unknown or not contrasts:
+        raise ValueError(f"contrast must be some of {sorted(CONTRASTS)}, got {contrasts}")
     paths = []
     for i in progress_bar(range(volumes), "simulating k-space", volumes, progress):
-        path = out_dir / f"{volume_name(i, contrast)}.h5"
+        volume_contrast = contrasts[i % len(contrasts)]
+        path = out_dir / f"{volume_name(i, volume_contrast)}.h5"
         paths.append(path)
         if path.exists():
             continue
         rng = np.random.default_rng([seed, i])
         if source is None:
-            images = phantom_slices(size, slices, rng, contrast=contrast, voxel_mm=voxel_mm)
+            images = phantom_slices(size, slices, rng, contrast=volume_contrast, voxel_mm=voxel_mm)
         else:
             images = nifti_slices(source, size, slices)
         volume_snr = draw_snr(snr, rng)
@@ -91,10 +99,11 @@ def simulate_kspace_dataset(
             path,
             kspace,
             patient_id=f"sim{seed:04d}_{i:04d}",
-            acquisition=f"AX{contrast[:2].upper()}",
+            acquisition=f"AX{volume_contrast[:2].upper()}",
             simulation={
                 **params,
                 "volume": i,
+                "contrast": volume_contrast,
                 "volume_snr": volume_snr,
                 "noise_std": noise_std(images, volume_snr),
             },
@@ -118,7 +127,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
         default=[30.0],
         help="mean brain signal / noise std; two values = a range each volume draws from",
     )
-    p.add_argument("--contrast", choices=["T2w", "T1w"], default="T2w")
+    p.add_argument(
+        "--contrast",
+        choices=["T2w", "T1w"],
+        nargs="+",
+        default=["T2w"],
+        help="one contrast, or several that volumes take in turn",
+    )
     p.add_argument("--anatomy", default=None, help="magnitude NIfTI volume instead of the phantom")
     p.add_argument("--readout-oversampling", type=int, default=1, choices=[1, 2])
     p.add_argument("--no-progress", action="store_true")
@@ -131,7 +146,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         seed=args.seed,
         size=args.size,
         snr=args.snr[0] if len(args.snr) == 1 else args.snr,
-        contrast=args.contrast,
+        contrast=args.contrast[0] if len(args.contrast) == 1 else args.contrast,
         anatomy=args.anatomy,
         readout_oversampling=args.readout_oversampling,
         progress=not args.no_progress,

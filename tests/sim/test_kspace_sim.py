@@ -124,4 +124,6 @@ def test_snr_range_and_contrast_list_vary_per_volume(tmp_path):
     with pytest.raises(ValueError, match="range"):
         simulate_kspace_dataset(tmp_path / "bad", volumes=1, size=32, snr=[50, 10], progress=False)
     with pytest.raises(ValueError, match="contrast"):
-        simulate_kspace_dataset(tmp_path / "bad", volumes=1, size=32, contrast=["PD"], progress=False)
+        simulate_kspace_dataset(
+            tmp_path / "bad", volumes=1, size=32, contrast=["PD"], progress=False
+        )

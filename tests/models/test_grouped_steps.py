@@ -28,7 +28,7 @@ def voxel_table(path, n: int = 3000) -> None:
     frame.to_csv(path, index=False)
 
 
-def train(path, steps_per_batch: int, scheduler=None):
+def train(path, steps_per_batch: int, scheduler=None, callbacks=()):
     torch.manual_seed(0)
     dm = DTIDataModule(
         source="table",
@@ -54,6 +54,7 @@ def train(path, steps_per_batch: int, scheduler=None):
         enable_model_summary=False,
         num_sanity_val_steps=0,
         accelerator="cpu",
+        callbacks=list(callbacks),
     )
     trainer.fit(model, datamodule=dm)
     return model, trainer
@@ -80,3 +81,30 @@ def test_grouped_steps_still_step_the_learning_rate_scheduler(tmp_path):
     grouped, _ = train(tmp_path / "v.csv", 4, step_lr)
     lr = [m.trainer.optimizers[0].param_groups[0]["lr"] for m in (plain, grouped)]
     assert lr[0] == lr[1] == pytest.approx(1e-2 * 0.5**3)
+
+
+class StepHookCounter(pl.Callback):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.calls += 1
+
+
+def test_plain_micro_steps_only_where_no_per_step_hook_has_work(tmp_path):
+    """Micro-steps skip Lightning's backward/step wrappers unless a callback implements a
+    per-step hook: then every optimizer step goes through them (and the hook runs each time)."""
+    voxel_table(tmp_path / "v.csv")
+    plain, plain_trainer = train(tmp_path / "v.csv", 1)
+    fast, fast_trainer = train(tmp_path / "v.csv", 4)
+    assert fast._plain_steps_allowed()
+    counter = StepHookCounter()
+    hooked, hooked_trainer = train(tmp_path / "v.csv", 4, callbacks=[counter])
+    assert not hooked._plain_steps_allowed()
+    assert counter.calls == hooked_trainer.global_step == plain_trainer.global_step
+    assert fast_trainer.global_step == plain_trainer.global_step
+    for a, b, c in zip(
+        plain.state_dict().values(), fast.state_dict().values(), hooked.state_dict().values()
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6)

@@ -108,3 +108,43 @@ def test_plain_micro_steps_only_where_no_per_step_hook_has_work(tmp_path):
     ):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6)
+
+
+def test_saturation_is_logged_with_grouped_steps(tmp_path):
+    """With k = 8 steps per batch, batches start at steps 0, 8, 16, ...: a logging step
+    (step + 1) % 50 == 0 never starts a batch, but one falls inside one, and is measured."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    from mrinet.models.saturation import SaturationMonitor
+
+    voxel_table(tmp_path / "v.csv")
+    torch.manual_seed(0)
+    dm = DTIDataModule(
+        source="table",
+        table_path=str(tmp_path / "v.csv"),
+        batch_size=64,
+        split=[0.5, 0.25, 0.25],
+        seed=1,
+        steps_per_batch=8,
+    )
+    model = Classifier(
+        MLP(5, [16, 16], 3, activation="sigmoid"),
+        functools.partial(torch.optim.Adam, lr=1e-2),
+        class_names=["a", "b", "c"],
+        steps_per_batch=8,
+    )
+    trainer = pl.Trainer(
+        max_epochs=4,
+        logger=CSVLogger(tmp_path, name="csv"),
+        log_every_n_steps=50,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        callbacks=[SaturationMonitor()],
+    )
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step >= 50
+    text = next((tmp_path / "csv").rglob("metrics.csv")).read_text()
+    assert "saturation/layer1" in text.splitlines()[0]

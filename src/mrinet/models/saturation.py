@@ -45,8 +45,14 @@ class SaturationMonitor(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         every = max(int(self.every_n_steps or trainer.log_every_n_steps or 1), 1)
-        # Lightning writes step metrics when (step + 1) % log_every_n_steps == 0: measure then
-        self._armed = bool(self._handles) and (trainer.global_step + 1) % every == 0
+        # Lightning writes step metrics when (step + 1) % log_every_n_steps == 0: measure then.
+        # A batch of grouped steps (model.steps_per_batch = k) covers optimizer steps
+        # [g, g + k): measure if one of them is a logging step (the last micro-batch's z is kept)
+        steps = 1 if pl_module.automatic_optimization else _steps_per_batch(pl_module)
+        first = trainer.global_step
+        self._armed = bool(self._handles) and any(
+            (step + 1) % every == 0 for step in range(first, first + steps)
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self._z:
@@ -65,3 +71,8 @@ class SaturationMonitor(pl.Callback):
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+
+def _steps_per_batch(pl_module: pl.LightningModule) -> int:
+    """Optimizer steps one training batch makes (mrinet's grouped steps; else 1)."""
+    return max(int(getattr(pl_module, "steps_per_batch", 1) or 1), 1)

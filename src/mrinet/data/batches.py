@@ -71,11 +71,13 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self._indices()
-        if order is not None:
-            data = tuple(t[order] for t in self.tensors)  # one gather per epoch, then views
-        else:
-            data = self.tensors
         n_batches = self._length()
         for i in range(n_batches):
             sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
-            yield tuple(t[sl] for t in data)
+            if order is None:
+                yield tuple(t[sl] for t in self.tensors)  # views
+            else:
+                # a gather per batch, not one per epoch: a fresh epoch-sized copy (28 MB for 1e6
+                # voxels) costs page faults; batch-sized buffers recycle (3-4x less time here)
+                rows = order[sl]
+                yield tuple(t.index_select(0, rows) for t in self.tensors)

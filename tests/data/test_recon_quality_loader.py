@@ -10,13 +10,13 @@ import torch
 
 from mrinet.data.recon_quality import (
     HDF5Images,
-    ReconFile,
     ReconQualityDataModule,
     SharedBatches,
     normalize_images,
     row_order_statistics,
 )
 from mrinet.io.fastmri import write_reconstruction
+from mrinet.io.recon_files import ReconFile
 
 
 def reference_normalize(x: torch.Tensor, percentile: float) -> torch.Tensor:

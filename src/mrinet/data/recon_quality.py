@@ -29,14 +29,7 @@ import torch
 from mrinet.data.batches import _rank_and_world
 from mrinet.data.dti import SPLITS, check_split_fractions, split_units
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
-from mrinet.io.recon_files import (  # noqa: F401  (re-exported: the loader's file layer)
-    RECON_DATASET,
-    ReconFile,
-    center_crop_box,
-    open_reconstruction,
-    plain_offset,
-    slice_count,
-)
+from mrinet.io.recon_files import ReconFile, center_crop_box, slice_count
 
 log = logging.getLogger(__name__)
 

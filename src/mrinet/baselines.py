@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 FEATURE_NAMES = (
@@ -136,17 +137,17 @@ def grouped_cross_validation(
     Every image is predicted by a model fitted on the other volumes only: a steadier estimate
     than one small test split (24-32 images), and no volume leaks between fit and prediction.
     """
-    features = image_statistics(images)
-    names = list(groups)
+    names = np.asarray(list(groups), dtype=str)
     if len(names) != len(labels):
         raise ValueError(f"{len(names)} group names for {len(labels)} images")
-    pred = torch.empty_like(labels)
-    unique = sorted(set(names))
+    unique, codes = np.unique(names, return_inverse=True)
     if len(unique) < 2:
         raise ValueError("cross-validation needs images from at least two volumes")
-    member = {g: torch.tensor([n == g for n in names]) for g in unique}
-    for group in unique:
-        held = member[group]
+    features = image_statistics(images)
+    codes = torch.from_numpy(codes)
+    pred = torch.empty_like(labels)
+    for group in range(len(unique)):
+        held = codes == group
         model = fit_logistic_regression(features[~held], labels[~held], num_classes)
         pred[held] = model.predict(features[held])
     return {

@@ -89,8 +89,9 @@ def test_baseline_is_near_chance_on_the_default_simulated_data(data_dir):
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     names = ("train", "val", "test")
-    images = torch.cat([datamodule.split_images(name)[0] for name in names])
-    labels = torch.cat([datamodule.split_images(name)[1] for name in names])
+    splits = [datamodule.split_images(name) for name in names]
+    images = torch.cat([x for x, _ in splits])
+    labels = torch.cat([y for _, y in splits])
     volumes = [v for name in names for v in datamodule.indexes[name].volumes]
     result = grouped_cross_validation(images, labels, volumes, len(datamodule.classes))
     # 192 images: chance is 0.5 +- 0.04; the plain-reference, fixed-SNR design gave 1.00

@@ -157,13 +157,11 @@ class Classifier(pl.LightningModule):
         sums[1] = sums[1] + norm
         return loss
 
-    def _cost_normalizer(self, y: torch.Tensor, counts: torch.Tensor | None = None):
-        """What the batch's cost divides by: sum of the targets' class weights (weighted
-        cross-entropy; from the batch's confusion counts when given: (C,) work, not (N,)) or N."""
+    def _cost_normalizer(self, y: torch.Tensor, counts: torch.Tensor):
+        """What the batch's cost divides by: the sum of the targets' class weights (weighted
+        cross-entropy; from the batch's (C, C) confusion counts: (C,) work, not (N,)) or N."""
         if self.loss_name == "cross_entropy" and self.class_weight.numel():
-            if counts is not None and counts.shape[0] == self.class_weight.shape[0]:
-                return (self.class_weight * counts.sum(1)).sum()
-            return self.class_weight[y].sum().detach()
+            return (self.class_weight * counts.sum(1)).sum()
         return float(len(y))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -214,7 +212,7 @@ class Classifier(pl.LightningModule):
             return False
         if type(self).backward is not pl.LightningModule.backward:
             return False
-        for hook in self._STEP_HOOKS[:2]:
+        for hook in ("on_before_backward", "on_after_backward"):  # ours: only the optimizer hook
             if getattr(type(self), hook) is not getattr(pl.LightningModule, hook):
                 return False
         return not any(

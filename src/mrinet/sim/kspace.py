@@ -133,16 +133,14 @@ def draw_snr(snr: float | Sequence[float], rng: np.random.Generator) -> float:
     Real cohorts vary in field strength, coils, voxel size and patient size: SNR differs by
     several-fold between scans, so a classifier cannot use the noise level as a label.
     """
-    if isinstance(snr, (int, float)):
-        return float(snr)
-    values = [float(v) for v in snr]
+    values = [float(snr)] if isinstance(snr, (int, float)) else [float(v) for v in snr]
     if len(values) == 1:
         return values[0]
-    low, high = values if len(values) == 2 else (0.0, 0.0)
-    if not 0 < low <= high:
+    if len(values) != 2 or not 0 < values[0] <= values[1]:
         raise ValueError(
             f"snr must be one value or a range [low, high], 0 < low <= high; got {values}"
         )
+    low, high = values
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 

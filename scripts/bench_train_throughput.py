@@ -64,27 +64,41 @@ def hand_loop(
 
 
 class EpochTimer(pl.Callback):
-    """Wall time of the training part of every epoch (validation excluded)."""
+    """Wall time of the training part of every epoch (validation excluded).
+
+    Lightning runs the epoch's validation inside the training epoch (after its last batch,
+    before `on_train_epoch_end`), with `trainer.training` False, so the clock pauses from
+    `on_validation_start` to `on_validation_end`. It stops at the callbacks'
+    `on_train_epoch_end`; the module's own hook runs after the callbacks' (it turns the
+    epoch's confusion counts into logged training metrics) and is timed and added.
+    """
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
-        self.samples = 0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        hook = pl_module.on_train_epoch_end
+
+        def timed_hook() -> None:
+            start = time.perf_counter()
+            hook()
+            self.seconds[-1] += time.perf_counter() - start
+
+        pl_module.on_train_epoch_end = timed_hook
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._t0 = time.perf_counter()
-        self._done = False
-
-    def _stop(self) -> None:
-        if not self._done:
-            self.seconds.append(time.perf_counter() - self._t0)
-            self._done = True
+        self._elapsed, self._t0 = 0.0, time.perf_counter()
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        if trainer.training:
-            self._stop()
+        if not trainer.sanity_checking:
+            self._elapsed += time.perf_counter() - self._t0
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._t0 = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._stop()
+        self.seconds.append(self._elapsed + time.perf_counter() - self._t0)
 
 
 def mrinet_run(table: Path, n_train: int, batch_size: int, epochs: int, out: Path) -> float:

@@ -246,12 +246,12 @@ class Classifier(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def log_step_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
+    def log_step_metrics(self, metrics: dict[str, torch.Tensor | float]) -> None:
         """Write step scalars straight to the loggers (rank 0): Lightning's `self.log` machinery
         costs ~0.4 ms per call and step, a noticeable share of a small MLP's step."""
         if not self._trainer or self.trainer.sanity_checking or self.global_rank != 0:
             return
-        values = {k: float(v) for k, v in metrics.items()}
+        values = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in metrics.items()}
         for logger in self.loggers:
             logger.log_metrics(values, step=self.global_step)
 

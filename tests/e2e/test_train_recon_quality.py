@@ -24,7 +24,8 @@ TINY = [
     "data.split=[0.5,0.25,0.25]",
     "model.net.channels=[8,16]",
     "model.num_examples=4",
-    "trainer.max_epochs=2",
+    "trainer.max_epochs=3",
+    "model.figures_every_n_epochs=2",
     "trainer.log_every_n_steps=2",
     "extras.print_config=false",
     "extras.num_threads=1",
@@ -82,6 +83,28 @@ def test_tensorboard_has_examples_roc_confusion_and_parameter_counts(run):
         assert tag in tags["scalars"], sorted(tags["scalars"])
     assert "parameters/dense_48x48_to_48x48" in tags["scalars"]
     assert tags["hparams"]["model/net/_target_"] == "mrinet.nets.cnn.ConvNet"
+
+
+def test_validation_figures_every_n_epochs_scalars_every_epoch(run):
+    """figures_every_n_epochs=2 over 3 epochs: figures at epochs 0 and 2 (the last), AUROC at all."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    counts: dict[str, int] = {}
+    for events in run["dir"].rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0})
+        acc.Reload()
+        for tag in ("val/examples", "val/roc", "val/confusion_matrix", "test/examples"):
+            if tag in acc.Tags()["images"]:
+                counts[tag] = counts.get(tag, 0) + len(acc.Images(tag))
+        if "val/auroc" in acc.Tags()["scalars"]:
+            counts["val/auroc"] = counts.get("val/auroc", 0) + len(acc.Scalars("val/auroc"))
+    assert counts == {
+        "val/examples": 2,
+        "val/roc": 2,
+        "val/confusion_matrix": 2,
+        "test/examples": 1,
+        "val/auroc": 3,
+    }, counts
 
 
 def test_eval_reproduces_the_test_metrics(run, cli):

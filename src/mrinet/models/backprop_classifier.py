@@ -36,6 +36,7 @@ class BackpropClassifier(Classifier):
         scheduler_monitor: str = "val/loss",
         standardize_inputs: bool = True,
         grad_norm_every_n_steps: int | None = None,
+        figures_every_n_epochs: int = 1,
     ) -> None:
         if scheduler is not None:
             raise ConfigError(
@@ -53,6 +54,7 @@ class BackpropClassifier(Classifier):
             scheduler_monitor=scheduler_monitor,
             standardize_inputs=standardize_inputs,
             grad_norm_every_n_steps=grad_norm_every_n_steps,
+            figures_every_n_epochs=figures_every_n_epochs,
         )
         check_supported(net, loss, self.backprop_output_activation)  # fail before training
         self.automatic_optimization = False

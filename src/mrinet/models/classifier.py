@@ -51,10 +51,15 @@ class Classifier(pl.LightningModule):
         standardize_inputs: bool = True,
         grad_norm_every_n_steps: int | None = None,
         steps_per_batch: int = 1,
+        figures_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()
         if int(steps_per_batch) < 1:
             raise ValueError(f"model.steps_per_batch must be >= 1, got {steps_per_batch}")
+        if int(figures_every_n_epochs) < 1:
+            raise ValueError(
+                f"model.figures_every_n_epochs must be >= 1, got {figures_every_n_epochs}"
+            )
         if loss not in LOSSES:
             raise ValueError(f"model.loss={loss!r}: choose one of {LOSSES}")
         if output_activation not in OUTPUT_ACTIVATIONS:
@@ -68,6 +73,8 @@ class Classifier(pl.LightningModule):
         self.class_names = list(class_names) if class_names else None
         self.standardize_inputs = standardize_inputs
         self.grad_norm_every_n_steps = grad_norm_every_n_steps
+        # validation figures (matplotlib, ~0.1-1 s each) every n epochs and at the last epoch
+        self.figures_every_n_epochs = int(figures_every_n_epochs)
         # k > 1: each loader batch holds k optimizer batches (see `training_step`)
         self.steps_per_batch = int(steps_per_batch)
         self.micro_batch_size: int | None = None
@@ -278,8 +285,16 @@ class Classifier(pl.LightningModule):
         metrics = {f"{stage}/{k}": v for k, v in confusion_metrics(confmat, names).items()}
         metrics[f"{stage}/loss"] = total / count_t.clamp(min=1)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=False, sync_dist=False)
-        if stage != "train":
+        if stage != "train" and self._figures_now(stage):
             self._log_confusion_figure(confmat, names, stage)
+
+    def _figures_now(self, stage: str) -> bool:
+        """Draw this epoch's figures? Test: always; validation: epochs 0, n, 2n, ... and the
+        last of max_epochs (scalars are logged every epoch regardless)."""
+        if stage != "val" or not self._trainer:
+            return True
+        epoch, last = self.current_epoch, self.trainer.max_epochs
+        return epoch % self.figures_every_n_epochs == 0 or (last is not None and epoch == last - 1)
 
     def on_train_epoch_end(self) -> None:
         self._epoch_end("train")

@@ -14,9 +14,10 @@ from mrinet.models.classifier import Classifier
 class ImageClassifier(Classifier):
     """The Classifier with image-specific logging (the training itself is unchanged).
 
-    Per validation/test epoch: a grid of example images titled with true and predicted label,
-    and for two classes the ROC curve (figure) and `<stage>/auroc` (scalar; class 1 is the
-    positive class, e.g. "accelerated"). At fit start: parameters per layer of the net, next to
+    Per validation/test epoch: for two classes `<stage>/auroc` (scalar; class 1 is the positive
+    class, e.g. "accelerated"); figures (a grid of example images titled with true and predicted
+    label, the ROC curve) every `figures_every_n_epochs` validation epochs, the last one and
+    every test. At fit start: parameters per layer of the net, next to
     those of one dense layer and one 3x3 conv on the same input size (the lecture's argument).
     """
 
@@ -31,6 +32,7 @@ class ImageClassifier(Classifier):
         scheduler_monitor: str = "val/loss",
         standardize_inputs: bool = False,
         grad_norm_every_n_steps: int | None = None,
+        figures_every_n_epochs: int = 1,
         num_examples: int = 16,
         image_size: Sequence[int] = (320, 320),
     ) -> None:
@@ -44,6 +46,7 @@ class ImageClassifier(Classifier):
             scheduler_monitor=scheduler_monitor,
             standardize_inputs=standardize_inputs,
             grad_norm_every_n_steps=grad_norm_every_n_steps,
+            figures_every_n_epochs=figures_every_n_epochs,
         )
         self.num_examples = int(num_examples)
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -119,7 +122,7 @@ class ImageClassifier(Classifier):
             auroc = binary_auroc(probs[:, 1], target)
             self.log(f"{stage}/auroc", auroc.to(self.device), on_step=False, on_epoch=True)
         writer = self.tensorboard()
-        if writer is None:
+        if writer is None or not self._figures_now(stage):
             return
         step = self.global_step
         epoch = self.current_epoch

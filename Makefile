@@ -6,7 +6,7 @@ PIP := $(PYTHON) -m pip
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: help install install-dev train train-cnn test test-all lint format bench tensorboard clean
+.PHONY: help install install-dev train train-cnn test test-all lint format bench bench-gpu tensorboard clean
 
 help:
 	@echo "make train        train the DTI MLP on the built-in synthetic data (ARGS='key=value ...')"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-all     every test, slow end-to-end runs included"
 	@echo "make lint|format  ruff"
 	@echo "make bench        performance benchmarks (ratios against baselines)"
+	@echo "make bench-gpu    benchmarks 1 and 3 on a CUDA GPU (training throughput, batched PI-CS)"
 	@echo "make tensorboard  serve logs/ on http://localhost:6006"
 
 .install.stamp: pyproject.toml
@@ -53,6 +54,13 @@ format: .install-dev.stamp
 
 bench: .install-dev.stamp
 	@for f in scripts/bench_*.py; do echo "== $$f"; $(PYTHON) $$f || exit 1; done
+
+# issue 8: where a GPU is available, training throughput and batched PI-CS slices/s on it
+bench-gpu: .install-dev.stamp
+	@echo "== scripts/bench_train_throughput.py --device cuda"
+	$(PYTHON) scripts/bench_train_throughput.py --device cuda --repeats 5
+	@echo "== scripts/bench_pics.py --device cuda"
+	$(PYTHON) scripts/bench_pics.py --device cuda --batch 64 --repeats 5
 
 tensorboard:
 	tensorboard --logdir logs

@@ -5,7 +5,15 @@ prints PSNR of both vs the fully sampled coil-combined image, median times per s
 run alternately, so load drifts hit both), and the speed ratio (sigpy / ours) as the last line.
 Times are process CPU times (both run on one thread): on a shared, loaded machine wall time
 also counts the time other processes hold the core; wall-time medians are printed too.
+
+Batched mode (`--device cuda`, or `--batch N` with N > 1): after the CPU comparison, the same
+problem repeated N times is solved as one (N, C, H, W) batch in one `pics_reconstruct` call on
+`--device` (wall time, synchronised on CUDA, warm-up call first, median of `--repeats`); prints
+slices/s, its ratio to issue 8's GPU goal (300 slices/s), the largest difference from the
+single-slice CPU output, and, last, the ratio of batched slices/s to mrinet's one-slice-at-a-time
+CPU rate (wall time) from the same run. sigpy runs on the CPU only (its GPU path needs cupy).
 Usage: PYTHONPATH=src python scripts/bench_pics.py [--repeats 5] [--wavelet haar|db4]
+       PYTHONPATH=src python scripts/bench_pics.py --device cuda [--batch 64]
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +32,8 @@ from mrinet.mri.masks import RandomMask
 from mrinet.mri.pics import data_scale, pics_reconstruct, zero_filled
 
 PSNR_MARGIN_DB = 0.3  # issue 8: PSNR within 0.3 dB of sigpy on the same problem
+GPU_GOAL_SLICES_PER_S = 300.0  # issue 8: batched PI-CS on an H100
+DEFAULT_GPU_BATCH = 64
 _WAVELET_NOTE = {
     "haar": (
         "our Haar is periodized and unitary, 6 levels on 320 = 2**6 * 5; sigpy's Wavelet "
@@ -46,8 +57,75 @@ def _load() -> str:
         return "n/a"
 
 
-def main(argv: list[str] | None = None) -> float:
-    """Run the comparison; returns the speed ratio."""
+@dataclass
+class BatchedResult:
+    """Batched-throughput figures: slices/s on the device and agreement with one slice."""
+
+    device: str
+    batch: int
+    slices_per_s: float
+    max_abs_diff: float  # max |batched - single-slice CPU| over all slices and pixels
+    max_rel_diff: float  # max_abs_diff / max |single-slice CPU|
+    psnr_db: float  # worst slice of the batch
+
+
+@dataclass
+class BenchResult:
+    """What one run measured; `ratio` is the figure the last printed line states."""
+
+    cpu_ratio: float  # sigpy / mrinet, CPU time per slice
+    mrinet_wall_s: float  # median wall time of mrinet's one-slice CPU solve
+    batched: BatchedResult | None
+    ratio: float  # batched slices/s / CPU per-slice rate in batched mode, else cpu_ratio
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def batched_throughput(
+    solve,
+    kspace: torch.Tensor,
+    mask: torch.Tensor,
+    coil_maps: torch.Tensor,
+    single: torch.Tensor,
+    reference: torch.Tensor,
+    batch: int,
+    device: torch.device,
+    repeats: int,
+) -> BatchedResult:
+    """Slices/s of one solve of `batch` copies of a (1, C, H, W) problem on `device`.
+
+    `solve(kspace, mask, coil_maps)` must reconstruct every slice of its batch in one solve;
+    `single` (H, W) is the one-slice CPU output the batched slices must equal.
+    """
+    kb = kspace.expand(batch, -1, -1, -1).contiguous().to(device)
+    mb = coil_maps.expand(batch, -1, -1, -1).contiguous().to(device)
+    mask = mask.to(device)
+    out = solve(kb, mask, mb)  # warm-up: FFT plans, CUDA context and kernels, allocator
+    _synchronize(device)
+    walls = []
+    for _ in range(repeats):
+        _synchronize(device)
+        w0 = time.perf_counter()
+        solve(kb, mask, mb)
+        _synchronize(device)
+        walls.append(time.perf_counter() - w0)
+    out = out.cpu()
+    diff = float((out - single[None]).abs().max())
+    return BatchedResult(
+        device=str(device),
+        batch=batch,
+        slices_per_s=batch / statistics.median(walls),
+        max_abs_diff=diff,
+        max_rel_diff=diff / float(single.abs().max()),
+        psnr_db=min(_psnr(o, reference) for o in out),
+    )
+
+
+def run(argv: list[str] | None = None) -> BenchResult:
+    """Run the CPU comparison and, in batched mode, the batched throughput; prints both."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--size", type=int, default=320)
     p.add_argument("--coils", type=int, default=8)
@@ -56,7 +134,21 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--wavelet", default="haar", choices=["haar", "db2", "db4"])
+    p.add_argument("--device", default="cpu", help="device of the batched part (cpu, cuda)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help=f"slices solved at once in the batched part (default 1 on cpu, {DEFAULT_GPU_BATCH} "
+        "otherwise); > 1 or a non-cpu device runs the batched part",
+    )
     args = p.parse_args(argv)
+    device = torch.device(args.device)
+    batch = args.batch or (1 if device.type == "cpu" else DEFAULT_GPU_BATCH)
+    if batch < 1:
+        p.error(f"--batch must be >= 1, got {batch}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: this torch build sees no CUDA GPU (torch.cuda.is_available())")
     import sigpy as sp
     import sigpy.mri as mr
 
@@ -126,7 +218,47 @@ def main(argv: list[str] | None = None) -> float:
         f"speed ratio sigpy/mrinet per slice (CPU time, {args.iterations} iterations, "
         f"{args.wavelet}, {args.threads} thread(s), load {_load()}): {ratio:.2f}x"
     )
-    return ratio
+    mrinet_wall = statistics.median(walls["mrinet"])
+    result = BenchResult(cpu_ratio=ratio, mrinet_wall_s=mrinet_wall, batched=None, ratio=ratio)
+    if device.type == "cpu" and batch == 1:
+        return result
+
+    def solve(k, m, s):
+        # chunk_size = the whole batch: what None means off the CPU, and on the CPU it still
+        # runs the batched solve (None would fall back to one slice at a time there)
+        return pics_reconstruct(
+            k, m, s, lam=lam, iterations=args.iterations, wavelet=args.wavelet, chunk_size=len(k)
+        )
+
+    b = batched_throughput(
+        solve, undersampled, mask, maps, outputs["mrinet"], reference, batch, device, args.repeats
+    )
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"batched on {b.device} ({name}): {b.batch} slices of {n}x{n}, {c} coils, "
+        f"{args.iterations} iterations in one call, "
+        f"{b.slices_per_s:.1f} slices/s (wall, median of {args.repeats}); "
+        f"goal {GPU_GOAL_SLICES_PER_S:.0f} slices/s (320x320, 8 coils, 30 iterations, H100): "
+        f"{b.slices_per_s / GPU_GOAL_SLICES_PER_S:.2f}x of it"
+    )
+    print(
+        f"batched vs single-slice CPU output: max |difference| {b.max_abs_diff:.3g} "
+        f"({b.max_rel_diff:.3g} of the image maximum); PSNR {b.psnr_db:.2f} dB (worst slice) "
+        f"vs {results['mrinet'][1]:.2f} dB"
+    )
+    result.batched = b
+    result.ratio = b.slices_per_s * mrinet_wall
+    print(
+        f"speed ratio batched {b.device} slices/s / mrinet CPU one-slice rate (wall, "
+        f"{1 / mrinet_wall:.2f} slices/s, {args.threads} thread(s), batch {b.batch}, "
+        f"load {_load()}): {result.ratio:.2f}x"
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> float:
+    """Run the benchmark; returns the ratio its last line prints."""
+    return run(argv).ratio
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""Benchmarks 1 and 3 (issue 8) run their device paths: batched PI-CS and training on a device.
+
+On a CPU-only machine the batched PI-CS path and `--device cpu` training run at tiny sizes;
+the CUDA variants run wherever a GPU is visible (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
+
+
+def _script(name: str):
+    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
+    module_name = f"_bench_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY_PICS = ["--size", "64", "--coils", "4", "--iterations", "3", "--repeats", "1"]
+
+
+def _check_batched(device: str, capsys) -> None:
+    pytest.importorskip("sigpy")
+    bench = _script("bench_pics")
+    threads = torch.get_num_threads()
+    try:
+        result = bench.run([*TINY_PICS, "--batch", "3", "--device", device])
+    finally:
+        torch.set_num_threads(threads)
+    b = result.batched
+    assert b is not None and b.batch == 3 and b.device.startswith(device)
+    assert b.max_rel_diff < 1e-5, f"batched output differs from one slice by {b.max_rel_diff}"
+    assert b.slices_per_s > 0 and math.isfinite(b.slices_per_s)
+    assert result.ratio > 0 and math.isfinite(result.ratio)
+    assert result.ratio == pytest.approx(b.slices_per_s * result.mrinet_wall_s)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("speed ratio batched") and last.endswith(f"{result.ratio:.2f}x")
+
+
+def test_bench_pics_batched_cpu_equals_single_slice_output(capsys):
+    _check_batched("cpu", capsys)
+
+
+@needs_cuda
+def test_bench_pics_batched_cuda_equals_single_slice_output(capsys):
+    _check_batched("cuda", capsys)
+
+
+def test_bench_pics_default_mode_has_no_batched_part(capsys):
+    pytest.importorskip("sigpy")
+    bench = _script("bench_pics")
+    threads = torch.get_num_threads()
+    try:
+        result = bench.run(TINY_PICS)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.batched is None and result.ratio == result.cpu_ratio > 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("speed ratio sigpy/mrinet per slice")
+
+
+@pytest.mark.parametrize(("device", "accelerator"), [("cpu", "cpu"), ("cuda", "gpu")])
+def test_train_throughput_overrides_pick_the_trainer(tmp_path, device, accelerator):
+    from hydra import compose, initialize_config_dir
+
+    from mrinet.config_dir import config_dir
+    from mrinet.entry import register_resolvers
+
+    bench = _script("bench_train_throughput")
+    register_resolvers()
+    overrides = bench.run_overrides(tmp_path / "v.parquet", 256, 2, tmp_path, device)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    assert cfg.trainer.accelerator == accelerator and cfg.trainer.devices == 1
+    assert cfg.trainer.max_epochs == 2 and cfg.data.batch_size == 256
+    assert cfg.model.steps_per_batch == 32  # still experiment=dti_mlp
+
+
+def _check_train(device: str, capsys) -> None:
+    bench = _script("bench_train_throughput")
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--voxels", "20000", "--epochs", "2", "--batch-sizes", "256", "--device", device]
+        ratios = bench.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    assert list(ratios) == [256]
+    assert ratios[256] > 0 and math.isfinite(ratios[256])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("ratio mrinet/hand") and last.endswith(f"{ratios[256]:.2f}x")
+
+
+def test_bench_train_throughput_runs_on_cpu(capsys):
+    _check_train("cpu", capsys)
+
+
+@needs_cuda
+def test_bench_train_throughput_runs_on_cuda(capsys):
+    _check_train("cuda", capsys)

@@ -67,8 +67,8 @@ class SpaceToDepthConv2d(nn.Conv2d):
     """`nn.Conv2d(in, out, k, stride=2, padding=k//2)` evaluated as space-to-depth + stride-1 conv.
 
     Same parameters, initialisation, state_dict and outputs (to float rounding, ~1e-6) as the
-    plain layer; images (B, C, H, W) with odd H or W, or any other configuration, fall back
-    to the plain `nn.Conv2d` computation. `channels_last` makes the output NHWC in memory
+    plain layer; images (B, C, H, W) with odd H or W, or on a GPU (where cuDNN has no such
+    weakness; not measured here), fall back to the plain `nn.Conv2d` computation. `channels_last` makes the output NHWC in memory
     (the rearrangement decides the layout, since a 1-channel input has none).
     """
 
@@ -99,8 +99,8 @@ class SpaceToDepthConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> (B, out, ceil(H/2), ceil(W/2)), as `nn.Conv2d` computes."""
-        if x.ndim != 4 or x.shape[-2] % 2 or x.shape[-1] % 2:
-            return super().forward(x)
+        if x.ndim != 4 or x.shape[-2] % 2 or x.shape[-1] % 2 or x.device.type != "cpu":
+            return super().forward(x)  # the rearrangement pays off on CPU (oneDNN) only
         before = self._pad_before
         after = self._rearranged_size - 1 - before
         z = F.pad(space_to_depth(x, self.channels_last), (before, after, before, after))

@@ -68,8 +68,9 @@ class SpaceToDepthConv2d(nn.Conv2d):
 
     Same parameters, initialisation, state_dict and outputs (to float rounding, ~1e-6) as the
     plain layer; images (B, C, H, W) with odd H or W, or on a GPU (where cuDNN has no such
-    weakness; not measured here), fall back to the plain `nn.Conv2d` computation. `channels_last` makes the output NHWC in memory
-    (the rearrangement decides the layout, since a 1-channel input has none).
+    weakness; not measured here), fall back to the plain `nn.Conv2d` computation.
+    `channels_last` makes the output NHWC in memory (the rearrangement decides the layout,
+    since a 1-channel input has none).
     """
 
     def __init__(

@@ -3,8 +3,8 @@
 A k x k, stride-2, padding k//2 convolution of an image with even H and W equals a stride-1
 convolution of its 2x2 space-to-depth rearrangement (C -> 4C channels at half resolution) with
 a (k+1)/2 x (k+1)/2 kernel whose taps are a fixed scatter of the k x k weight (the other taps
-are zero: 7 of 16 for k = 3). oneDNN runs the original form very inefficiently when C is small (the first
-layer of an image classifier: C = 1): for a (16, 1, 320, 320) batch and 16 output channels the
+are zero: 7 of 16 for k = 3). oneDNN runs the original form very inefficiently when C is small
+(the first layer of an image classifier: C = 1): for a (16, 1, 320, 320) batch and 16 output channels the
 rearranged form takes ~17 ms forward + backward instead of ~37 ms on two CPU cores. The
 parameter stays a normal (out, in, k, k) `nn.Conv2d` weight, so state_dicts, parameter counts
 and initialisation are those of `nn.Conv2d`.

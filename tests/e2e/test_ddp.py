@@ -16,6 +16,7 @@ TINY = [
     "extras.print_config=false",
     "callbacks.progress_bar.kind=none",
     "trainer.enable_model_summary=false",
+    "model.net.batch_norm=true",  # PreciseBatchNorm then averages its statistics over ranks
 ]
 
 
@@ -44,6 +45,13 @@ def test_ddp_cpu_writes_one_run_dir(ddp_run):
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) >= 1
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["test/acc"] > 0.5
+    import torch
+
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    means = [v for k, v in state.items() if k.endswith("running_mean")]
+    # batch norm statistics exist and moved; getting here means PreciseBatchNorm's average over
+    # the two ranks ran (an error in it fails the run above)
+    assert means and all(m.abs().sum() > 0 for m in means)
     # both ranks ran: the log file is shared, rank 1 was started with this very run dir
     log_text = (run / "dti_mlp.log").read_text()
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in log_text

@@ -5,7 +5,7 @@ The plain implementation is the same network (same weights) with the first layer
 ran NCHW). Steps of the two alternate so that load from other processes hits both alike.
 
     PYTHONPATH=src python scripts/bench_cnn_step.py                 # default config (batch norm)
-    PYTHONPATH=src python scripts/bench_cnn_step.py --norm group    # recon_quality_cnn
+    PYTHONPATH=src python scripts/bench_cnn_step.py --norm group    # the group-norm variant
 The last line is the speed-up (fast / plain images per second); the median of the ratios of
 neighbouring steps is the more robust figure on a shared machine.
 """

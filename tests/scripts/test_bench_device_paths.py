@@ -30,17 +30,20 @@ def _script(name: str):
     return module
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The benchmarks set torch's thread count (--threads): restore it for the other tests."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 TINY_PICS = ["--size", "64", "--coils", "4", "--iterations", "3", "--repeats", "1"]
 
 
 def _check_batched(device: str, capsys) -> None:
     pytest.importorskip("sigpy")
-    bench = _script("bench_pics")
-    threads = torch.get_num_threads()
-    try:
-        result = bench.run([*TINY_PICS, "--batch", "3", "--device", device])
-    finally:
-        torch.set_num_threads(threads)
+    result = _script("bench_pics").run([*TINY_PICS, "--batch", "3", "--device", device])
     b = result.batched
     assert b is not None and b.batch == 3 and b.device.startswith(device)
     assert b.max_rel_diff < 1e-5, f"batched output differs from one slice by {b.max_rel_diff}"
@@ -62,12 +65,7 @@ def test_bench_pics_batched_cuda_equals_single_slice_output(capsys):
 
 def test_bench_pics_default_mode_has_no_batched_part(capsys):
     pytest.importorskip("sigpy")
-    bench = _script("bench_pics")
-    threads = torch.get_num_threads()
-    try:
-        result = bench.run(TINY_PICS)
-    finally:
-        torch.set_num_threads(threads)
+    result = _script("bench_pics").run(TINY_PICS)
     assert result.batched is None and result.ratio == result.cpu_ratio > 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("speed ratio sigpy/mrinet per slice")
@@ -91,13 +89,8 @@ def test_train_throughput_overrides_pick_the_trainer(tmp_path, device, accelerat
 
 
 def _check_train(device: str, capsys) -> None:
-    bench = _script("bench_train_throughput")
-    threads = torch.get_num_threads()
-    try:
-        argv = ["--voxels", "20000", "--epochs", "2", "--batch-sizes", "256", "--device", device]
-        ratios = bench.main(argv)
-    finally:
-        torch.set_num_threads(threads)
+    argv = ["--voxels", "20000", "--epochs", "2", "--batch-sizes", "256", "--device", device]
+    ratios = _script("bench_train_throughput").main(argv)
     assert list(ratios) == [256]
     assert ratios[256] > 0 and math.isfinite(ratios[256])
     last = capsys.readouterr().out.strip().splitlines()[-1]

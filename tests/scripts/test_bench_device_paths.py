@@ -16,6 +16,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
 
 
 def _script(name: str):
@@ -41,7 +42,8 @@ def keep_torch_threads():
 TINY_PICS = ["--size", "64", "--coils", "4", "--iterations", "3", "--repeats", "1"]
 
 
-def _check_batched(device: str, capsys) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_bench_pics_batched_equals_single_slice_output(device, capsys):
     pytest.importorskip("sigpy")
     result = _script("bench_pics").run([*TINY_PICS, "--batch", "3", "--device", device])
     b = result.batched
@@ -52,15 +54,6 @@ def _check_batched(device: str, capsys) -> None:
     assert result.ratio == pytest.approx(b.slices_per_s * result.mrinet_wall_s)
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("speed ratio batched") and last.endswith(f"{result.ratio:.2f}x")
-
-
-def test_bench_pics_batched_cpu_equals_single_slice_output(capsys):
-    _check_batched("cpu", capsys)
-
-
-@needs_cuda
-def test_bench_pics_batched_cuda_equals_single_slice_output(capsys):
-    _check_batched("cuda", capsys)
 
 
 def test_bench_pics_default_mode_has_no_batched_part(capsys):
@@ -88,19 +81,11 @@ def test_train_throughput_overrides_pick_the_trainer(tmp_path, device, accelerat
     assert cfg.model.steps_per_batch == 32  # still experiment=dti_mlp
 
 
-def _check_train(device: str, capsys) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_bench_train_throughput_runs_on_the_device(device, capsys):
     argv = ["--voxels", "20000", "--epochs", "2", "--batch-sizes", "256", "--device", device]
     ratios = _script("bench_train_throughput").main(argv)
     assert list(ratios) == [256]
     assert ratios[256] > 0 and math.isfinite(ratios[256])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("ratio mrinet/hand") and last.endswith(f"{ratios[256]:.2f}x")
-
-
-def test_bench_train_throughput_runs_on_cpu(capsys):
-    _check_train("cpu", capsys)
-
-
-@needs_cuda
-def test_bench_train_throughput_runs_on_cuda(capsys):
-    _check_train("cuda", capsys)

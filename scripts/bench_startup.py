@@ -21,8 +21,8 @@ import time
 BARE = (
     "import torch, pytorch_lightning, hydra\n"
     "from hydra import compose, initialize_config_dir\n"
-    "from mrinet.config_dir import config_dir\n"
-    "from mrinet.entry import register_resolvers\n"
+    "from mrinet.run.config_dir import config_dir\n"
+    "from mrinet.run.entry import register_resolvers\n"
     "register_resolvers()\n"
     "with initialize_config_dir(config_dir=config_dir(), version_base='1.3'):\n"
     "    compose(config_name='train', overrides=['experiment=dti_mlp'])\n"

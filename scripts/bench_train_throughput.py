@@ -158,8 +158,8 @@ def mrinet_run(
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import instantiate_list, register_resolvers
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import instantiate_list, register_resolvers
 
     register_resolvers()
     overrides = run_overrides(table, batch_size, epochs, out, device)
@@ -167,6 +167,8 @@ def mrinet_run(
         cfg = compose(config_name="train", overrides=overrides)
     datamodule = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
+    datamodule.setup("fit")
+    model.set_data_spec(datamodule.data_spec())
     timer = EpochTimer()
     callbacks = [*instantiate_list(cfg.callbacks), timer]
     trainer = instantiate(

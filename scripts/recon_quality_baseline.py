@@ -28,9 +28,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from mrinet.baselines import FEATURE_NAMES, feature_baseline, grouped_cross_validation
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import register_resolvers
+    from mrinet.analysis.recon_shortcuts import (
+        FEATURE_NAMES,
+        feature_baseline,
+        grouped_cross_validation,
+    )
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

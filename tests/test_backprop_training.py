@@ -11,10 +11,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from mrinet.callbacks.saturation import SaturationMonitor
+from mrinet.data.spec import DataSpec
 from mrinet.errors import ConfigError
 from mrinet.models.backprop_classifier import BackpropClassifier
 from mrinet.models.classifier import Classifier
-from mrinet.models.saturation import SaturationMonitor
 from mrinet.nets.backprop import GradientDescent, backprop
 from mrinet.nets.mlp import MLP
 
@@ -30,7 +31,9 @@ def _model(loss="quadratic", output_activation="sigmoid", activation="sigmoid", 
     torch.manual_seed(0)
     net = MLP(5, [7, 4], 3, activation=activation)
     optimizer = kw.pop("optimizer", lambda params: GradientDescent(params, lr=lr))
-    return BackpropClassifier(net, optimizer, loss=loss, output_activation=output_activation, **kw)
+    model = BackpropClassifier(net, optimizer, loss=loss, output_activation=output_activation, **kw)
+    model.set_data_spec(DataSpec(classes=("a", "b", "c")))
+    return model
 
 
 def _trainer(tmp_path: Path, **kw) -> pl.Trainer:
@@ -117,6 +120,7 @@ def test_saturation_monitor_reads_the_training_forward_pass(tmp_path):
         net.layers[0].weight.fill_(0.0)
         net.layers[0].bias.copy_(torch.tensor([10.0, -10.0, 10.0, 0.0, 0.0, 0.0]))
     model = Classifier(net, lambda params: GradientDescent(params, lr=1e-12), loss="cross_entropy")
+    model.set_data_spec(DataSpec(classes=("a", "b", "c")))
     x, y = _batch(32)
     logger = pl.loggers.CSVLogger(tmp_path, name="csv")
     trainer = _trainer(
@@ -138,10 +142,7 @@ def test_backprop_mode_refuses_what_the_equations_do_not_cover():
 
 
 TINY = [
-    "data.synthetic.subjects=4",  # the spine's tiny cohort (conftest.TINY_COHORT), cached per session
-    "+data.synthetic.grid={shape:[36,44,34],voxel_mm:4.0}",
-    "+data.synthetic.single_shell={n_b0:2,n_dirs:20,bval:1000.0}",
-    "data.split=[0.5,0.25,0.25]",
+    "data_size=tiny",  # configs/tiny/dti_tiny.yaml: the tiny cohort tests and debug=fast share
     "trainer.max_epochs=2",
     "data.batch_size=1024",  # few steps: this checks the plumbing, not the learning
     "trainer.log_every_n_steps=5",
@@ -213,8 +214,8 @@ def test_cost_comparison_sweeps_both_costs_with_hand_derived_backprop(loss, outp
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import register_resolvers
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

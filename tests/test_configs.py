@@ -8,8 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from mrinet.config_dir import config_dir
-from mrinet.entry import register_resolvers
+from mrinet.run.config_dir import config_dir
+from mrinet.run.entry import register_resolvers
 
 CONFIGS = Path(config_dir())
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
@@ -79,3 +79,55 @@ def test_required_names_exist():
 def test_eval_config_composes():
     cfg = composed("ckpt_path=a.ckpt", name="eval")
     assert cfg.task_name == "eval" and cfg.ckpt_path == "a.ckpt"
+
+
+SEARCHES = sorted(p.stem for p in (CONFIGS / "hparams_search").glob("*_optuna.yaml"))
+# metrics that grow as the model gets better; losses shrink
+HIGHER_IS_BETTER = ("acc", "bal_acc", "auroc", "f1_macro", "dice_macro")
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_every_search_sets_metric_and_mode_that_agree(search):
+    experiment = search.removesuffix("_optuna")
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[f"experiment={experiment}", f"hparams_search={search}"],
+            return_hydra_config=True,
+        )
+    metric, mode = cfg.optimized_metric, cfg.optimized_mode
+    expected = "max" if metric.split("/")[-1] in HIGHER_IS_BETTER else "min"
+    assert mode == expected, f"{search}: {metric} with mode {mode}"
+    assert cfg.callbacks.model_checkpoint.monitor == metric
+    assert cfg.callbacks.model_checkpoint.mode == mode
+    sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+    assert sweeper["direction"] == ("maximize" if mode == "max" else "minimize")
+
+
+def test_recon_cnn_sweep_minimises_the_loss_it_checkpoints_on():
+    cfg = composed("experiment=recon_quality_cnn", "hparams_search=recon_quality_cnn_optuna")
+    assert (cfg.optimized_metric, cfg.optimized_mode) == ("val/loss", "min")
+
+
+def test_debug_fast_on_recon_data_gets_tiny_recon_data_and_no_dti_keys():
+    cfg = composed("experiment=recon_quality_cnn", "debug=fast")
+    synthetic = OmegaConf.to_container(cfg.data.synthetic)
+    assert set(synthetic) == {"simulation", "reconstructions"}  # no grid/single_shell/subjects
+    assert synthetic["simulation"]["volumes"] < 12  # the tiny recon data, not the full set
+
+
+def test_debug_fast_on_dti_data_gets_the_tests_tiny_cohort():
+    fast = composed("experiment=dti_mlp", "debug=fast")
+    tiny = composed("experiment=dti_mlp", "data_size=tiny")
+    assert fast.data.synthetic == tiny.data.synthetic
+    assert fast.data.synthetic.subjects == 4
+    assert fast.data.synthetic.grid.voxel_mm == 4.0
+
+
+def test_model_specific_callbacks_run_only_in_their_experiments():
+    assert "precise_batch_norm" not in composed().callbacks
+    assert "saturation_monitor" not in composed("experiment=recon_quality_cnn").callbacks
+    assert "precise_batch_norm" in composed("experiment=recon_quality_cnn").callbacks
+    for experiment in ("dti_mlp", "dti_mlp_backprop"):
+        assert "saturation_monitor" in composed(f"experiment={experiment}").callbacks

@@ -32,3 +32,15 @@ class ConfigError(MrinetError, ValueError):
 
 class CheckpointError(MrinetError):
     """A checkpoint is missing, corrupt, or was written by another model or experiment."""
+
+
+def check_choice(value, choices, key: str, what: str | None = None):
+    """`value` if it is one of `choices`; else a ConfigError naming the config key and the choices."""
+    choices = tuple(choices)
+    if value in choices:
+        return value
+    raise ConfigError(
+        f"unknown {what or key.rsplit('.', 1)[-1]} {value!r}",
+        key,
+        f"{key}=<one of {', '.join(map(str, choices))}>",
+    )

@@ -12,8 +12,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mrinet.config_dir import config_dir
-from mrinet.entry import (
+from mrinet.run.config_dir import config_dir
+from mrinet.run.entry import (
     announce,
     apply_extras,
     check_accelerator,
@@ -90,8 +90,8 @@ def evaluate(cfg: DictConfig) -> dict:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mrinet.checkpoints import build_model, load_checkpoint
     from mrinet.errors import CheckpointError
+    from mrinet.run.checkpoints import build_model, load_checkpoint
 
     checkpoint = load_checkpoint(cfg.ckpt_path)
     info = checkpoint["mrinet"]

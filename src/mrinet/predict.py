@@ -12,9 +12,9 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from mrinet.config_dir import config_dir
-from mrinet.entry import apply_extras, guarded, register_resolvers
-from mrinet.errors import ConfigError, DataNotFoundError
+from mrinet.errors import ConfigError, DataNotFoundError, check_choice
+from mrinet.run.config_dir import config_dir
+from mrinet.run.entry import apply_extras, guarded, register_resolvers
 
 log = logging.getLogger("mrinet.predict")
 register_resolvers()
@@ -39,15 +39,14 @@ def voxel_mask(
     subject_dir: Path, maps: dict, affine, how: str, data_cfg: dict, source: str
 ) -> np.ndarray:
     """Which voxels to classify (see configs/predict.yaml `mask`)."""
-    from mrinet.data.dti import class_lookup, read_labels
+    from mrinet.data.voxels import class_lookup, read_labels
     from mrinet.io.nifti import load_nifti
     from mrinet.io.subjects import find_nifti
 
     stack = np.stack(list(maps.values()), axis=-1)
     finite = np.all(np.isfinite(stack), axis=-1)
     brain = find_nifti(subject_dir, "nodif_brain_mask")
-    if how not in MASKS:
-        raise ConfigError(f"mask={how!r} is not one of {MASKS}", "mask", "e.g. mask=auto")
+    check_choice(how, MASKS, "mask")
     if how == "all":
         return finite
     if how == "labels":
@@ -75,7 +74,7 @@ def predict_subject(
     """Class map (X, Y, Z) uint8 with 0 = background and probabilities (X, Y, Z, K), plus affine."""
     import torch
 
-    from mrinet.data.dti import convert_diffusivity_units, read_subject
+    from mrinet.data.voxels import convert_diffusivity_units, read_subject
 
     features = list(data_cfg["features"])
     maps, affine = read_subject(subject_dir, features, source)
@@ -101,8 +100,8 @@ def predict_subject(
 def predict(cfg: DictConfig) -> Path:
     """Load the checkpoint, classify every selected voxel, write the maps atomically."""
     apply_extras(cfg)
-    from mrinet.checkpoints import build_model, load_checkpoint
     from mrinet.io.nifti import save_nifti
+    from mrinet.run.checkpoints import build_model, load_checkpoint
 
     subject_dir = Path(cfg.input)
     if not subject_dir.is_dir():

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from mrinet.errors import ConfigError, DataNotFoundError
-from mrinet.progress import progress as progress_bar
+from mrinet.utils.progress import progress as progress_bar
 
 METHODS = ("pics", "sense", "zero_filled")
 MASKS = ("random", "equispaced")

@@ -17,8 +17,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mrinet.config_dir import config_dir
-from mrinet.entry import (
+from mrinet.run.config_dir import config_dir
+from mrinet.run.entry import (
     announce,
     apply_extras,
     check_accelerator,
@@ -36,8 +36,8 @@ register_resolvers()
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """`ckpt_path=last` -> newest last.ckpt of this task; a path is checked to exist."""
-    from mrinet.checkpoints import find_last_checkpoint
     from mrinet.errors import CheckpointError
+    from mrinet.run.run_dirs import find_last_checkpoint
 
     if not cfg.get("ckpt_path"):
         return None
@@ -133,6 +133,10 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     datamodule = instantiate(cfg.data, _convert_="all")
     log.info("model: %s", cfg.model._target_)
     model = instantiate(cfg.model, _convert_="all")
+    # the model/data contract: what the model needs from the data, once the splits are known
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model.set_data_spec(datamodule.data_spec())
     callbacks = [*instantiate_list(cfg.get("callbacks")), RunInfoInCheckpoint(run_info(cfg))]
     loggers = instantiate_list(cfg.get("logger"))
     check_accelerator(cfg.trainer)
@@ -142,7 +146,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
 
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:
-        from mrinet.checkpoints import check_fits_model, load_checkpoint
+        from mrinet.run.checkpoints import check_fits_model, load_checkpoint
 
         # refuse another model's/experiment's checkpoint with a message, not a load traceback
         check_fits_model(load_checkpoint(ckpt_path), model, ckpt_path)

@@ -163,7 +163,7 @@ def test_corrupt_gzip_is_named(tmp_path, write_subject):
 
 def test_synthetic_voxels_are_cached_and_equal_to_a_fresh_read(tmp_path, write_subject):
     """The extracted-voxel cache of a simulated cohort returns exactly what reading gives."""
-    from mrinet.data.dti import ensure_synthetic_cohort
+    from mrinet.sim.dti_cache import ensure_synthetic_cohort
 
     settings = {
         "subjects": 3,

@@ -47,7 +47,8 @@ def test_scaler_uses_training_split_only(tmp_path):
     frame.to_csv(tmp_path / "voxels.csv", index=False)
     dm = module(tmp_path / "voxels.csv")
     train = frame[frame.subject.isin(dm.split_units["train"])][FEATURES].to_numpy(np.float64)
-    mean, std = dm.input_scaling
+    spec = dm.data_spec()
+    mean, std = spec.tensor("input_mean"), spec.tensor("input_std")
     np.testing.assert_allclose(mean.numpy(), train.mean(0), rtol=1e-5)
     np.testing.assert_allclose(std.numpy(), train.std(0, ddof=1), rtol=1e-4)
     everything = frame[FEATURES].to_numpy(np.float64).mean(0)

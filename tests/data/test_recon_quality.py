@@ -8,11 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mrinet.data.recon_quality import (
-    ReconQualityDataModule,
-    normalize_images,
-    random_flips,
-)
+from mrinet.data.image_transforms import normalize_images, random_flips
+from mrinet.data.recon_quality import ReconQualityDataModule
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 from mrinet.io.fastmri import write_reconstruction
 

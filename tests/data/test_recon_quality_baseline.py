@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from mrinet.baselines import (
+from mrinet.analysis.recon_shortcuts import (
     FEATURE_NAMES,
     feature_baseline,
     grouped_cross_validation,
@@ -71,8 +71,8 @@ def test_baseline_is_near_chance_on_the_default_simulated_data(data_dir):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import register_resolvers
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
 
     register_resolvers()
     shared = os.environ.get("MRINET_DATA_DIR", str(data_dir))  # reuse a generated dataset

@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from mrinet.data.recon_quality import (
-    HDF5Images,
-    ReconQualityDataModule,
-    SharedBatches,
-    normalize_images,
-    row_order_statistics,
-)
+from mrinet.data.image_batches import HDF5Images
+from mrinet.data.image_transforms import normalize_images, row_order_statistics
+from mrinet.data.recon_quality import ReconQualityDataModule
+from mrinet.data.shared_batches import SharedBatches
 from mrinet.io.fastmri import write_reconstruction
 from mrinet.io.recon_files import ReconFile
 

@@ -8,10 +8,7 @@ import pytest
 
 TINY = [
     "experiment=dti_mlp",
-    "data.synthetic.subjects=4",
-    "+data.synthetic.grid={shape:[36,44,34],voxel_mm:4.0}",
-    "+data.synthetic.single_shell={n_b0:2,n_dirs:20,bval:1000.0}",
-    "data.split=[0.5,0.25,0.25]",
+    "data_size=tiny",  # configs/tiny/dti_tiny.yaml: the tiny cohort tests and debug=fast share
     "trainer.max_epochs=2",
     "extras.print_config=false",
     "callbacks.progress_bar.kind=none",
@@ -62,9 +59,9 @@ def test_ddp_test_metrics_equal_a_single_process_evaluation_of_the_same_checkpoi
     """Sharded test batches + synced confusion matrices/loss == one process over all samples."""
     import torch
 
-    from mrinet.checkpoints import build_model, load_checkpoint
     from mrinet.data.dti import DTIDataModule
     from mrinet.models.metrics import confusion_metrics
+    from mrinet.run.checkpoints import build_model, load_checkpoint
 
     (run,) = (ddp_run["work"] / "logs" / "dti_mlp" / "runs").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())

@@ -16,10 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 ARGS = [
     "experiment=dti_mlp",
-    "data.synthetic.subjects=4",
-    "+data.synthetic.grid={shape:[36,44,34],voxel_mm:4.0}",
-    "+data.synthetic.single_shell={n_b0:2,n_dirs:20,bval:1000.0}",
-    "data.split=[0.5,0.25,0.25]",
+    "data_size=tiny",  # configs/tiny/dti_tiny.yaml: the tiny cohort tests and debug=fast share
     "data.batch_size=512",
     "trainer.max_epochs=8",
     "extras.num_threads=1",  # two trainings side by side on a small shared CPU
@@ -44,8 +41,8 @@ def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
 
 def wait_for_checkpoint(runs: Path, proc: subprocess.Popen, timeout: float = 240) -> Path:
     """The first last.ckpt that loads completely (not one caught while being written)."""
-    from mrinet.checkpoints import load_checkpoint
     from mrinet.errors import CheckpointError
+    from mrinet.run.checkpoints import load_checkpoint
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -83,7 +80,7 @@ def test_kill_9_then_resume_last_continues_in_its_run_dir_with_equal_metrics(
     assert killed.returncode == -signal.SIGKILL
     run_dir = ckpt.parent.parent
     assert not (run_dir / "metrics.json").exists()  # it really died before the end
-    from mrinet.checkpoints import load_checkpoint
+    from mrinet.run.checkpoints import load_checkpoint
 
     assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] < 7
     events_before = set((run_dir / "tensorboard").glob("events.out.tfevents.*"))

@@ -10,10 +10,7 @@ import pytest
 
 TINY = [
     "experiment=dti_mlp",
-    "data.synthetic.subjects=4",
-    "+data.synthetic.grid={shape:[36,44,34],voxel_mm:4.0}",
-    "+data.synthetic.single_shell={n_b0:2,n_dirs:20,bval:1000.0}",
-    "data.split=[0.5,0.25,0.25]",
+    "data_size=tiny",  # configs/tiny/dti_tiny.yaml: the tiny cohort tests and debug=fast share
     "trainer.max_epochs=2",
     "extras.print_config=false",
     "callbacks.progress_bar.kind=none",
@@ -109,8 +106,8 @@ def compose_train(*overrides: str):
     """The composed train config with its hydra node (as the entry point would see it)."""
     from hydra import compose, initialize_config_dir
 
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import register_resolvers
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(Path(config_dir()).resolve()), version_base="1.3"):

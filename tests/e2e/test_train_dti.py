@@ -10,10 +10,7 @@ import pytest
 
 TINY = [
     "experiment=dti_mlp",
-    "data.synthetic.subjects=4",
-    "+data.synthetic.grid={shape:[36,44,34],voxel_mm:4.0}",
-    "+data.synthetic.single_shell={n_b0:2,n_dirs:20,bval:1000.0}",
-    "data.split=[0.5,0.25,0.25]",  # = conftest.TINY_COHORT (shares the cached cohort)
+    "data_size=tiny",  # configs/tiny/dti_tiny.yaml: the tiny cohort tests and debug=fast share
     "trainer.max_epochs=2",
     "trainer.log_every_n_steps=5",
     "extras.print_config=false",
@@ -184,8 +181,8 @@ def guarded_run(entry: str, overrides: list[str], capsys) -> str:
     """Run an entry point's task in-process as its CLI would (composed config, guarded)."""
     from hydra import compose, initialize_config_dir
 
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import guarded, register_resolvers
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import guarded, register_resolvers
 
     register_resolvers()
     module = __import__(f"mrinet.{entry}", fromlist=["x"])
@@ -249,8 +246,8 @@ def test_csv_logger_gets_hyperparameters_and_step_metrics(run, data_dir):
     """logger=many: the CSV logger receives the resolved hparams and the per-step scalars too."""
     from hydra import compose, initialize_config_dir
 
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import register_resolvers
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
     from mrinet.train import train
 
     register_resolvers()

@@ -25,7 +25,7 @@ def test_wheel_installs_and_trains_from_another_directory(tmp_path, data_dir):
 
     env = {**os.environ, "PYTHONPATH": str(site), "MRINET_DATA_DIR": str(data_dir)}
     where = subprocess.run(
-        [sys.executable, "-c", "import mrinet.config_dir as c; print(c.config_dir())"],
+        [sys.executable, "-c", "import mrinet.run.config_dir as c; print(c.config_dir())"],
         cwd=elsewhere,
         env=env,
         capture_output=True,

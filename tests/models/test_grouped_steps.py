@@ -46,6 +46,8 @@ def train(path, steps_per_batch: int, scheduler=None, callbacks=()):
         steps_per_batch=steps_per_batch,
         scheduler=scheduler,
     )
+    dm.setup("fit")
+    model.set_data_spec(dm.data_spec())
     trainer = pl.Trainer(
         max_epochs=3,
         logger=False,
@@ -115,7 +117,7 @@ def test_saturation_is_logged_with_grouped_steps(tmp_path):
     (step + 1) % 50 == 0 never starts a batch, but one falls inside one, and is measured."""
     from pytorch_lightning.loggers import CSVLogger
 
-    from mrinet.models.saturation import SaturationMonitor
+    from mrinet.callbacks.saturation import SaturationMonitor
 
     voxel_table(tmp_path / "v.csv")
     torch.manual_seed(0)
@@ -133,6 +135,8 @@ def test_saturation_is_logged_with_grouped_steps(tmp_path):
         class_names=["a", "b", "c"],
         steps_per_batch=8,
     )
+    dm.setup("fit")
+    model.set_data_spec(dm.data_spec())
     trainer = pl.Trainer(
         max_epochs=4,
         logger=CSVLogger(tmp_path, name="csv"),

@@ -11,15 +11,6 @@ import pytest
 import torch
 
 from mrinet.errors import ConfigError
-from mrinet.gradcheck import (
-    autograd_gradients,
-    check_gradients,
-    random_problem,
-    relative_error,
-)
-from mrinet.gradcheck import (
-    main as gradcheck_main,
-)
 from mrinet.nets.backprop import (
     autograd_grads,
     backprop,
@@ -28,6 +19,15 @@ from mrinet.nets.backprop import (
     gradient_descent_step,
     gradient_norms,
     saturation_fraction,
+)
+from mrinet.nets.gradcheck import (
+    autograd_gradients,
+    check_gradients,
+    random_problem,
+    relative_error,
+)
+from mrinet.nets.gradcheck import (
+    main as gradcheck_main,
 )
 from mrinet.nets.mlp import MLP
 
@@ -61,7 +61,7 @@ def test_hand_derived_gradients_equal_autograd_in_float64(
 @pytest.mark.parametrize(("cost", "output_activation"), PAIRS, ids=lambda v: v)
 def test_hand_derived_gradients_match_central_differences(activation, cost, output_activation):
     net, x, y = random_problem([4, 6, 5, 3], activation, batch=8, seed=1)
-    rows = check_gradients(net, x, y, cost, output_activation)
+    rows = check_gradients(net, x, y, cost=cost, output_activation=output_activation)
     assert [row["layer"] for row in rows] == [1, 2, 3]
     for row in rows:
         assert row["W_finite_diff"] < 1e-6 and row["b_finite_diff"] < 1e-6
@@ -184,7 +184,7 @@ def test_gradcheck_cli_prints_per_layer_errors_and_passes():
     args = ["--layers", "4,6,5,3", "--activation", "tanh", "--cost", "cross_entropy"]
     args += ["--output-activation", "softmax", "--batch", "8"]
     proc = subprocess.run(
-        [sys.executable, "-m", "mrinet.gradcheck", *args],
+        [sys.executable, "-m", "mrinet.nets.gradcheck", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -37,8 +37,8 @@ def guarded_run(entry: str, overrides: list[str], capsys) -> str:
     asserts exit code 1 and returns what the user sees on stderr."""
     from hydra import compose, initialize_config_dir
 
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import guarded, register_resolvers
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import guarded, register_resolvers
 
     register_resolvers()
     module = __import__(f"mrinet.{entry}", fromlist=["x"])

@@ -17,8 +17,8 @@ def test_the_configured_trainer_replaces_checkpoint_files_instead_of_writing_int
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import register_resolvers
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

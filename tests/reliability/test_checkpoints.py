@@ -22,8 +22,8 @@ def compose(entry: str, overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import register_resolvers
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
@@ -242,8 +242,8 @@ def test_eval_override_of_a_setting_the_data_does_not_have(trained):
 def test_resuming_from_another_experiments_checkpoint_names_the_mismatch(trained):
     from hydra.utils import instantiate
 
-    from mrinet.checkpoints import check_fits_model, load_checkpoint
     from mrinet.errors import CheckpointError
+    from mrinet.run.checkpoints import check_fits_model, load_checkpoint
 
     dti = load_checkpoint(trained["dti"])
     model = instantiate(dti["mrinet"]["model"])

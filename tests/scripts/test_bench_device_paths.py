@@ -68,8 +68,8 @@ def test_bench_pics_default_mode_has_no_batched_part(capsys):
 def test_train_throughput_overrides_pick_the_trainer(tmp_path, device, accelerator):
     from hydra import compose, initialize_config_dir
 
-    from mrinet.config_dir import config_dir
-    from mrinet.entry import register_resolvers
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
 
     bench = _script("bench_train_throughput")
     register_resolvers()

@@ -1,6 +1,6 @@
 """Whole batches sliced from in-memory tensors: no per-sample __getitem__, no collate.
 
-RESEARCH.md: per-sample DataLoaders cost 3-5x the training step on the DTI MLP; slicing a
+docs/benchmarks.md: per-sample DataLoaders cost 3-5x the training step on the DTI MLP; slicing a
 once-per-epoch permutation keeps the loop within ~10% of a hand-written one.
 """
 
@@ -10,19 +10,17 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-
-def _rank_and_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+from mrinet.data.sharding import epoch_order, share_length
+from mrinet.data.spec import BatchGroup
 
 
 class TensorBatches:
-    """Iterable of (x, y) batches over tensors of equal length.
+    """Iterable of (x, y) batches over tensors of equal length, in mrinet.data.sharding's order.
 
-    Shuffled batches use a permutation seeded by (seed, epoch), so a resumed run sees the same
-    order as an uninterrupted one. Under DDP each rank takes a disjoint share: equal for
-    training, every sample exactly once for evaluation.
+    `group` k > 1 yields each item as a BatchGroup of k consecutive (x, y) batches (fewer at the end
+    of the epoch): the model runs one optimizer step per batch of the group, with the loop's
+    per-batch cost paid once per group (Classifier's grouped steps). The batches, their order
+    and so the updates are those of k = 1; the model never needs to know the batch size.
     """
 
     def __init__(
@@ -33,51 +31,44 @@ class TensorBatches:
         seed: int = 0,
         drop_last: bool = False,
         epoch_fn: Callable[[], int] | None = None,
+        group: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.tensors, self.batch_size = tensors, int(batch_size)
+        if group < 1:
+            raise ValueError(f"group must be >= 1, got {group}")
+        self.tensors, self.batch_size, self.group = tensors, int(batch_size), int(group)
         self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
         self.epoch_fn = epoch_fn or (lambda: 0)
 
-    def _indices(self) -> torch.Tensor | None:
-        n = len(self.tensors[0])
-        rank, world = _rank_and_world()
-        if not self.shuffle and world == 1:
-            return None
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch_fn())
-            order = torch.randperm(n, generator=gen)
-        else:
-            order = torch.arange(n)
-        if world > 1:
-            # training: equal shares (every rank must run the same number of steps, the
-            # remainder of n // world is left out this epoch); evaluation: every sample exactly
-            # once (shares differ by at most one), so the synced confusion matrices are exact
-            order = order[rank::world]
-            if self.shuffle:
-                order = order[: n // world]
-        return order
-
-    def _length(self) -> int:
-        n = len(self.tensors[0])
-        rank, world = _rank_and_world()
-        if world > 1:
-            n = n // world if self.shuffle else len(range(rank, n, world))
+    def _batches(self) -> int:
+        n = share_length(len(self.tensors[0]), self.shuffle)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __len__(self) -> int:
-        return self._length()
+        return -(-self._batches() // self.group)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        order = self._indices()
-        n_batches = self._length()
-        for i in range(n_batches):
+    def _iter_batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        order = epoch_order(len(self.tensors[0]), self.shuffle, self.seed, self.epoch_fn())
+        for i in range(self._batches()):
             sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
             if order is None:
                 yield tuple(t[sl] for t in self.tensors)  # views
             else:
                 # a gather per batch, not one per epoch: a fresh epoch-sized copy (28 MB for 1e6
-                # voxels) costs page faults; batch-sized buffers recycle (3-4x less time here)
+                # voxels) costs page faults; batch-sized buffers recycle (3-4x less time on a 2-core CPU)
                 rows = order[sl]
                 yield tuple(t.index_select(0, rows) for t in self.tensors)
+
+    def __iter__(self) -> Iterator:
+        if self.group == 1:
+            yield from self._iter_batches()
+            return
+        group = BatchGroup()
+        for batch in self._iter_batches():
+            group.append(batch)
+            if len(group) == self.group:
+                yield group
+                group = BatchGroup()
+        if group:
+            yield group

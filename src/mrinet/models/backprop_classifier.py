@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,15 +29,12 @@ class BackpropClassifier(Classifier):
         self,
         net: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable | None = None,
         loss: str = "quadratic",
         output_activation: str = "sigmoid",
-        class_names: Sequence[str] | None = None,
-        scheduler: Callable | None = None,
-        scheduler_monitor: str = "val/loss",
-        standardize_inputs: bool = True,
-        grad_norm_every_n_steps: int | None = None,
-        figures_every_n_epochs: int = 1,
+        **classifier_args,
     ) -> None:
+        """`classifier_args`: the Classifier's (class_names, standardize_inputs, ...)."""
         if scheduler is not None:
             raise ConfigError(
                 "the hand-derived backprop mode steps no learning-rate scheduler",
@@ -45,16 +42,7 @@ class BackpropClassifier(Classifier):
                 "set model.scheduler=null (plain gradient descent has a fixed lr)",
             )
         super().__init__(
-            net=net,
-            optimizer=optimizer,
-            loss=loss,
-            output_activation=output_activation,
-            class_names=class_names,
-            scheduler=None,
-            scheduler_monitor=scheduler_monitor,
-            standardize_inputs=standardize_inputs,
-            grad_norm_every_n_steps=grad_norm_every_n_steps,
-            figures_every_n_epochs=figures_every_n_epochs,
+            net, optimizer, loss=loss, output_activation=output_activation, **classifier_args
         )
         check_supported(net, loss, self.backprop_output_activation)  # fail before training
         self.automatic_optimization = False

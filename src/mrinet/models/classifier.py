@@ -9,6 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrinet.data.spec import BatchGroup, DataSpec
+from mrinet.errors import ConfigError, check_choice
+from mrinet.models.grouped_steps import GroupedSteps
 from mrinet.models.metrics import ConfusionCounts, batch_confusion, confusion_metrics
 
 LOSSES = ("cross_entropy", "quadratic")
@@ -30,11 +33,13 @@ def quadratic_cost(
     return per_sample.mean()
 
 
-class Classifier(pl.LightningModule):
+class Classifier(GroupedSteps, pl.LightningModule):
     """Trains any net that maps inputs to class logits (MLP on voxels, CNN on images).
 
-    Inputs are standardised inside the model with the training split's statistics
-    (`input_mean`, `input_std`, saved in the checkpoint), so a checkpoint predicts on raw data.
+    What the model needs from its data arrives as one `DataSpec` (`set_data_spec`, called by
+    the entry point after `datamodule.setup`; stored in the checkpoint): class names, and the
+    training split's input statistics and class weights as buffers, so inputs are standardised
+    inside the model and a checkpoint predicts on raw data.
     Metrics come from one confusion matrix per stage, updated with a bincount each step and
     turned into accuracy, balanced accuracy and per-class F1 at epoch end (cheap, DDP-exact).
     """
@@ -54,18 +59,14 @@ class Classifier(pl.LightningModule):
         figures_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()
-        if int(steps_per_batch) < 1:
-            raise ValueError(f"model.steps_per_batch must be >= 1, got {steps_per_batch}")
-        if int(figures_every_n_epochs) < 1:
-            raise ValueError(
-                f"model.figures_every_n_epochs must be >= 1, got {figures_every_n_epochs}"
-            )
-        if loss not in LOSSES:
-            raise ValueError(f"model.loss={loss!r}: choose one of {LOSSES}")
-        if output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(
-                f"model.output_activation={output_activation!r}: choose one of {OUTPUT_ACTIVATIONS}"
-            )
+        for key, value in (
+            ("model.steps_per_batch", steps_per_batch),
+            ("model.figures_every_n_epochs", figures_every_n_epochs),
+        ):
+            if int(value) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {value}", key, f"e.g. {key}=1")
+        check_choice(loss, LOSSES, "model.loss")
+        check_choice(output_activation, OUTPUT_ACTIVATIONS, "model.output_activation")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -75,9 +76,9 @@ class Classifier(pl.LightningModule):
         self.grad_norm_every_n_steps = grad_norm_every_n_steps
         # validation figures (matplotlib, ~0.1-1 s each) every n epochs and at the last epoch
         self.figures_every_n_epochs = int(figures_every_n_epochs)
-        # k > 1: each loader batch holds k optimizer batches (see `training_step`)
+        # k > 1: each loader item is a list of k batches, one optimizer step each (`training_step`)
         self.steps_per_batch = int(steps_per_batch)
-        self.micro_batch_size: int | None = None
+        self.data_spec: DataSpec | None = None
         if self.steps_per_batch > 1:
             self.automatic_optimization = False
         self.register_buffer("input_mean", torch.zeros(0))
@@ -87,25 +88,57 @@ class Classifier(pl.LightningModule):
         self._counts: dict[str, torch.Tensor] = {}  # this process's counts of the running epoch
         self._loss_sums: dict[str, list[torch.Tensor]] = {}
 
-    # ---- data-derived state (scaling, class weights), saved in the checkpoint -------------
+    # ---- data-derived state (the DataSpec), saved in the checkpoint ------------------------
+    def set_data_spec(self, spec: DataSpec) -> None:
+        """Take what the model needs from its data: class names, input scaling, class weights."""
+        if not isinstance(spec, DataSpec):
+            raise TypeError(f"set_data_spec takes a mrinet.data.spec.DataSpec, got {type(spec)}")
+        if self.class_names and len(self.class_names) != spec.num_classes:
+            raise ConfigError(
+                f"model.class_names {self.class_names} do not match the data's "
+                f"{spec.num_classes} classes {list(spec.classes)}",
+                "model.class_names",
+                "drop model.class_names (the data's class names are used) or give one per class",
+            )
+        outputs = self._num_outputs()
+        if outputs is not None and outputs != spec.num_classes:
+            raise ConfigError(
+                f"the net has {outputs} outputs but the data has {spec.num_classes} classes "
+                f"{list(spec.classes)}",
+                "model.net",
+                "set the net's output size to the number of data.classes",
+            )
+        self.data_spec = spec
+        self.class_names = self.class_names or list(spec.classes)
+        mean, std = spec.tensor("input_mean"), spec.tensor("input_std")
+        if self.standardize_inputs and mean is not None:
+            self.input_mean, self.input_std = mean.to(self.device), std.to(self.device)
+        else:
+            self.input_mean, self.input_std = torch.zeros(0), torch.ones(0)
+        weights = spec.tensor("class_weights")
+        self.class_weight = torch.zeros(0) if weights is None else weights.to(self.device)
+
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        if stage == "fit" and datamodule is not None:
-            if self.standardize_inputs and hasattr(datamodule, "input_scaling"):
-                mean, std = datamodule.input_scaling
-                self.input_mean, self.input_std = mean.to(self.device), std.to(self.device)
-            weights = getattr(datamodule, "class_weights", None)
-            if weights is not None:
-                self.class_weight = weights.to(self.device)
-        if self.class_names is None and datamodule is not None:
-            self.class_names = list(getattr(datamodule, "classes", []))
-        if stage == "fit" and self.steps_per_batch > 1:
-            if self.trainer.world_size > 1:  # DDP needs one backward per forward of its wrapper
-                self.steps_per_batch, self.automatic_optimization = 1, True
-            elif getattr(datamodule, "batch_size", None) is None:
-                raise ValueError("model.steps_per_batch > 1 needs a DataModule with a batch_size")
-            else:
-                self.micro_batch_size = int(datamodule.batch_size)
+        if self.data_spec is None:
+            raise ConfigError(
+                f"{type(self).__name__} has no DataSpec for stage {stage!r}",
+                "model",
+                "call model.set_data_spec(datamodule.data_spec()) after datamodule.setup() "
+                "(mrinet.train does), or build the model from a checkpoint (run.checkpoints.build_model)",
+            )
+        if stage == "fit" and self.steps_per_batch > 1 and self.trainer.world_size > 1:
+            # DDP needs one backward per forward of its wrapper (the loader then serves single
+            # batches too: DTIDataModule groups only in a single process)
+            self.steps_per_batch, self.automatic_optimization = 1, True
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.data_spec is not None:
+            checkpoint["data_spec"] = self.data_spec.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "data_spec" in checkpoint:
+            self.data_spec = DataSpec.from_dict(checkpoint["data_spec"])
+            self.class_names = self.class_names or list(self.data_spec.classes)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # buffers whose size comes from the data: take the checkpoint's size
@@ -146,8 +179,11 @@ class Classifier(pl.LightningModule):
             self._confmats[key] = ConfusionCounts(self.num_classes).to(self.device)
         return self._confmats[key]
 
-    def _num_outputs(self) -> int:
-        last = [m for m in self.net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+    def _num_outputs(self) -> int | None:
+        layers = [m for m in self.net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        if not layers:
+            return None
+        last = layers[-1]
         return last.out_features if isinstance(last, nn.Linear) else last.out_channels
 
     def _step(self, batch, stage: str) -> torch.Tensor:
@@ -172,61 +208,19 @@ class Classifier(pl.LightningModule):
         return float(len(y))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        grouped = isinstance(batch, BatchGroup)  # TensorBatches(group=k) serves k batches
         if self.steps_per_batch > 1:
-            return self._grouped_steps(batch)
+            return self._grouped_steps(batch if grouped else [batch])
+        if grouped:
+            raise ConfigError(
+                f"the loader serves groups of {len(batch)} batches but model.steps_per_batch=1",
+                "data.steps_per_batch",
+                "leave data.steps_per_batch to follow model.steps_per_batch (the default)",
+            )
         loss = self._step(batch, "train")
         if self._log_now():
             self.log_step_metrics({"train/loss_step": loss})
         return loss
-
-    def _grouped_steps(self, batch) -> torch.Tensor:
-        """k optimizer steps on consecutive slices of one loader batch: the same updates, in the
-        same order, as k loader batches, with Lightning's per-batch cost paid once (RESEARCH.md:
-        that cost, not arithmetic, limits a small MLP). Single process only."""
-        optimizer = self.optimizers()
-        fast = self._plain_steps_allowed()
-        x, y = batch[0], batch[1]
-        for xb, yb in zip(x.split(self.micro_batch_size), y.split(self.micro_batch_size)):
-            loss = self._step((xb, yb), "train")
-            if fast and not self._grad_norms_now():
-                # what manual_backward + optimizer.step do when no hook has work (checked by
-                # _plain_steps_allowed): backward, step, and the loop's step count
-                optimizer.optimizer.zero_grad()
-                loss.backward()
-                optimizer._on_before_step()
-                optimizer.optimizer.step()
-                optimizer._on_after_step()
-            else:
-                optimizer.zero_grad()
-                self.manual_backward(loss)
-                optimizer.step()  # counts the step and runs on_before_optimizer_step (grad norms)
-            if self._log_now():
-                self.log_step_metrics({"train/loss_step": loss})
-        return loss
-
-    _STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
-
-    def _plain_steps_allowed(self) -> bool:
-        """May a grouped micro-step skip Lightning's backward/step wrappers (~1 ms per step)?
-
-        Only where they would do nothing but call hooks that do nothing: one process, plain
-        float precision (no gradient scaler), no callback that implements a per-step hook,
-        and no override of the module's backward hooks (ours, the gradient norms, runs on
-        its logging steps, which take the full path).
-        """
-        trainer = self.trainer
-        if trainer.world_size > 1 or str(trainer.precision) not in ("32-true", "64-true"):
-            return False
-        if type(self).backward is not pl.LightningModule.backward:
-            return False
-        for hook in ("on_before_backward", "on_after_backward"):  # ours: only the optimizer hook
-            if getattr(type(self), hook) is not getattr(pl.LightningModule, hook):
-                return False
-        return not any(
-            getattr(type(callback), hook) is not getattr(pl.Callback, hook)
-            for callback in trainer.callbacks
-            for hook in self._STEP_HOOKS
-        )
 
     def _grad_norms_now(self) -> bool:
         """True before the optimizer steps on which on_before_optimizer_step logs grad norms."""
@@ -234,18 +228,6 @@ class Classifier(pl.LightningModule):
             self.trainer.log_every_n_steps if self._trainer else 0
         )
         return bool(every) and self.global_step % every == 0
-
-    def on_train_epoch_end_schedulers(self) -> None:
-        """With grouped steps (manual optimisation) Lightning does not step schedulers: do it."""
-        scheduler = self.lr_schedulers()
-        if scheduler is None:
-            return
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            value = self.trainer.callback_metrics.get(self.hparams.scheduler_monitor)
-            if value is not None:
-                scheduler.step(value)
-        else:
-            scheduler.step()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")

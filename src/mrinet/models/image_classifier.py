@@ -25,29 +25,13 @@ class ImageClassifier(Classifier):
         self,
         net: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
-        loss: str = "cross_entropy",
-        output_activation: str = "softmax",
-        class_names: Sequence[str] | None = None,
-        scheduler: Callable | None = None,
-        scheduler_monitor: str = "val/loss",
-        standardize_inputs: bool = False,
-        grad_norm_every_n_steps: int | None = None,
-        figures_every_n_epochs: int = 1,
         num_examples: int = 16,
         image_size: Sequence[int] = (320, 320),
+        standardize_inputs: bool = False,
+        **classifier_args,
     ) -> None:
-        super().__init__(
-            net,
-            optimizer,
-            loss=loss,
-            output_activation=output_activation,
-            class_names=class_names,
-            scheduler=scheduler,
-            scheduler_monitor=scheduler_monitor,
-            standardize_inputs=standardize_inputs,
-            grad_norm_every_n_steps=grad_norm_every_n_steps,
-            figures_every_n_epochs=figures_every_n_epochs,
-        )
+        """`classifier_args`: the Classifier's (loss, class_names, scheduler, figures, ...)."""
+        super().__init__(net, optimizer, standardize_inputs=standardize_inputs, **classifier_args)
         self.num_examples = int(num_examples)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self._last_logits: torch.Tensor | None = None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mrinet.errors import ConfigError
+from mrinet.errors import ConfigError, check_choice
 
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax")
@@ -90,14 +90,10 @@ def _check_net(net: nn.Module) -> None:
 
 def _check_cost(cost: str, output_activation: str) -> None:
     """Cross-entropy is the softmax log-loss; quadratic cost takes sigmoid or softmax outputs."""
-    if cost not in COSTS:
-        raise ConfigError(f"unknown cost {cost!r}", "model.loss", f"use one of {COSTS}")
-    if output_activation not in OUTPUT_ACTIVATIONS:
-        raise ConfigError(
-            f"unknown output activation {output_activation!r}",
-            "model.output_activation",
-            f"use one of {OUTPUT_ACTIVATIONS}",
-        )
+    check_choice(cost, COSTS, "model.loss", "cost")
+    check_choice(
+        output_activation, OUTPUT_ACTIVATIONS, "model.output_activation", "output activation"
+    )
     if cost == "cross_entropy" and output_activation != "softmax":
         raise ConfigError(
             "cross-entropy is defined here with softmax outputs only",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mrinet.errors import check_choice
 from mrinet.nets.mlp import MLP
 from mrinet.nets.space_to_depth import SpaceToDepthConv2d
 
@@ -73,8 +74,7 @@ class ConvNet(nn.Module):
             ("pooling", pooling, POOLINGS),
             ("global_pool", global_pool, GLOBAL_POOLS),
         ):
-            if value not in allowed:
-                raise ValueError(f"ConvNet {name}={value!r}: choose one of {allowed}")
+            check_choice(value, allowed, f"model.net.{name}")
         if not channels:
             raise ValueError("ConvNet needs at least one conv stage (channels=[...])")
         if kernel_size < 1 or kernel_size % 2 == 0:

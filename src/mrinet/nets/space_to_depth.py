@@ -50,7 +50,7 @@ def space_to_depth_index(kernel_size: int) -> torch.Tensor:
 def space_to_depth(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     """(B, C, H, W) with even H, W -> (B, 4C, H/2, W/2); channel c*4 + p*2 + q = x[..., p::2, q::2].
 
-    Same layout as `F.pixel_unshuffle(x, 2)` (which is ~3x slower here); `channels_last`
+    Same layout as `F.pixel_unshuffle(x, 2)` (~3x slower on a 2-core CPU); `channels_last`
     writes the result in NHWC memory order in the same single copy.
     """
     b, c, h, w = x.shape

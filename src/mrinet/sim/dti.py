@@ -15,6 +15,7 @@ from importlib import resources
 
 import numpy as np
 
+from mrinet.errors import check_choice
 from mrinet.sim.phantom import TISSUES, make_brain_phantom, tissue_fractions
 
 PRESETS = ("lecture", "literature")
@@ -24,8 +25,7 @@ def load_preset(name: str) -> dict:
     """Simulator parameters of a shipped preset (`lecture` or `literature`) as a nested dict."""
     import yaml
 
-    if name not in PRESETS:
-        raise ValueError(f"unknown DTI simulator preset {name!r}; choose one of {PRESETS}")
+    check_choice(name, PRESETS, "data.synthetic.preset", "DTI simulator preset")
     text = resources.files("mrinet.sim").joinpath(f"presets/{name}.yaml").read_text()
     return yaml.safe_load(text)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mrinet.progress import progress as progress_bar
 from mrinet.sim.kspace import (
     CONTRASTS,
     draw_snr,
@@ -20,6 +19,7 @@ from mrinet.sim.kspace import (
     phantom_slices,
     simulate_kspace,
 )
+from mrinet.utils.progress import progress as progress_bar
 
 
 def volume_name(index: int, contrast: str = "T2w") -> str:

@@ -106,13 +106,11 @@ def fit_logistic_regression(
 
 
 def balanced_accuracy(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:
-    """Mean recall over the classes present in `target`."""
-    recalls = [
-        float((pred[target == k] == k).double().mean())
-        for k in range(num_classes)
-        if (target == k).any()
-    ]
-    return sum(recalls) / len(recalls)
+    """Mean recall over the classes present in `target`, computed as training logs it."""
+    from mrinet.models.metrics import batch_confusion, confusion_metrics
+
+    confmat = batch_confusion(pred.long(), target.long(), num_classes)
+    return float(confusion_metrics(confmat, [str(k) for k in range(num_classes)])["bal_acc"])
 
 
 def feature_baseline(

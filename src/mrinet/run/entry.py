@@ -24,15 +24,15 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("mrinet_cwd"):  # configs/paths/default.yaml: root_dir
         OmegaConf.register_new_resolver("mrinet_cwd", launch_cwd)
     if not OmegaConf.has_resolver("mrinet_run_dir"):  # configs/hydra/default.yaml: run.dir
-        from mrinet.checkpoints import run_dir_for
+        from mrinet.run.run_dirs import run_dir_for
 
         OmegaConf.register_new_resolver("mrinet_run_dir", run_dir_for)
     if not OmegaConf.has_resolver("mrinet_hydra_subdir"):  # configs/hydra/default.yaml
-        from mrinet.checkpoints import hydra_subdir_for
+        from mrinet.run.run_dirs import hydra_subdir_for
 
         OmegaConf.register_new_resolver("mrinet_hydra_subdir", hydra_subdir_for)
     if not OmegaConf.has_resolver("optuna_direction"):  # configs/hparams_search/*
-        from mrinet.sweep import optuna_direction
+        from mrinet.run.sweep import optuna_direction
 
         OmegaConf.register_new_resolver("optuna_direction", optuna_direction)
 

@@ -5,7 +5,7 @@ launcher: each job writes `job.json` into its own run dir when it ends (ok or fa
 whatever machine it ran), then (re)writes `<sweep dir>/summary.csv` from all job dirs. Hydra's
 basic sweeper raises after a batch with a failed job and never calls `on_multirun_end`, so the
 per-job rewrite is what keeps the summary complete; `on_multirun_end` writes it once more and
-prints the best runs. `python -m mrinet.sweep SWEEP_DIR` rebuilds it by hand (e.g. after a
+prints the best runs. `python -m mrinet.run.sweep SWEEP_DIR` rebuilds it by hand (e.g. after a
 SLURM array finished). Only light imports here: Hydra instantiates this for every run.
 """
 
@@ -22,7 +22,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger("mrinet.sweep")
+from mrinet.errors import check_choice
+
+log = logging.getLogger("mrinet.run.sweep")
 
 JOB_FILE = "job.json"
 SUMMARY_FILE = "summary.csv"
@@ -31,9 +33,7 @@ DIRECTIONS = {"max": "maximize", "min": "minimize"}
 
 def optuna_direction(mode: str) -> str:
     """`optimized_mode` (max/min) -> Optuna's study direction (maximize/minimize)."""
-    if mode not in DIRECTIONS:
-        raise ValueError(f"optimized_mode={mode!r}: use max or min")
-    return DIRECTIONS[mode]
+    return DIRECTIONS[check_choice(mode, tuple(DIRECTIONS), "optimized_mode")]
 
 
 def _is_multirun(config: DictConfig) -> bool:
@@ -234,10 +234,10 @@ class SweepSummary(Callback):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mrinet.sweep SWEEP_DIR [max|min]`: rebuild summary.csv and print the best runs."""
+    """`python -m mrinet.run.sweep SWEEP_DIR [max|min]`: rebuild summary.csv and print the best runs."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or not Path(argv[0]).is_dir():
-        print("usage: python -m mrinet.sweep SWEEP_DIR [max|min]", file=sys.stderr)
+        print("usage: python -m mrinet.run.sweep SWEEP_DIR [max|min]", file=sys.stderr)
         return 2
     write_summary(argv[0])
     print_best(argv[0], argv[1] if len(argv) > 1 else "max")

@@ -1,6 +1,6 @@
 """Gradient check: the hand-derived backprop against torch autograd and central differences.
 
-    python -m mrinet.gradcheck --layers 5,8,6,3 --activation sigmoid --cost quadratic \
+    python -m mrinet.nets.gradcheck --layers 5,8,6,3 --activation sigmoid --cost quadratic \
         --output-activation sigmoid --seed 0 --batch 16
 
 Prints the max relative error per layer (W and b) and exits non-zero above tolerance.
@@ -77,9 +77,10 @@ def check_gradients(
     net: nn.Module,
     x: torch.Tensor,
     y_onehot: torch.Tensor,
+    eps: float = 1e-6,
+    *,
     cost: str = "quadratic",
     output_activation: str = "sigmoid",
-    eps: float = 1e-6,
 ) -> list[dict[str, float]]:
     """Per layer: {'layer', 'W_autograd', 'b_autograd', 'W_finite_diff', 'b_finite_diff'}.
 
@@ -131,7 +132,7 @@ def format_table(rows: list[dict[str, float]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: build a small float64 net, print the error table, return 1 above tolerance."""
-    parser = argparse.ArgumentParser(prog="python -m mrinet.gradcheck", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mrinet.nets.gradcheck", description=__doc__)
     parser.add_argument("--layers", default="5,8,6,3", help="sizes: inputs,hidden...,classes")
     parser.add_argument("--activation", default="sigmoid", choices=HIDDEN_ACTIVATIONS)
     parser.add_argument("--cost", default="quadratic", choices=COSTS)
@@ -150,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--cost cross_entropy needs --output-activation softmax")
 
     net, x, y_onehot = random_problem(layers, args.activation, args.batch, args.seed)
-    rows = check_gradients(net, x, y_onehot, args.cost, args.output_activation, eps=args.eps)
+    rows = check_gradients(
+        net, x, y_onehot, cost=args.cost, output_activation=args.output_activation, eps=args.eps
+    )
     print(
         f"net {layers}, {args.activation} hidden, {args.cost} cost with "
         f"{args.output_activation} outputs, batch {args.batch}, seed {args.seed}, float64"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def config_dir() -> str:
     """Absolute path of the config tree, so `python -m mrinet.train` works from any directory."""
-    checkout = Path(__file__).resolve().parents[2] / "configs"
+    checkout = Path(__file__).resolve().parents[3] / "configs"
     if (checkout / "train.yaml").is_file():
         return str(checkout)
     return str(files("mrinet") / "configs")

@@ -1,0 +1,1 @@
+"""Analyses of the data sets themselves (e.g. can trivial image statistics solve a task?)."""

@@ -1,0 +1,15 @@
+"""Lightning callbacks mrinet adds to runs; each lives in its own module, re-exported here."""
+
+from mrinet.callbacks.precise_batch_norm import PreciseBatchNorm
+from mrinet.callbacks.progress_bar import progress_bar
+from mrinet.callbacks.run_info import RunInfoInCheckpoint
+from mrinet.callbacks.saturation import SaturationMonitor
+from mrinet.callbacks.tissue_maps import TissueMapLogger
+
+__all__ = [
+    "PreciseBatchNorm",
+    "RunInfoInCheckpoint",
+    "SaturationMonitor",
+    "TissueMapLogger",
+    "progress_bar",
+]

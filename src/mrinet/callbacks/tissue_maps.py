@@ -1,0 +1,48 @@
+"""Tissue-map figures of a validation subject in TensorBoard (DTI voxel classification)."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+
+class TissueMapLogger(pl.Callback):
+    """Each validation epoch, log axial/coronal/sagittal slices of one validation subject to
+    TensorBoard: T1w, true classes and predicted classes (DTI voxel data with volumes only)."""
+
+    def __init__(self, every_n_epochs: int = 1, split: str = "val") -> None:
+        self.every_n_epochs, self.split = max(int(every_n_epochs), 1), split
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if trainer.current_epoch % self.every_n_epochs:
+            return
+        example = getattr(trainer.datamodule, "example_subject", lambda split: None)(self.split)
+        writer = pl_module.tensorboard() if hasattr(pl_module, "tensorboard") else None
+        if example is None or writer is None:
+            return
+        import numpy as np
+        import torch
+
+        from mrinet.models.figures import tissue_map_figure
+
+        maps, true = example["maps"], example["classes"]
+        features = list(maps)
+        inside = true >= 0
+        x = torch.from_numpy(np.stack([maps[f][inside] for f in features], axis=1)).to(
+            pl_module.device
+        )
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.inference_mode():
+            predicted_flat = pl_module(x).argmax(1).cpu().numpy()
+        pl_module.train(was_training)
+        predicted = np.full(true.shape, -1, dtype=np.int64)
+        predicted[inside] = predicted_flat
+        t1w = maps["T1w"] if "T1w" in maps else maps[features[0]]
+        names = pl_module.class_names or [str(i) for i in range(int(true.max()) + 1)]
+        title = f"{example['name']} (epoch {trainer.current_epoch})"
+        fig = tissue_map_figure(t1w, true, predicted, names, title)
+        writer.add_figure(
+            f"{self.split}/tissue_maps", fig, global_step=trainer.global_step, close=True
+        )

@@ -1,0 +1,239 @@
+"""DTI voxels from subject folders or tables: [T1w, FA, MD, AD, RD] per voxel and its class.
+
+Lightning-free: the DataModule, predict and the baselines read voxels through these functions.
+MD/AD/RD come out in um^2/ms whatever unit the files use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mrinet.errors import ConfigError, DataFormatError
+
+log = logging.getLogger(__name__)
+
+DIFFUSIVITIES = ("MD", "AD", "RD")
+
+
+@dataclass
+class Voxels:
+    """Voxel samples: features (N, F) float32, class index (N,) int64, subject id per voxel."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    subjects: np.ndarray | None
+
+    def take(self, mask: np.ndarray) -> Voxels:
+        subjects = None if self.subjects is None else self.subjects[mask]
+        return Voxels(self.features[mask], self.labels[mask], subjects)
+
+
+def convert_diffusivity_units(
+    maps: dict[str, np.ndarray], where: str, mask: np.ndarray | None = None
+) -> bool:
+    """Scale MD/AD/RD given in mm^2/s to um^2/ms in place; returns whether it converted."""
+    present = [k for k in DIFFUSIVITIES if k in maps]
+    if not present:
+        return False
+    values = np.concatenate([maps[k][mask] if mask is not None else maps[k].ravel() for k in present])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return False
+    median = float(np.median(values))
+    if median < 0.02:  # brain tissue: ~0.0003-0.003 mm^2/s, ~0.3-3 um^2/ms
+        for k in present:
+            maps[k] = maps[k] * 1000.0
+        log.info("%s: diffusivities look like mm^2/s (median %.2g): converted to um^2/ms", where, median)
+        return True
+    if not 0.02 <= median <= 10.0:
+        raise DataFormatError(
+            f"implausible diffusivity scale: median MD/AD/RD {median:.3g}",
+            where,
+            "give MD/AD/RD in um^2/ms (tissue ~0.3-3) or mm^2/s (~0.0003-0.003)",
+        )
+    return False
+
+
+def check_fa_range(fa: np.ndarray, where: str) -> None:
+    """FA is a normalised variance: values outside [0, 1] mean a wrong map or scaling."""
+    finite = fa[np.isfinite(fa)]
+    if finite.size and (finite.min() < -1e-3 or finite.max() > 1.0 + 1e-3):
+        raise DataFormatError(
+            f"FA outside [0, 1] (min {finite.min():.3g}, max {finite.max():.3g})",
+            where,
+            "check that the FA map is not scaled (e.g. x1000) or swapped with another map",
+        )
+
+
+def class_lookup(classes: Sequence[str], label_map: Mapping[str, Sequence[int]]) -> dict[int, int]:
+    """FreeSurfer code -> class index (order of `classes`)."""
+    lookup: dict[int, int] = {}
+    for index, name in enumerate(classes):
+        if name not in label_map:
+            raise ConfigError(
+                f"class {name!r} has no entry in the label map (known: {sorted(label_map)})",
+                "data.label_map",
+                f"add data.label_map.{name}=[codes] or remove it from data.classes",
+            )
+        for code in label_map[name]:
+            if int(code) in lookup:
+                raise ConfigError(
+                    f"label code {code} is mapped to two classes",
+                    "data.label_map",
+                    "give every FreeSurfer code to one class only",
+                )
+            lookup[int(code)] = index
+    return lookup
+
+
+def read_subject(
+    subject_dir: str | Path, features: Sequence[str], source: str = "nifti"
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One subject's feature maps ({name: 3D float32}, MD/AD/RD in um^2/ms) and their affine.
+
+    `nifti` reads the maps (or dtifit outputs); `dwi` fits tensors to the raw DWI itself.
+    """
+    if source == "dwi":
+        from mrinet.data.dwi_features import dwi_feature_maps
+
+        maps, affine = dwi_feature_maps(subject_dir)
+        missing = [name for name in features if name not in maps]
+        if missing:
+            raise ConfigError(
+                f"features {missing} cannot be derived from raw DWI (available: {sorted(maps)})",
+                "data.features",
+                "use features among T1w, FA, MD, AD, RD with data.source=dwi",
+            )
+        return {name: maps[name] for name in features}, affine
+    from mrinet.io.subjects import read_feature_maps
+
+    maps, affine, _ = read_feature_maps(subject_dir, features)
+    return maps, affine
+
+
+def read_labels(subject_dir: Path, label_file: str, shape, affine, resample: bool = False) -> np.ndarray:
+    """The subject's label volume on the feature grid; another grid is resampled (nearest
+    neighbour) only when `resample` is set, else it is an error that names the fix."""
+    from mrinet.io.subjects import read_label_volume
+
+    if resample:
+        from mrinet.io.resample import load_labels_on_grid
+
+        return load_labels_on_grid(subject_dir / label_file, shape, affine, resample=True)
+    return read_label_volume(subject_dir / label_file, shape, affine)
+
+
+def subject_voxels(
+    subject_dir: Path,
+    features: Sequence[str],
+    lookup: Mapping[int, int],
+    label_file: str,
+    source: str = "nifti",
+    resample_labels: bool = False,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Class voxels of one subject -> (features (N, F), class index (N,), volume info)."""
+    maps, affine = read_subject(subject_dir, features, source)
+    shape = next(iter(maps.values())).shape
+    labels = read_labels(subject_dir, label_file, shape, affine, resample_labels)
+    codes = np.array(sorted(lookup), dtype=np.int64)
+    mask = np.isin(labels, codes)
+    convert_diffusivity_units(maps, str(subject_dir), mask if mask.any() else None)
+    if "FA" in maps:
+        check_fa_range(maps["FA"][mask], str(subject_dir / "FA"))
+    x = np.stack([maps[name][mask] for name in features], axis=1).astype(np.float32)
+    table = np.full(int(codes.max()) + 1 if codes.size else 1, -1, dtype=np.int64)
+    table[codes] = [lookup[int(c)] for c in codes]
+    classes = np.where(mask, table[np.clip(labels, 0, len(table) - 1)], -1)
+    return x, classes[mask], {"maps": maps, "affine": affine, "classes": classes}
+
+
+def load_subjects(
+    subjects_dir: str | Path,
+    features: Sequence[str],
+    classes: Sequence[str],
+    label_map: Mapping[str, Sequence[int]],
+    label_file: str = "aparc+aseg.nii.gz",
+    source: str = "nifti",
+    resample_labels: bool = False,
+) -> Voxels:
+    """Read every subject folder and keep the voxels whose label code maps to a class."""
+    from mrinet.io.subjects import list_subjects
+
+    import pandas as pd
+
+    lookup = class_lookup(classes, label_map)
+    folders = list_subjects(subjects_dir)
+    parts, codes, labels_all = [], [], []
+    for index, subject_dir in enumerate(folders):
+        x, y, _ = subject_voxels(subject_dir, features, lookup, label_file, source, resample_labels)
+        parts.append(x)
+        labels_all.append(y)
+        codes.append(np.full(len(y), index, dtype=np.int32))
+    # subject per voxel as a Categorical: integer codes, not a million Python strings
+    subjects = pd.Categorical.from_codes(np.concatenate(codes), categories=[f.name for f in folders])
+    return Voxels(np.concatenate(parts), np.concatenate(labels_all), subjects)
+
+
+def load_table(
+    table_path: str | Path,
+    features: Sequence[str],
+    classes: Sequence[str],
+    label_column: str,
+    subject_column: str | None,
+    drop_nonfinite: bool = False,
+) -> Voxels:
+    """Read a voxel table; labels are the lecture's 1-based class numbers or class names."""
+    from mrinet.io.tables import read_voxel_table
+
+    x, raw, subjects = read_voxel_table(table_path, features, label_column, subject_column)
+    labels = labels_to_indices(raw, classes, f"{table_path} (column {label_column!r})")
+    nonfinite = ~np.isfinite(x)
+    if nonfinite.any():
+        counts = {features[j]: int(nonfinite[:, j].sum()) for j in range(len(features)) if nonfinite[:, j].any()}
+        if not drop_nonfinite:
+            raise DataFormatError(
+                f"NaN/inf feature values per column: {counts}",
+                table_path,
+                "clean the table, or set data.drop_nonfinite=true to drop those rows",
+            )
+        keep = ~nonfinite.any(axis=1)
+        log.warning("%s: dropped %d row(s) with NaN/inf features %s", table_path, int((~keep).sum()), counts)
+        x, labels = x[keep], labels[keep]
+        subjects = None if subjects is None else subjects[keep]
+    maps = {name: x[:, j] for j, name in enumerate(features)}
+    if convert_diffusivity_units(maps, str(table_path)):
+        x = np.stack([maps[name] for name in features], axis=1).astype(np.float32)
+    if "FA" in maps:
+        check_fa_range(maps["FA"], f"{table_path} (column 'FA')")
+    return Voxels(x, labels, subjects)
+
+
+def labels_to_indices(raw: np.ndarray, classes: Sequence[str], where: str) -> np.ndarray:
+    """1-based class numbers (the lecture's 1, 2, 3) or class names -> 0-based class indices."""
+    import pandas as pd
+
+    numeric = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=np.float64)
+    if np.all(np.isfinite(numeric)):
+        if not np.array_equal(numeric, np.round(numeric)) or numeric.min() < 1 or numeric.max() > len(classes):
+            bad = sorted(set(numeric[(numeric < 1) | (numeric > len(classes)) | (numeric != np.round(numeric))]))
+            raise DataFormatError(
+                f"label values {bad[:5]} are not class numbers 1..{len(classes)}",
+                where,
+                f"use 1..{len(classes)} in the order of data.classes {list(classes)}, or class names",
+            )
+        return numeric.astype(np.int64) - 1
+    codes, names = pd.factorize(pd.Series(raw).astype(str))
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted(name for name in names if name not in index)
+    if unknown:
+        raise DataFormatError(
+            f"unknown class name(s) {unknown[:5]}",
+            where,
+            f"labels must be one of {list(classes)} or 1..{len(classes)}",
+        )
+    return np.asarray([index[name] for name in names], dtype=np.int64)[codes]

@@ -1,0 +1,77 @@
+"""Grouped optimizer steps: k steps per loader item, Lightning's per-batch cost paid once.
+
+A small MLP's step is mostly Python: Lightning's loop costs ~0.4 ms per batch, as much as the
+arithmetic (docs/benchmarks.md, training throughput). With `model.steps_per_batch=k` the loader
+serves a `BatchGroup` of k batches per item and the module below runs one optimizer step per
+batch: the same updates, in the same order, as k loader items.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+
+class GroupedSteps:
+    """Mixin for a LightningModule with manual optimisation, `_step`, `_log_now`,
+    `log_step_metrics`, `_grad_norms_now` and `hparams.scheduler_monitor` (the Classifier)."""
+
+    def _grouped_steps(self, batches: list) -> torch.Tensor:
+        """One optimizer step per batch of a loader group: the same updates, in the same order,
+        as one loader batch each, with Lightning's per-batch cost paid once per group
+        (docs/benchmarks.md: that cost, not arithmetic, limits a small MLP). Single process only."""
+        optimizer = self.optimizers()
+        fast = self._plain_steps_allowed()
+        for xb, yb, *_ in batches:
+            loss = self._step((xb, yb), "train")
+            if fast and not self._grad_norms_now():
+                # what manual_backward + optimizer.step do when no hook has work (checked by
+                # _plain_steps_allowed): backward, step, and the loop's step count
+                optimizer.optimizer.zero_grad()
+                loss.backward()
+                optimizer._on_before_step()
+                optimizer.optimizer.step()
+                optimizer._on_after_step()
+            else:
+                optimizer.zero_grad()
+                self.manual_backward(loss)
+                optimizer.step()  # counts the step and runs on_before_optimizer_step (grad norms)
+            if self._log_now():
+                self.log_step_metrics({"train/loss_step": loss})
+        return loss
+
+    _STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+
+    def _plain_steps_allowed(self) -> bool:
+        """May a grouped micro-step skip Lightning's backward/step wrappers (~1 ms per step)?
+
+        Only where they would do nothing but call hooks that do nothing: one process, plain
+        float precision (no gradient scaler), no callback that implements a per-step hook,
+        and no override of the module's backward hooks (ours, the gradient norms, runs on
+        its logging steps, which take the full path).
+        """
+        trainer = self.trainer
+        if trainer.world_size > 1 or str(trainer.precision) not in ("32-true", "64-true"):
+            return False
+        if type(self).backward is not pl.LightningModule.backward:
+            return False
+        for hook in ("on_before_backward", "on_after_backward"):  # ours: only the optimizer hook
+            if getattr(type(self), hook) is not getattr(pl.LightningModule, hook):
+                return False
+        return not any(
+            getattr(type(callback), hook) is not getattr(pl.Callback, hook)
+            for callback in trainer.callbacks
+            for hook in self._STEP_HOOKS
+        )
+
+    def on_train_epoch_end_schedulers(self) -> None:
+        """With grouped steps (manual optimisation) Lightning does not step schedulers: do it."""
+        scheduler = self.lr_schedulers()
+        if scheduler is None:
+            return
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            value = self.trainer.callback_metrics.get(self.hparams.scheduler_monitor)
+            if value is not None:
+                scheduler.step(value)
+        else:
+            scheduler.step()

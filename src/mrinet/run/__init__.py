@@ -1,0 +1,1 @@
+"""Helpers the entry points share: config location, Hydra glue, run dirs, checkpoints, sweeps."""

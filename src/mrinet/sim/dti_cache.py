@@ -1,0 +1,59 @@
+"""The simulated DTI cohort as a cache: written once per simulator setting, then read as NIfTI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+SIMULATOR_VERSION = "dwi-1"  # bump when the simulator's output changes: invalidates caches
+
+
+def synthetic_cohort_dir(cache_dir: str | Path, params: Mapping) -> Path:
+    """Where the simulated cohort for these settings lives (keyed by all simulator parameters)."""
+    from mrinet.sim.dti_dataset import cohort_params
+
+    settings = dict(params)
+    subjects, seed = settings.pop("subjects", 8), settings.pop("seed", 0)
+    preset = settings.pop("preset", "literature")
+    full = cohort_params(preset, **settings)
+    key = json.dumps(
+        {
+            "version": SIMULATOR_VERSION,
+            "subjects": subjects,
+            "seed": seed,
+            "preset": preset,
+            "params": full,
+        },
+        sort_keys=True,
+    )
+    return (
+        Path(cache_dir)
+        / f"{preset}-{subjects}subj-seed{seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    )
+
+
+def ensure_synthetic_cohort(cache_dir: str | Path, params: Mapping) -> Path:
+    """Simulate the cohort on first use; each subject folder is written whole (temp + rename),
+    so an interrupted generation resumes with the missing subjects only."""
+    from mrinet.sim.dti_dataset import simulate_dti_cohort
+
+    target = synthetic_cohort_dir(cache_dir, params)
+    settings = dict(params)
+    expected = int(settings.get("subjects", 8))
+    existing = [p for p in target.glob("sub-*") if p.is_dir()] if target.is_dir() else []
+    if len(existing) >= expected:
+        log.info("synthetic DTI cohort: using cached %s", target)
+        return target
+    log.info(
+        "synthetic DTI cohort: simulating %d subject(s) into %s (once; cached)",
+        expected - len(existing),
+        target,
+    )
+    simulate_dti_cohort(target, **settings)
+    return target

@@ -1,0 +1,38 @@
+"""The simulated recon-quality data as a cache: k-space simulated and reconstructed once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def synthetic_recon_dir(cache_dir: str | Path, params: Mapping) -> Path:
+    """Where the simulated + reconstructed dataset for these settings lives (hash of settings)."""
+    key = json.dumps(dict(params), sort_keys=True)
+    return Path(cache_dir) / hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def ensure_synthetic_recon(cache_dir: str | Path, params: Mapping) -> Path:
+    """Simulate k-space and reconstruct it once (temporary folder, then rename); the recon dir."""
+    from mrinet.io.atomic import atomic_dir
+    from mrinet.reconstruct import reconstruct_dataset
+    from mrinet.sim.kspace_dataset import simulate_kspace_dataset
+
+    params = dict(params)
+    target = synthetic_recon_dir(cache_dir, params)
+    if target.is_dir():
+        log.info("synthetic reconstructions: using cached %s", target)
+        return target / "recon"
+    log.info("synthetic reconstructions: simulating %s into %s", params, target)
+    sim = dict(params.get("simulation", {}))
+    with atomic_dir(target) as tmp:
+        simulate_kspace_dataset(tmp / "kspace", **sim)
+        for recon in params.get("reconstructions", []):
+            reconstruct_dataset(tmp / "kspace", tmp / "recon", **dict(recon))
+        (tmp / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
+    return target / "recon"

@@ -1,0 +1,1 @@
+"""Small helpers used by several layers (progress of long batch jobs)."""

@@ -125,6 +125,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     from hydra.utils import instantiate
 
     from mrinet.callbacks import RunInfoInCheckpoint
+    from mrinet.slurm.requeue import RequeueAtSafePoint, RevalidateAfterRestart
 
     output_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
@@ -137,7 +138,13 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     model.set_data_spec(datamodule.data_spec())
-    callbacks = [*instantiate_list(cfg.get("callbacks")), RunInfoInCheckpoint(run_info(cfg))]
+    callbacks = [
+        *instantiate_list(cfg.get("callbacks")),
+        RunInfoInCheckpoint(run_info(cfg)),
+        # resume safe at any instant: checkpoints only between steps, revalidate if needed
+        RequeueAtSafePoint(),
+        RevalidateAfterRestart(),
+    ]
     loggers = instantiate_list(cfg.get("logger"))
     check_accelerator(cfg.trainer)
     trainer = instantiate(

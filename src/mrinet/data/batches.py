@@ -21,6 +21,11 @@ class TensorBatches:
     of the epoch): the model runs one optimizer step per batch of the group, with the loop's
     per-batch cost paid once per group (Classifier's grouped steps). The batches, their order
     and so the updates are those of k = 1; the model never needs to know the batch size.
+
+    Resumable mid-epoch (Lightning's `state_dict`/`load_state_dict` protocol): the state is the
+    epoch and the items served so far in it (Lightning fetches nothing ahead from a loader with
+    a length, so served = taken by the training loop); a resumed run continues after them.
+    Evaluation loaders (not shuffled) always start from their first batch.
     """
 
     def __init__(
@@ -40,6 +45,17 @@ class TensorBatches:
         self.tensors, self.batch_size, self.group = tensors, int(batch_size), int(group)
         self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
         self.epoch_fn = epoch_fn or (lambda: 0)
+        self._served, self._epoch = 0, None
+        self._skip: tuple[int, int] | None = None  # (epoch, items) to skip on the next pass
+
+    def state_dict(self) -> dict:
+        """Where the training loop is in this epoch (see the class docstring)."""
+        return {"epoch": self._epoch, "taken": self._served}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the saved epoch after its taken items (a run resumed mid-epoch)."""
+        if self.shuffle and state.get("epoch") is not None and int(state.get("taken", 0)) > 0:
+            self._skip = (int(state["epoch"]), int(state["taken"]))
 
     def _batches(self) -> int:
         n = share_length(len(self.tensors[0]), self.shuffle)
@@ -48,9 +64,9 @@ class TensorBatches:
     def __len__(self) -> int:
         return -(-self._batches() // self.group)
 
-    def _iter_batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
+    def _iter_batches(self, start: int) -> Iterator[tuple[torch.Tensor, ...]]:
         order = epoch_order(len(self.tensors[0]), self.shuffle, self.seed, self.epoch_fn())
-        for i in range(self._batches()):
+        for i in range(start, self._batches()):
             sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
             if order is None:
                 yield tuple(t[sl] for t in self.tensors)  # views
@@ -61,14 +77,21 @@ class TensorBatches:
                 yield tuple(t.index_select(0, rows) for t in self.tensors)
 
     def __iter__(self) -> Iterator:
+        self._epoch, skip, self._skip = self.epoch_fn(), self._skip, None
+        self._served = min(skip[1], len(self)) if skip and skip[0] == self._epoch else 0
+        batches = self._iter_batches(self._served * self.group)
         if self.group == 1:
-            yield from self._iter_batches()
+            for batch in batches:
+                self._served += 1
+                yield batch
             return
         group = BatchGroup()
-        for batch in self._iter_batches():
+        for batch in batches:
             group.append(batch)
             if len(group) == self.group:
+                self._served += 1
                 yield group
                 group = BatchGroup()
         if group:
+            self._served += 1
             yield group

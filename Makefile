@@ -6,12 +6,13 @@ PIP := $(PYTHON) -m pip
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: help install install-dev train train-cnn test test-all lint format bench bench-gpu tensorboard clean
+.PHONY: help install install-dev train train-cnn test test-all test-slurm lint format bench bench-gpu tensorboard clean
 
 help:
 	@echo "make train        train the DTI MLP on the built-in synthetic data (ARGS='key=value ...')"
 	@echo "make test         the fast test suite (installs dev/test extras first)"
-	@echo "make test-all     every test, slow end-to-end runs included"
+	@echo "make test-all     every test but the SLURM ones, slow end-to-end runs included"
+	@echo "make test-slurm   end-to-end runs on a one-node SLURM cluster started here (root, apt)"
 	@echo "make lint|format  ruff"
 	@echo "make bench        performance benchmarks (ratios against baselines)"
 	@echo "make bench-gpu    benchmarks 1 and 3 on a CUDA GPU (training throughput, batched PI-CS)"
@@ -39,10 +40,19 @@ train-cnn: .install.stamp
 	$(PYTHON) -m mrinet.train experiment=recon_quality_cnn $(ARGS)
 
 test: .install-dev.stamp
-	$(PYTHON) -m pytest -m "not slow" -q
+	$(PYTHON) -m pytest -m "not slow and not slurm" -q
 
 test-all: .install-dev.stamp
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -m "not slurm" -q
+
+# issue 14: a real one-node SLURM cluster (scripts/slurm_local.sh installs slurm-wlm + munge
+# with apt and starts it), the slurm tests against it, then the cluster stopped again (left
+# running if it was running before)
+test-slurm: .install-dev.stamp
+	@up=$$(scripts/slurm_local.sh status >/dev/null 2>&1 && echo yes); \
+	scripts/slurm_local.sh start || exit 1; \
+	MRINET_SLURM_REQUIRED=1 $(PYTHON) -m pytest -m slurm -q tests/slurm; rc=$$?; \
+	[ -n "$$up" ] || scripts/slurm_local.sh stop; exit $$rc
 
 lint: .install-dev.stamp
 	ruff check src tests scripts

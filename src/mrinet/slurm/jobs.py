@@ -137,3 +137,29 @@ def wait(jobs: list, poll_s: float = 2.0, grace_s: float = 30.0) -> list[object]
         if pending:
             time.sleep(poll_s)
     return [outcome[job.job_id] for job in jobs]
+
+
+def record_failed_job(sweep_dir: Path, num: int, overrides: list[str], error: str) -> None:
+    """job.json for a job that never reported (it died, timed out, was cancelled), then the
+    sweep's summary.csv again: the summary says failed with SLURM's reason, not incomplete."""
+    import json
+
+    from mrinet.io.atomic import atomic_file
+    from mrinet.sweep import JOB_FILE, write_summary
+
+    run_dir = Path(sweep_dir) / str(num)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "job": num,
+        "overrides": list(overrides),
+        "status": "failed",
+        "error": error.splitlines()[0][:500],
+        "return_value": None,
+        "run_dir": str(run_dir),
+    }
+    with atomic_file(run_dir / JOB_FILE) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    try:
+        write_summary(sweep_dir)
+    except OSError as err:
+        log.warning("summary.csv not updated: %s", err)

@@ -1,0 +1,88 @@
+"""Grid and Optuna sweeps through hydra/launcher=slurm with the launcher defaults a user gets."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from slurm_helpers import TINY, only_sweep_dir, read_summary, run_train, scontrol_job
+
+pytestmark = pytest.mark.slurm
+
+
+def slurm_ids(out: str) -> list[str]:
+    (line,) = re.findall(r"submitted SLURM job\(s\) (.+)", out)[-1:]
+    return line.split()
+
+
+def test_grid_sweep_of_4_jobs_completes_with_the_shipped_launcher_defaults(work, data_dir):
+    proc = run_train(
+        work,
+        "-m",
+        *TINY,
+        f"paths.data_dir={data_dir}",
+        "hydra/launcher=slurm",
+        "model.optimizer.lr=1e-3,3e-3,1e-2,3e-2",
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    # auto resources sized from the partition (scripts/slurm_local.sh: one node, nproc CPUs)
+    assert re.search(r"SLURM partition local: per job 1 task\(s\) x \d+ CPU\(s\), \d+ GB, 0 GPU", out)
+    sweep = only_sweep_dir(work)
+    rows = read_summary(sweep)
+    assert [r["status"] for r in rows] == ["ok"] * 4, rows
+    for row in rows:
+        metrics = json.loads((Path(row["run_dir"]) / "metrics.json").read_text())
+        assert 0.5 < metrics["test"]["test/bal_acc"] <= 1.0
+    ids = slurm_ids(out)
+    assert len(ids) == 4
+    assert all(scontrol_job(j)["JobState"] == "COMPLETED" for j in ids)
+    # plain line logs off a terminal (progress_bar kind=auto): no carriage returns, no escapes
+    logs = list(sweep.glob(".submitit/*/*_log.*"))
+    assert len(logs) == 8, logs
+    for log in logs:
+        text = log.read_text()
+        assert "\r" not in text and "\x1b" not in text, (log, text[-500:])
+    first_out = next(sweep.glob(".submitit/*_0/*_0_log.out")).read_text()
+    assert re.search(r"epoch 1/2 .*step \d+/\d+", first_out), first_out[-2000:]
+
+
+def test_optuna_sweep_of_4_trials_2_in_parallel_completes(work, data_dir):
+    proc = run_train(
+        work,
+        "-m",
+        *TINY,
+        f"paths.data_dir={data_dir}",
+        "hparams_search=dti_mlp_optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=slurm",
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert len(re.findall(r"submitted SLURM job\(s\) \S+ \S+\n", out)) == 2  # 2 batches of 2
+    rows = read_summary(only_sweep_dir(work))
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows), rows
+    assert "Best value" in out or "Best parameters" in out
+
+
+def test_a_failed_job_is_failed_in_the_summary_and_in_slurm(work, data_dir):
+    proc = run_train(
+        work,
+        "-m",
+        *TINY,
+        f"paths.data_dir={data_dir}",
+        "hydra/launcher=slurm",
+        "data.batch_size=512,0",  # 0: a ConfigError in job 1
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]  # Hydra's basic sweeper: a failed job fails the sweep
+    rows = read_summary(only_sweep_dir(work))
+    assert [r["status"] for r in rows] == ["ok", "failed"], rows
+    assert rows[1]["error"].startswith("ConfigError: data.batch_size must be a positive")
+    ok, failed = slurm_ids(out)
+    assert scontrol_job(ok)["JobState"] == "COMPLETED"
+    assert scontrol_job(failed)["JobState"] == "FAILED"
+    assert scontrol_job(failed)["ExitCode"] == "1:0"

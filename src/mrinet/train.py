@@ -124,8 +124,10 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mrinet.callbacks import RunInfoInCheckpoint
-    from mrinet.slurm.requeue import RequeueAtSafePoint, RevalidateAfterRestart
+    from mrinet.callbacks import RequeueAtSafePoint, RevalidateAfterRestart, RunInfoInCheckpoint
+    from mrinet.slurm import signals
+
+    signals.install_if_slurm()  # a requeue signal during data simulation is kept for later
 
     output_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from slurm_helpers import cancel_under, cluster_up  # noqa: E402
+from slurm_helpers import cancel_under, cluster_up
 
 
 @pytest.fixture(scope="session")

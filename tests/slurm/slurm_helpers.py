@@ -1,6 +1,5 @@
 """Helpers of the slurm suite (imported by its tests; conftest.py puts this dir on sys.path)."""
 
-
 from __future__ import annotations
 
 import csv
@@ -10,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -31,14 +29,9 @@ TINY = [
 
 def cluster_up() -> bool:
     try:
-        return (
-            subprocess.run(["sinfo", "-h"], capture_output=True, timeout=15).returncode == 0
-        )
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=15).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
-
-
-
 
 
 def env_for_jobs(extra: dict | None = None) -> dict:
@@ -66,12 +59,11 @@ def jobs_under(folder: Path) -> list[tuple[str, str]]:
 
 
 def cancel_under(folder: Path) -> None:
-    live = [j for j, s in jobs_under(folder) if s in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")]
+    live = [
+        j for j, s in jobs_under(folder) if s in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")
+    ]
     if live:
         subprocess.run(["scancel", *sorted({j.split("_")[0] for j in live})], timeout=60)
-
-
-
 
 
 def run_train(work: Path, *args: str, timeout: int = 400, env: dict | None = None):

@@ -29,7 +29,9 @@ def test_grid_sweep_of_4_jobs_completes_with_the_shipped_launcher_defaults(work,
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     # auto resources sized from the partition (scripts/slurm_local.sh: one node, nproc CPUs)
-    assert re.search(r"SLURM partition local: per job 1 task\(s\) x \d+ CPU\(s\), \d+ GB, 0 GPU", out)
+    assert re.search(
+        r"SLURM partition local: per job 1 task\(s\) x \d+ CPU\(s\), \d+ GB, 0 GPU", out
+    )
     sweep = only_sweep_dir(work)
     rows = read_summary(sweep)
     assert [r["status"] for r in rows] == ["ok"] * 4, rows

@@ -114,7 +114,13 @@ else:
                 idx = initial_job_idx + idx
                 log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
                 job_params.append(
-                    (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
+                    (
+                        list(overrides),
+                        "hydra.sweep.dir",
+                        idx,
+                        f"job_id_for_{idx}",
+                        Singleton.get_state(),
+                    )
                 )
             submitted = []
             previous = {}
@@ -123,9 +129,7 @@ else:
                 for signum in (signal.SIGTERM, signal.SIGHUP):
                     previous[signum] = signal.signal(signum, _raise_interrupt)
                 submitted = executor.map_array(self, *zip(*job_params))
-                log.info(
-                    "submitted SLURM job(s) %s", " ".join(j.job_id for j in submitted)
-                )
+                log.info("submitted SLURM job(s) %s", " ".join(j.job_id for j in submitted))
                 outcomes = jobs.wait(submitted)
             except BaseException:
                 jobs.cancel([j.job_id for j in submitted])

@@ -104,13 +104,19 @@ class DTIDataModule(pl.LightningDataModule):
         """The simulated cohort's class voxels, extracted once into an uncompressed .npz beside
         it (keyed by features, classes and label map): ~20 ms instead of ~1 s of gzip NIfTI reads
         at every start. Only for the cohort mrinet generated; real data folders stay untouched."""
-        import pandas as pd
-
-        from mrinet.io.atomic import atomic_file
+        from mrinet.io.locks import cache_lock
 
         root = self.subjects_root()
         key = json.dumps([self.features, self.classes, self.label_map, self.label_file], sort_keys=True)
         cache = root / f".voxels-{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
+        with cache_lock(cache):
+            return self._voxels_npz(root, cache)
+
+    def _voxels_npz(self, root: Path, cache: Path) -> Voxels:
+        import pandas as pd
+
+        from mrinet.io.atomic import atomic_file
+
         if cache.is_file():
             with np.load(cache) as saved:
                 subjects = pd.Categorical.from_codes(saved["codes"], categories=saved["names"].tolist())

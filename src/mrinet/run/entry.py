@@ -31,6 +31,10 @@ def register_resolvers() -> None:
         from mrinet.run.run_dirs import hydra_subdir_for
 
         OmegaConf.register_new_resolver("mrinet_hydra_subdir", hydra_subdir_for)
+    if not OmegaConf.has_resolver("mrinet_rank_suffix"):  # configs/hydra/default.yaml
+        from mrinet.run.run_dirs import rank_suffix
+
+        OmegaConf.register_new_resolver("mrinet_rank_suffix", rank_suffix)
     if not OmegaConf.has_resolver("mrinet_slurm_gpus"):  # configs/hydra/launcher/slurm.yaml
         from mrinet.slurm.partition import gpus_for
 

@@ -71,9 +71,32 @@ def run_dir_for(runs_dir: str, timestamp: str, train: object, ckpt_path: object)
     return str(Path(runs_dir) / timestamp)
 
 
-def hydra_subdir_for(output_dir: str, timestamp: str) -> str:
+def process_rank() -> int:
+    """This process's DDP rank, from the environment it was started with: SLURM's task number
+    in a step of several tasks (srun, submitit), else the rank Lightning gives the processes it
+    starts itself (LOCAL_RANK), else 0."""
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"])
+    for key in ("RANK", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+def rank_suffix() -> str:
+    """Hydra resolver `mrinet_rank_suffix`: '' on rank 0, `.rank<k>` on the others (one log
+    file per rank: ranks of one run share its dir, and appended to one file before)."""
+    rank = process_rank()
+    return f".rank{rank}" if rank else ""
+
+
+def hydra_subdir_for(output_dir: str, timestamp: str) -> str | None:
     """Hydra resolver `mrinet_hydra_subdir`: `.hydra`, or `.hydra/resumed-<timestamp>` when the
-    run dir already holds a run (resume), so the original config and overrides are kept."""
+    run dir already holds a run (resume), so the original config and overrides are kept.
+    DDP ranks > 0 write none (rank 0 records the run; a second rank found rank 0's config and
+    wrote a `resumed-` folder though nothing resumed)."""
+    if process_rank() > 0:
+        return None
     if (Path(output_dir) / ".hydra" / "config.yaml").is_file():
         return f".hydra/resumed-{timestamp}"
     return ".hydra"

@@ -211,7 +211,9 @@ class SweepSummary(Callback):
     """Hydra callback: job.json per job, summary.csv per sweep, best runs printed at the end."""
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if not _is_multirun(config):
+        from mrinet.run.run_dirs import process_rank
+
+        if not _is_multirun(config) or process_rank() > 0:  # rank 0 speaks for a DDP job
             return
         from mrinet.io.atomic import atomic_file
 

@@ -40,10 +40,18 @@ def synthetic_cohort_dir(cache_dir: str | Path, params: Mapping) -> Path:
 
 def ensure_synthetic_cohort(cache_dir: str | Path, params: Mapping) -> Path:
     """Simulate the cohort on first use; each subject folder is written whole (temp + rename),
-    so an interrupted generation resumes with the missing subjects only."""
-    from mrinet.sim.dti_dataset import simulate_dti_cohort
+    so an interrupted generation resumes with the missing subjects only. One process simulates,
+    others started together wait for it (mrinet.io.locks)."""
+    from mrinet.io.locks import cache_lock
 
     target = synthetic_cohort_dir(cache_dir, params)
+    with cache_lock(target):
+        return _ensure_cohort(target, params)
+
+
+def _ensure_cohort(target: Path, params: Mapping) -> Path:
+    from mrinet.sim.dti_dataset import simulate_dti_cohort
+
     settings = dict(params)
     expected = int(settings.get("subjects", 8))
     existing = [p for p in target.glob("sub-*") if p.is_dir()] if target.is_dir() else []

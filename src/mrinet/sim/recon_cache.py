@@ -18,13 +18,21 @@ def synthetic_recon_dir(cache_dir: str | Path, params: Mapping) -> Path:
 
 
 def ensure_synthetic_recon(cache_dir: str | Path, params: Mapping) -> Path:
-    """Simulate k-space and reconstruct it once (temporary folder, then rename); the recon dir."""
+    """Simulate k-space and reconstruct it once (temporary folder, then rename); the recon dir.
+    One process simulates, others started together wait for it (mrinet.io.locks)."""
+    from mrinet.io.locks import cache_lock
+
+    params = dict(params)
+    target = synthetic_recon_dir(cache_dir, params)
+    with cache_lock(target):
+        return _ensure_recon(target, params)
+
+
+def _ensure_recon(target: Path, params: dict) -> Path:
     from mrinet.io.atomic import atomic_dir
     from mrinet.reconstruct import reconstruct_dataset
     from mrinet.sim.kspace_dataset import simulate_kspace_dataset
 
-    params = dict(params)
-    target = synthetic_recon_dir(cache_dir, params)
     if target.is_dir():
         log.info("synthetic reconstructions: using cached %s", target)
         return target / "recon"

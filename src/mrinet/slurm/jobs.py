@@ -145,7 +145,7 @@ def record_failed_job(sweep_dir: Path, num: int, overrides: list[str], error: st
     import json
 
     from mrinet.io.atomic import atomic_file
-    from mrinet.sweep import JOB_FILE, write_summary
+    from mrinet.run.sweep import JOB_FILE, write_summary
 
     run_dir = Path(sweep_dir) / str(num)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -49,9 +49,12 @@ def test_ddp_cpu_writes_one_run_dir(ddp_run):
     # batch norm statistics exist and moved; getting here means PreciseBatchNorm's average over
     # the two ranks ran (an error in it fails the run above)
     assert means and all(m.abs().sum() > 0 for m in means)
-    # both ranks ran: the log file is shared, rank 1 was started with this very run dir
-    log_text = (run / "dti_mlp.log").read_text()
+    # both ranks ran in this very run dir, each with its own log file; only rank 0 wrote
+    # .hydra/ (rank 1 used to add a `resumed-` folder though nothing resumed)
+    log_text = (run / "dti_mlp.rank1.log").read_text()
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in log_text
+    assert "GLOBAL_RANK: 1" not in (run / "dti_mlp.log").read_text()
+    assert not list((run / ".hydra").glob("resumed-*"))
     assert not list(ddp_run["work"].glob("outputs")) and not list(ddp_run["work"].glob("multirun"))
 
 

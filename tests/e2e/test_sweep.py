@@ -183,3 +183,31 @@ def test_slurm_launcher_writes_a_ddp_sbatch_script_with_requeue(tmp_path):
     ):
         assert line in script, (line, script)
     assert "USR2" not in script  # Lightning's USR1 replaces submitit's own signal
+
+
+def test_persistent_optuna_study_resumes_up_to_n_trials(tmp_path, data_dir, cli):
+    """The README's persistent-study line (SQLite storage, needs the [sweep] pins): run again,
+    the study continues where it stopped and n_trials counts the whole study."""
+    optuna = pytest.importorskip("optuna")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = [
+        "-m",
+        *tiny(data_dir, tmp_path),
+        "trainer.max_epochs=1",
+        "hparams_search=dti_mlp_optuna",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=dti_mlp",
+        "hydra.sweeper.n_jobs=1",
+    ]
+    first = cli("mrinet.train", *common, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    again = cli("mrinet.train", *common, "hydra.sweeper.n_trials=3", cwd=tmp_path)
+    out = again.stdout + again.stderr
+    assert again.returncode == 0, out[-3000:]
+    assert "resuming study 'dti_mlp': 2 trial(s) done, 0 failed, 0 interrupted" in out
+    study = optuna.load_study(study_name="dti_mlp", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE"] * 3, states
+    # the second sweep's one job is numbered after the study's first two
+    (second_sweep,) = sorted((tmp_path / "logs" / "dti_mlp" / "multiruns").iterdir())[1:]
+    assert [p.name for p in second_sweep.iterdir() if p.name.isdigit()] == ["2"]

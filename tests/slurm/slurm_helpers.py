@@ -17,10 +17,7 @@ SRC = ROOT / "src"
 # shipped `auto`, so the logs show what a user's SLURM logs show
 TINY = [
     "experiment=dti_mlp",
-    "data.synthetic.subjects=4",
-    "+data.synthetic.grid={shape:[36,44,34],voxel_mm:4.0}",
-    "+data.synthetic.single_shell={n_b0:2,n_dirs:20,bval:1000.0}",
-    "data.split=[0.5,0.25,0.25]",
+    "data_size=tiny",  # configs/tiny/dti_tiny.yaml
     "trainer.max_epochs=2",
     "extras.print_config=false",
     "trainer.enable_model_summary=false",

@@ -47,10 +47,12 @@ if _SubmititSlurmLauncher is None:
         def launch(self, job_overrides, initial_job_idx):
             from mrinet.errors import ConfigError
 
-            raise ConfigError(
-                "hydra/launcher=slurm needs hydra-submitit-launcher and submitit (not installed)",
-                "hydra/launcher",
-                "pip install 'mrinet[sweep]' in the environment the jobs use",
+            _refuse(
+                ConfigError(
+                    "hydra/launcher=slurm needs hydra-submitit-launcher and submitit (not installed)",
+                    "hydra/launcher",
+                    "pip install 'mrinet[sweep]' in the environment the jobs use",
+                )
             )
 
 else:
@@ -77,10 +79,15 @@ else:
 
             from mrinet.slurm import jobs, partition
 
+            from mrinet.errors import MrinetError
+
             assert self.config is not None
-            partition.check_tools()
-            found = partition.find_partition(self.params.get("partition"))
-            self.params = partition.fit_resources(self.params, found)
+            try:
+                partition.check_tools()
+                found = partition.find_partition(self.params.get("partition"))
+                self.params = partition.fit_resources(self.params, found)
+            except MrinetError as err:
+                _refuse(err)
             log.info(
                 "SLURM partition %s: per job %d task(s) x %d CPU(s), %d GB, %d GPU(s)",
                 found.name,
@@ -141,6 +148,14 @@ else:
                 _as_job_return(outcome, job_params[i][0], sweep_dir, initial_job_idx + i)
                 for i, outcome in enumerate(outcomes)
             ]
+
+
+def _refuse(err: Exception) -> None:
+    """One clear message and exit 1 before anything is submitted (no Hydra traceback)."""
+    import sys
+
+    print(f"\nmrinet: {type(err).__name__}: {err}", file=sys.stderr)
+    raise SystemExit(1)
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -224,8 +224,12 @@ def reconstruct_dataset(
     progress: bool = True,
     threads: int | None = 1,
     reference_noise: str = "none",
+    shard: str | None = None,
 ) -> dict[str, list[Path]]:
     """Reconstruct every `*.h5` in `kspace_dir` into `out_dir/<tag>/`; returns {tag: paths}.
+
+    `shard` "i/n": only the i-th of n disjoint shares of the files (mrinet.run.shards), for
+    one task of a job array; outputs already there are kept, so a rerun finishes the rest.
 
     `threads` torch threads in this process while it runs (1 by default: per-slice solves are
     small, and oversubscribed cores collapse throughput); use `workers` to use more cores.
@@ -252,6 +256,10 @@ def reconstruct_dataset(
             "center_fraction",
             "need center_fraction <= 1 / acceleration",
         )
+    if shard:
+        from mrinet.run.shards import parse_shard
+
+        parse_shard(shard)  # a bad --shard is reported before any file is looked at
     kspace_dir = Path(kspace_dir)
     files = sorted(kspace_dir.glob("*.h5")) if kspace_dir.is_dir() else []
     if not files:
@@ -261,6 +269,10 @@ def reconstruct_dataset(
             "point --kspace at a folder of fastMRI multicoil files, or simulate one with "
             "scripts/make_kspace_dataset.py",
         )
+    if shard:
+        from mrinet.run.shards import select_shard
+
+        files = select_shard(files, shard)
     kwargs = dict(
         acceleration=acceleration,
         center_fraction=center_fraction,
@@ -320,6 +332,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
     p.add_argument("--workers", type=int, default=1, help="parallel volumes (CPU)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--shard", default=None, help="i/n: only shard i of n (a SLURM array task)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     out = reconstruct_dataset(
@@ -338,6 +351,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
         device=args.device,
         progress=not args.no_progress,
         reference_noise=args.reference_noise,
+        shard=args.shard,
     )
     for tag, paths in out.items():
         print(f"{tag}: {len(paths)} files in {Path(args.out) / tag}")

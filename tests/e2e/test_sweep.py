@@ -161,6 +161,12 @@ def test_slurm_launcher_writes_a_ddp_sbatch_script_with_requeue(tmp_path):
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["tasks_per_node"] == launcher["gpus_per_node"] == 4
     assert launcher["nodes"] == 2
+    assert launcher["cpus_per_task"] == launcher["mem_gb"] == "auto"
+    # auto resources as the launcher sizes them from sinfo, here for 8-GPU nodes of 64 CPUs
+    from mrinet.slurm.partition import Partition, fit_resources
+
+    launcher = fit_resources(launcher, Partition("gpu", 4, 64, 512.0, 8, True))
+    assert launcher["cpus_per_task"] == 8 and launcher["mem_gb"] == 64
     plugin = cfg.trainer.plugins[0]
     assert plugin._target_.endswith("SLURMEnvironment") and plugin.auto_requeue
     # submitit's sbatch writer, with the launcher's keys renamed as submitit's executors do
@@ -172,12 +178,15 @@ def test_slurm_launcher_writes_a_ddp_sbatch_script_with_requeue(tmp_path):
     params["mem"] = f"{params['mem']}GB"
     for key in ("_target_", "submitit_folder", "max_num_timeout", "array_parallelism"):
         params.pop(key)
+    params = {k: v for k, v in params.items() if v is not None}
     script = _make_sbatch_string(command="python -m mrinet.train", folder=tmp_path, **params)
     for line in (
         "#SBATCH --partition=gpu",
         "#SBATCH --nodes=2",
         "#SBATCH --ntasks-per-node=4",
         "#SBATCH --gpus-per-node=4",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=64GB",
         "#SBATCH --signal=USR1@120",
         "#SBATCH --requeue",
     ):
@@ -211,3 +220,12 @@ def test_persistent_optuna_study_resumes_up_to_n_trials(tmp_path, data_dir, cli)
     # the second sweep's one job is numbered after the study's first two
     (second_sweep,) = sorted((tmp_path / "logs" / "dti_mlp" / "multiruns").iterdir())[1:]
     assert [p.name for p in second_sweep.iterdir() if p.name.isdigit()] == ["2"]
+
+
+def test_slurm_launcher_asks_no_gpu_for_a_cpu_trainer():
+    """The README's CPU line: gpus_per_node follows the trainer's accelerator, not its devices."""
+    from omegaconf import OmegaConf
+
+    cfg = compose_train("experiment=dti_mlp", "trainer=ddp_cpu", "hydra/launcher=slurm")
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["tasks_per_node"] == 2 and launcher["gpus_per_node"] == 0

@@ -12,14 +12,14 @@ from slurm_helpers import TINY, jobs_under, run_train
 
 pytestmark = pytest.mark.slurm
 
-BLOCK_SUBMITIT = '''
+BLOCK_SUBMITIT = """
 import importlib.abc, sys
 class _Missing(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] == "submitit" or name.startswith("hydra_plugins.hydra_submitit"):
             raise ModuleNotFoundError(f"No module named {name!r}")
 sys.meta_path.insert(0, _Missing())
-'''
+"""
 
 
 def refused(work: Path, *overrides: str, env: dict | None = None) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,37 @@ def slurm_ids(out: str) -> list[str]:
     return line.split()
 
 
+STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})"
+
+
+def first_time(pattern: str, text: str) -> datetime:
+    match = re.search(STAMP + r".{0,80}?" + pattern, text) or re.search(
+        pattern + r".{0,40}?" + STAMP, text
+    )
+    assert match, pattern
+    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+
+
+def overheads(out: str, sweep: Path) -> list[tuple[float, float]]:
+    """Per job: (submit -> job start, submit -> first training step) in seconds, from the
+    launcher's and submitit's timestamped lines (Lightning sets its signal handlers right before
+    the first step)."""
+    submitted = first_time(r"submitted SLURM job", out)
+    found = []
+    for log in sorted(sweep.glob(".submitit/*_*/*_log.out")):
+        text = log.read_text()
+        started = first_time(
+            r"- Starting with JobEnvironment", text.replace("submitit INFO (", "[")
+        )
+        training = first_time(r"SLURM auto-requeueing enabled", text)
+        found.append(
+            ((started - submitted).total_seconds(), (training - submitted).total_seconds())
+        )
+    return found
+
+
 def test_grid_sweep_of_4_jobs_completes_with_the_shipped_launcher_defaults(work, data_dir):
+    start = time.monotonic()
     proc = run_train(
         work,
         "-m",
@@ -49,6 +81,12 @@ def test_grid_sweep_of_4_jobs_completes_with_the_shipped_launcher_defaults(work,
         assert "\r" not in text and "\x1b" not in text, (log, text[-500:])
     first_out = next(sweep.glob(".submitit/*_0/*_0_log.out")).read_text()
     assert re.search(r"epoch 1/2 .*step \d+/\d+", first_out), first_out[-2000:]
+    figures = overheads(out, sweep)
+    print(
+        f"\ngrid of 4 (auto resources): command {time.monotonic() - start:.1f} s; per job "
+        "submit->start / submit->first training step (s): "
+        + ", ".join(f"{a:.1f}/{b:.1f}" for a, b in figures)
+    )
 
 
 def test_optuna_sweep_of_4_trials_2_in_parallel_completes(work, data_dir):

@@ -77,9 +77,8 @@ else:
             from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
             from omegaconf import OmegaConf
 
-            from mrinet.slurm import jobs, partition
-
             from mrinet.errors import MrinetError
+            from mrinet.slurm import jobs, partition
 
             assert self.config is not None
             try:

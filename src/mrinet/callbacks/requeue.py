@@ -10,6 +10,10 @@ not an Exception, so neither Hydra nor submitit records the interrupted job as f
 result file is written); the launcher keeps waiting and the requeued job resumes from the
 checkpoint (Lightning picks the newest hpc_ckpt in the run dir).
 
+A SIGTERM (preemption with PreemptMode=REQUEUE, where SLURM requeues the job itself; scancel;
+the end of a time limit without the notice) also gets an hpc checkpoint at the next step end
+before Lightning stops the run, so a job SLURM requeues resumes from there.
+
 RevalidateAfterRestart covers checkpoints already saved inside the window between an epoch's
 validation and its end (by Lightning's own handler, or any other tool): Lightning restores
 such a run straight to the end of the epoch, where early stopping (strict) found no
@@ -63,7 +67,7 @@ class RequeueAtSafePoint(pl.Callback):
 
     def __init__(self) -> None:
         signals.install_if_slurm()  # from the start of the job: data simulation included
-        self.active = False
+        self.active, self._saved_on_sigterm = False, False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         env = _auto_requeue_env(trainer)
@@ -78,10 +82,30 @@ class RequeueAtSafePoint(pl.Callback):
         # restores that one past the epoch's validation): that epoch's end is the next point
         if self.active and batch_idx < trainer.num_training_batches - 1 and _resumable(trainer):
             self._maybe_requeue(trainer, save=True)
+            sigterm = trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False)
+            if sigterm and not self._saved_on_sigterm:
+                # SIGTERM (preemption with PreemptMode=REQUEUE, scancel): SLURM requeues or
+                # ends the job itself; Lightning stops after this step: keep this step's state
+                self._saved_on_sigterm = True
+                self._save(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.active:
             self._maybe_requeue(trainer, save=True)
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+        trainer.save_checkpoint(tmp)  # every rank (collective); rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, path)  # a kill during the write never leaves a partial hpc_ckpt
+            log.info("saved %s at step %d", path, trainer.global_step)
+        for logger in trainer.loggers:
+            logger.save()  # flushed, left open: the process may still log until it exits
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.active and signals.received() is not None:
+            log.warning("requeue signal after the last training step: finishing the run instead")
 
     def _maybe_requeue(self, trainer: pl.Trainer, save: bool) -> None:
         landed = signals.received() is not None
@@ -89,14 +113,7 @@ class RequeueAtSafePoint(pl.Callback):
             return
         job = slurm_job_id()
         if save:
-            path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
-            tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-            trainer.save_checkpoint(tmp)  # every rank (collective); rank 0 writes
-            if trainer.is_global_zero:
-                os.replace(tmp, path)  # a kill during the write never leaves a partial hpc_ckpt
-                log.info("requeue signal: saved %s at step %d", path, trainer.global_step)
-        for logger in trainer.loggers:
-            logger.save()  # flushed, left open: the process may still log until it exits
+            self._save(trainer)
         if trainer.is_global_zero:
             result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
             if result.returncode != 0:

@@ -36,21 +36,21 @@ def test_killed_sweep_resumes_its_persistent_study_where_it_stopped(work, data_d
     log = work / "first.out"
     first = start_train(work, *command, log=log)
     try:
-        # the first batch of 2 done, the second batch running: kill the login-node process
-        wait_until(
-            lambda: states().count("COMPLETE") == 2 and len(states()) == 4, 300, what="batch 2"
-        )
-        second = re.findall(r"submitted SLURM job\(s\) (.+)", log.read_text())[-1].split()
-        wait_until(
-            lambda: all(scontrol_job(j)["JobState"] == "RUNNING" for j in second),
-            120,
-            what="batch 2 running",
-        )
+        # the first batch of 2 done and the second submitted: kill the login-node process
+        def batch_2() -> list[str]:
+            found = re.findall(r"submitted SLURM job\(s\) (.+)", log.read_text())
+            return found[1].split() if len(found) == 2 else []
+
+        second = wait_until(batch_2, 300, poll=0.2, what="batch 2 to be submitted")
         first.terminate()
         assert first.wait(60) != 0
     finally:
         stop(first)
-    wait_until(lambda: all(s != "RUNNING" for _, s in jobs_under(work)), 60, what="jobs cancelled")
+    wait_until(
+        lambda: all(s not in ("RUNNING", "COMPLETING") for _, s in jobs_under(work)),
+        60,
+        what="jobs cancelled",
+    )
     assert [scontrol_job(j)["JobState"] for j in second] == ["CANCELLED", "CANCELLED"]
     assert states() == ["COMPLETE", "COMPLETE", "RUNNING", "RUNNING"]
     interrupted = [

@@ -52,7 +52,8 @@ def resume_study(impl) -> None:
         study.enqueue_trial(dict(trial.params))
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    remaining = max(int(impl.n_trials) - len(done) - len(failed), 0) + len(stale)
+    # the interrupted trials are queued first and count among the remaining ones
+    remaining = max(int(impl.n_trials) - len(done) - len(failed), 0)
     impl.job_idx = len(trials)
     log.info(
         "resuming study %r: %d trial(s) done, %d failed, %d interrupted (run again first); "

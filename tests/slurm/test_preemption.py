@@ -165,7 +165,9 @@ def test_a_time_limit_requeues_and_the_job_completes(work, data_dir):
     (row,) = read_summary(sweep)
     assert row["status"] == "ok", row
     restarts = int(scontrol_job(job)["Restarts"])
-    assert restarts >= 1 and len(list((sweep / "0").glob("hpc_ckpt_*.ckpt"))) == restarts
+    # SLURM sends the notice "up to 60 s earlier than specified" (its event resolution): one
+    # landing before the first step requeues without a checkpoint (nothing to keep yet)
+    assert restarts >= 1 and 1 <= len(list((sweep / "0").glob("hpc_ckpt_*.ckpt"))) <= restarts
     got = json.loads((sweep / "0" / "metrics.json").read_text())["test"]
     if REFERENCE:  # the same job uninterrupted, from the test above
         for key, value in REFERENCE.items():

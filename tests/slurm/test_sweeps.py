@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from slurm_helpers import TINY, only_sweep_dir, read_summary, run_train, scontrol_job
+from slurm_helpers import TINY, only_sweep_dir, read_summary, run_train, scontrol_job, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -72,7 +72,10 @@ def test_grid_sweep_of_4_jobs_completes_with_the_shipped_launcher_defaults(work,
         assert 0.5 < metrics["test"]["test/bal_acc"] <= 1.0
     ids = slurm_ids(out)
     assert len(ids) == 4
-    assert all(scontrol_job(j)["JobState"] == "COMPLETED" for j in ids)
+    # the result is written before the process ends: SLURM may still say COMPLETING
+    wait_until(
+        lambda: all(scontrol_job(j)["JobState"] == "COMPLETED" for j in ids), 60, what="COMPLETED"
+    )
     # plain line logs off a terminal (progress_bar kind=auto): no carriage returns, no escapes
     logs = list(sweep.glob(".submitit/*/*_log.*"))
     assert len(logs) == 8, logs
@@ -123,6 +126,6 @@ def test_a_failed_job_is_failed_in_the_summary_and_in_slurm(work, data_dir):
     assert [r["status"] for r in rows] == ["ok", "failed"], rows
     assert rows[1]["error"].startswith("ConfigError: data.batch_size must be a positive")
     ok, failed = slurm_ids(out)
-    assert scontrol_job(ok)["JobState"] == "COMPLETED"
-    assert scontrol_job(failed)["JobState"] == "FAILED"
+    wait_until(lambda: scontrol_job(ok)["JobState"] == "COMPLETED", 60, what="COMPLETED")
+    wait_until(lambda: scontrol_job(failed)["JobState"] == "FAILED", 60, what="FAILED")
     assert scontrol_job(failed)["ExitCode"] == "1:0"

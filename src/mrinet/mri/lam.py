@@ -16,10 +16,11 @@ Why not a warm-started path or the discrepancy principle: measured on DIPY's T1 
 sigpy's Shepp-Logan and the project phantom (docs/benchmarks.md), a warm-started lam path
 scores a different estimator than the 50-iteration cold solve it tunes (-3 dB mean), the
 discrepancy principle missed by -0.3 to -11 dB, and holding out whole lines biased lam up by
-2-3x on equispaced masks (-1.8 dB worst).
+2-3x on equispaced masks (-1.8 dB worst); 20 / 30 / 40 % held out: 40 % closest.
 
-Cost: 3-6 fixed-lam solves per VOLUME (on one slice) plus the solves themselves; for one
-lone slice that is 4-7x a fixed-lam solve, for a 16-slice volume ~1.3x.
+Cost: 3-6 fixed-lam solves per VOLUME (on one slice, with a 2-D training mask that cannot use
+the row-wise coil compression: ~1.5-2x a solve each) plus the solves themselves; for one lone
+slice 6-11x a fixed-lam solve (measured), for a 16-slice volume ~1.5x.
 
 When it fails, and the fallback: fewer than `MIN_HOLDOUT_LINES` sampled lines outside the
 calibration block (R = 1, a centre-only mask), a 2-D mask, or no slice with signal: lam is the
@@ -27,8 +28,8 @@ universal threshold sigma * sqrt(2 ln N) (Donoho & Johnstone 1994; N = pixels, s
 noise std of the scaled coil-combined image, estimated from the k-space corners of the sampled
 lines), with a warning naming the file and slices. That is an l1 DENOISING rule: right for
 R = 1, too weak where aliasing, not noise, dominates. Measured misses of the rule itself: up to
--0.5 dB (real T1 slice, random mask, high noise), where the held-out samples (fewer data than
-the full solve) ask for ~2x more regularisation than the full data need.
+-0.4 dB on the benchmark (-0.5 dB on a real T1 slice with a random mask, high noise), where the
+training samples (fewer than the full solve has) ask for up to ~2x more regularisation.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class LamChoice:
     lam: float
     rule: str  # "cross-validation" or "fallback: universal threshold (<why>)"
     slices: list[int] = field(default_factory=list)  # slices the choice was made on
-    grid: list[float] = field(default_factory=list)  # lams scored (descending)
-    scores: list[float] = field(default_factory=list)  # held-out error, relative
+    grid: list[float] = field(default_factory=list)  # lams scored (ascending)
+    scores: list[float] = field(default_factory=list)  # held-out squared error per lam
 
 
 def holdout_split(mask: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:

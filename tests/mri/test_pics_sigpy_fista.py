@@ -24,7 +24,7 @@ def test_haar_pics_equals_sigpy_fista_with_the_same_levels():
     maps = espirit_maps(kspace, calib_width=20)
     mask = RandomMask([0.1], [4])(kspace.shape, seed=0)
     kspace = kspace * mask
-    ours = pics_reconstruct(kspace, mask, maps, iterations=30)[0]  # default coil compression
+    ours = pics_reconstruct(kspace, mask, maps, lam=0.01, iterations=30, wavelet="haar")[0]
     # sigpy's L1WaveletRecon, built by hand to give its Wavelet our number of levels (96 =
     # 2**5 * 3: 5 levels, every one on even sizes, where pywt's zero mode is the periodized
     # unitary transform); the same lam on the same data scaling

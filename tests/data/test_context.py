@@ -99,5 +99,5 @@ def test_bad_patch_sizes_name_the_key(k, message):
 
 def test_unknown_context_names_the_key():
     assert parse_context("none") == () and parse_context(["patch", "coords"]) == ("coords", "patch")
-    with pytest.raises(ConfigError, match="data.context"):
+    with pytest.raises(ConfigError, match=r"data\.context"):
         parse_context(["coord"])

@@ -32,9 +32,13 @@ class SubjectLayout:
 
     def label_path(self, subject_dir: Path, label_file: str) -> Path:
         """The label volume: `<labels_dir>/<label_file>`, or FreeSurfer's `<id>/mri/` copy."""
-        path = subject_dir / self.labels_dir / label_file
+        from mrinet.io.subjects import find_label_file
+
+        path = find_label_file(subject_dir / self.labels_dir / label_file)
         if not path.is_file() and self.name == "hcp":
-            freesurfer = subject_dir / self.labels_dir / subject_dir.name / "mri" / label_file
+            freesurfer = find_label_file(
+                subject_dir / self.labels_dir / subject_dir.name / "mri" / label_file
+            )
             if freesurfer.is_file():
                 return freesurfer
         return path
@@ -68,11 +72,20 @@ def get_layout(name: str) -> SubjectLayout:
     return LAYOUTS[name]
 
 
-def check_hcp_subject(subject_dir: str | Path, label_file: str = "aparc+aseg.nii.gz") -> None:
-    """Every file an HCP subject needs is there; else name the first missing one and the fix."""
+def check_hcp_subject(
+    subject_dir: str | Path, label_file: str | None = "aparc+aseg.nii.gz"
+) -> None:
+    """Every file an HCP subject needs is there (the labels unless `label_file` is None); else
+    name the first missing one and the fix."""
     subject_dir = Path(subject_dir)
+    if not subject_dir.is_dir():
+        raise DataNotFoundError(
+            "HCP subject folder not found", subject_dir, "give the folder named by the subject id"
+        )
     needed = [HCP.dwi, HCP.bvals, HCP.bvecs, HCP.brain_mask, HCP.t1w]
-    paths = [subject_dir / rel for rel in needed] + [HCP.label_path(subject_dir, label_file)]
+    paths = [subject_dir / rel for rel in needed]
+    if label_file is not None:
+        paths.append(HCP.label_path(subject_dir, label_file))
     for path in paths:
         if not path.is_file():
             raise DataNotFoundError(

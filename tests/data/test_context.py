@@ -23,19 +23,21 @@ def _flip_x(affine: np.ndarray, nx: int) -> np.ndarray:
     return affine @ flip
 
 
-def test_patch_features_equal_an_explicit_loop_on_a_tiny_volume():
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_patch_features_equal_an_explicit_loop_on_a_tiny_volume(dilation):
     rng = np.random.default_rng(0)
     volumes = rng.standard_normal((2, 5, 4, 6)).astype(np.float32)
     inside = rng.random((5, 4, 6)) < 0.5
     affine = np.diag([1.0, 1.0, 1.0, 1.0])  # array axes = world axes: offsets are array offsets
-    got = patch_columns(volumes, inside, affine, 3)
-    padded = np.pad(volumes, ((0, 0), (1, 1), (1, 1), (1, 1)))  # zeros outside the volume
+    got = patch_columns(volumes, inside, affine, 3, dilation)
+    d = dilation
+    padded = np.pad(volumes, ((0, 0), (d, d), (d, d), (d, d)))  # zeros outside the volume
     expected = []
     for i, j, k in np.argwhere(inside):
         row = []
         for f in range(2):
             for a, b, c in patch_offsets(3):
-                row.append(padded[f, i + 1 + a, j + 1 + b, k + 1 + c])
+                row.append(padded[f, i + d + a * d, j + d + b * d, k + d + c * d])
         expected.append(row)
     np.testing.assert_array_equal(got, np.asarray(expected, dtype=np.float32))
     assert got.shape == (inside.sum(), 2 * 26)
@@ -63,6 +65,22 @@ def test_coords_and_patches_are_invariant_to_a_flip_of_the_affine_sign_conventio
     order_b[:, 0] = shape[0] - 1 - order_b[:, 0]  # the same voxels in the first storage
     key = lambda idx: np.lexsort(idx.T[::-1])  # noqa: E731
     np.testing.assert_array_equal(pa[key(order_a)], pb[key(order_b)])
+
+
+def test_brain_axes_turn_with_a_tilted_head():
+    from mrinet.data.context import brain_axes
+
+    rng = np.random.default_rng(2)
+    points = rng.standard_normal((3, 5000)) * np.array([[60.0], [75.0], [55.0]])  # R, A, S
+    points -= points.mean(1, keepdims=True)
+    angle = np.deg2rad(6.0)
+    tilt = np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    )
+    axes, spread = brain_axes(points)
+    tilted_axes, tilted_spread = brain_axes(tilt @ points)
+    np.testing.assert_allclose(tilted_axes.T @ (tilt @ points), axes.T @ points, atol=1e-6)
+    np.testing.assert_allclose(tilted_spread, spread, rtol=1e-9)
 
 
 def test_context_columns_stack_coords_then_patch_in_name_order():

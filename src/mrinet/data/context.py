@@ -69,16 +69,22 @@ def patch_offsets(patch_size: int) -> list[tuple[int, int, int]]:
 
 
 def context_feature_names(
-    features: Sequence[str], context: str | Sequence[str] | None = None, patch_size: int = 3
+    features: Sequence[str],
+    context: str | Sequence[str] | None = None,
+    patch_size: int = 3,
+    patch_dilation: int = 1,
 ) -> list[str]:
-    """Column names of the model's inputs: the voxel's features, then coords, then the patch."""
+    """Column names of the model's inputs: the voxel's features, then coords, then the patch
+    (`FA[+1,-1,+0]`: FA one voxel to the right and one posterior, dilation included)."""
     names = list(features)
     parsed = parse_context(context)
     if "coords" in parsed:
         names += list(COORD_NAMES)
     if "patch" in parsed:
         k = check_patch_size(patch_size)
-        names += [f"{f}[{a:+d},{b:+d},{c:+d}]" for f in features for a, b, c in patch_offsets(k)]
+        d = int(patch_dilation)
+        offsets = [(a * d, b * d, c * d) for a, b, c in patch_offsets(k)]
+        names += [f"{f}[{a:+d},{b:+d},{c:+d}]" for f in features for a, b, c in offsets]
     return names
 
 
@@ -98,10 +104,11 @@ def world_axes(affine: np.ndarray) -> tuple[list[int], list[bool]]:
 def brain_coords(
     affine: np.ndarray, brain_mask: np.ndarray | None, where: str | Path = "brain mask"
 ) -> np.ndarray:
-    """Brain-normalised world coordinates (3, X, Y, Z) float32: (world - centre) / spread.
+    """Brain-normalised coordinates (3, X, Y, Z) float32 along the brain's own R, A, S axes.
 
-    Centre and spread (standard deviation per world axis) are those of the brain mask's voxels,
-    so coordinates transfer across subjects, head sizes and scanners' storage conventions.
+    World positions (affine, mm) relative to the brain mask's centre, projected on the mask's
+    principal axes (`brain_axes`) and divided by its spread along each: coordinates transfer
+    across subjects, head sizes and tilts, and scanners' storage conventions.
     """
     if brain_mask is None:
         raise DataNotFoundError(
@@ -118,25 +125,57 @@ def brain_coords(
         )
     affine = np.asarray(affine, dtype=np.float64)
     grids = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in mask.shape), indexing="ij")
-    world = [sum(affine[a, b] * grids[b] for b in range(3)) + affine[a, 3] for a in range(3)]
-    out = np.empty((3, *mask.shape), dtype=np.float32)
-    for a in range(3):
-        inside = world[a][mask]
-        centre, spread = inside.mean(), max(float(inside.std()), 1e-6)
-        out[a] = (world[a] - centre) / spread
-    return out
+    world = np.stack(
+        [sum(affine[a, b] * grids[b] for b in range(3)) + affine[a, 3] for a in range(3)]
+    )
+    inside = world[:, mask]  # (3, M) mm
+    centre = inside.mean(1)
+    axes, spread = brain_axes(inside - centre[:, None])
+    local = np.einsum("wa,w...->a...", axes, world - centre[:, None, None, None])
+    return (local / spread[:, None, None, None]).astype(np.float32)
 
 
-def patch_columns(volumes: np.ndarray, inside: np.ndarray, affine: np.ndarray, patch_size: int):
+def brain_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Principal axes (3, 3; column a = brain axis a) and spreads (3,) of centred (3, M) points.
+
+    Column a is the principal axis closest to world axis a (R, A, S), signed to point along it:
+    the frame turns with the head (a tilted head gives the same coordinates), yet keeps RAS
+    meaning, so the midline is coordinate 0 of axis R however the head sits in the scanner.
+    """
+    cov = points @ points.T / max(points.shape[1], 1)
+    values, vectors = np.linalg.eigh(cov)
+    order = [int(np.argmax(np.abs(vectors[w]) * (1 + 1e-9 * np.arange(3)))) for w in range(3)]
+    if sorted(order) != [0, 1, 2]:  # near-spherical: keep the world axes
+        return np.eye(3), np.sqrt(np.clip(np.diag(cov), 1e-12, None))
+    axes = vectors[:, order]
+    axes *= np.sign(np.diag(axes))[None, :]
+    return axes, np.sqrt(np.clip(values[order], 1e-12, None))
+
+
+def patch_columns(
+    volumes: np.ndarray,
+    inside: np.ndarray,
+    affine: np.ndarray,
+    patch_size: int,
+    dilation: int = 1,
+):
     """Neighbours of each voxel in `inside` -> (N, F * (k^3 - 1)) float32, in context_feature_names order.
 
-    volumes: (F, X, Y, Z) feature maps; inside: (X, Y, Z) bool. The volumes are reoriented to the
-    world axes, zero-padded by k // 2 (background is 0), viewed as (F, X, Y, Z, k, k, k) windows
-    with `unfold` (no copy) and gathered once at the selected voxels.
+    volumes: (F, X, Y, Z) feature maps; inside: (X, Y, Z) bool; neighbours `dilation` voxels
+    apart (2: a 3^3 patch spans 5^3 voxels at the cost of 3^3). The volumes are reoriented to the
+    world axes, zero-padded (background is 0), viewed as (F, X, Y, Z, k, k, k) windows with
+    `unfold` (no copy) and gathered once at the selected voxels.
     """
     import torch
 
+    d = int(dilation)
+    if d < 1:
+        raise ConfigError(
+            f"data.patch_dilation={dilation} must be >= 1", "data.patch_dilation", "use 1 or 2"
+        )
     k = check_patch_size(patch_size, volumes.shape[1:])
+    span = (k - 1) * d + 1
+    check_patch_size(span, volumes.shape[1:])
     order, flips = world_axes(affine)
     vol = torch.from_numpy(np.ascontiguousarray(volumes, dtype=np.float32))
     idx = torch.from_numpy(np.argwhere(inside))  # (N, 3) array indices
@@ -147,9 +186,10 @@ def patch_columns(volumes: np.ndarray, inside: np.ndarray, affine: np.ndarray, p
         if flips[w]:
             vol = vol.flip(1 + w)
             idx[:, w] = shape[w] - 1 - idx[:, w]
-    r = k // 2
+    r = span // 2
     padded = torch.nn.functional.pad(vol, (r, r, r, r, r, r))
-    windows = padded.unfold(1, k, 1).unfold(2, k, 1).unfold(3, k, 1)  # (F, X, Y, Z, k, k, k)
+    windows = padded.unfold(1, span, 1).unfold(2, span, 1).unfold(3, span, 1)
+    windows = windows[..., ::d, ::d, ::d]  # (F, X, Y, Z, k, k, k), still a view
     gathered = windows[:, idx[:, 0], idx[:, 1], idx[:, 2]]  # (F, N, k, k, k)
     flat = gathered.reshape(vol.shape[0], len(idx), k**3)
     centre = (k**3) // 2
@@ -166,6 +206,7 @@ def context_columns(
     patch_size: int = 3,
     brain_mask: np.ndarray | None = None,
     where: str | Path = "brain mask",
+    patch_dilation: int = 1,
 ) -> np.ndarray:
     """The context columns (N, K) float32 for the voxels in `inside` (K = 0 without context)."""
     parsed = parse_context(context)
@@ -176,7 +217,7 @@ def context_columns(
     if "patch" in parsed:
         volumes = np.stack([maps[f] for f in features])
         volumes = np.where(np.isfinite(volumes), volumes, 0.0).astype(np.float32)
-        parts.append(patch_columns(volumes, inside, affine, patch_size))
+        parts.append(patch_columns(volumes, inside, affine, patch_size, patch_dilation))
     if not parts:
         return np.zeros((int(inside.sum()), 0), dtype=np.float32)
     return np.concatenate(parts, axis=1).astype(np.float32, copy=False)

@@ -175,7 +175,6 @@ def patch_columns(
         )
     k = check_patch_size(patch_size, volumes.shape[1:])
     span = (k - 1) * d + 1
-    check_patch_size(span, volumes.shape[1:])
     order, flips = world_axes(affine)
     vol = torch.from_numpy(np.ascontiguousarray(volumes, dtype=np.float32))
     idx = torch.from_numpy(np.argwhere(inside))  # (N, 3) array indices

@@ -16,6 +16,7 @@ Lightning-free: plain arrays in, arrays out, usable from a notebook.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,38 @@ from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 
 CONTEXTS = ("coords", "patch")
 COORD_NAMES = ("coord_R", "coord_A", "coord_S")
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """Which spatial context a model's inputs carry (`data.context`, `data.patch_size`,
+    `data.patch_dilation`), validated once; `kinds` is () for the lecture's voxel-only x."""
+
+    kinds: tuple[str, ...] = ()
+    patch_size: int = 3
+    patch_dilation: int = 1
+
+    @classmethod
+    def from_config(cls, context=None, patch_size: int = 3, patch_dilation: int = 1) -> ContextSpec:
+        kinds = parse_context(context)
+        if "patch" in kinds:
+            check_patch_size(patch_size)
+            if int(patch_dilation) < 1:
+                raise ConfigError(
+                    f"data.patch_dilation={patch_dilation} must be >= 1",
+                    "data.patch_dilation",
+                    "use 1 (adjacent voxels) or 2",
+                )
+        return cls(kinds, int(patch_size), int(patch_dilation))
+
+    def feature_names(self, features: Sequence[str]) -> list[str]:
+        return context_feature_names(features, self.kinds, self.patch_size, self.patch_dilation)
+
+    def describe(self) -> str:
+        if not self.kinds:
+            return "none"
+        patch = f" {self.patch_size}^3 dilation {self.patch_dilation}" if "patch" in self.kinds else ""
+        return "+".join(self.kinds) + patch
 
 
 def parse_context(context: str | Sequence[str] | None) -> tuple[str, ...]:

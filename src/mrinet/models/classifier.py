@@ -130,7 +130,8 @@ class Classifier(GroupedSteps, pl.LightningModule):
             self.input_mean, self.input_std = torch.zeros(0), torch.ones(0)
         weights = spec.tensor("class_weights")
         self.class_weight = torch.zeros(0) if weights is None else weights.to(self.device)
-        self.logit_offset = self.start_offsets().to(self.device)
+        if self.logit_offset.numel() != spec.num_classes:  # a loaded checkpoint keeps its own
+            self.logit_offset = self.start_offsets().to(self.device)
 
     def start_offsets(self) -> torch.Tensor:
         """Offsets before any tuning: undo the class weighting unless decision=argmax."""

@@ -8,7 +8,7 @@ labelled white matter, either side. `data.context` adds, per voxel,
   storage convention, field of view or head size;
 - `patch`: every feature map's values in the k x k x k neighbourhood (the centre is the voxel's
   own features), with offsets taken along the world axes (R, A, S), so a flipped storage order
-  gives the same columns. Built from whole volumes with tensor views (pad, unfold, one gather):
+  gives the same columns. Built from whole volumes with tensor ops (pad, one flat gather):
   no per-voxel Python.
 Lightning-free: plain arrays in, arrays out, usable from a notebook.
 """
@@ -55,7 +55,9 @@ class ContextSpec:
     def describe(self) -> str:
         if not self.kinds:
             return "none"
-        patch = f" {self.patch_size}^3 dilation {self.patch_dilation}" if "patch" in self.kinds else ""
+        patch = (
+            f" {self.patch_size}^3 dilation {self.patch_dilation}" if "patch" in self.kinds else ""
+        )
         return "+".join(self.kinds) + patch
 
 
@@ -196,8 +198,8 @@ def patch_columns(
 
     volumes: (F, X, Y, Z) feature maps; inside: (X, Y, Z) bool; neighbours `dilation` voxels
     apart (2: a 3^3 patch spans 5^3 voxels at the cost of 3^3). The volumes are reoriented to the
-    world axes, zero-padded (background is 0), viewed as (F, X, Y, Z, k, k, k) windows with
-    `unfold` (no copy) and gathered once at the selected voxels.
+    world axes, zero-padded (background is 0), and every (voxel, neighbour) pair is read with one
+    gather at flat index centre + offset (no per-voxel Python; ~0.1 s per 120k-voxel subject).
     """
     import torch
 
@@ -219,14 +221,14 @@ def patch_columns(
             vol = vol.flip(1 + w)
             idx[:, w] = shape[w] - 1 - idx[:, w]
     r = span // 2
-    padded = torch.nn.functional.pad(vol, (r, r, r, r, r, r))
-    windows = padded.unfold(1, span, 1).unfold(2, span, 1).unfold(3, span, 1)
-    windows = windows[..., ::d, ::d, ::d]  # (F, X, Y, Z, k, k, k), still a view
-    gathered = windows[:, idx[:, 0], idx[:, 1], idx[:, 2]]  # (F, N, k, k, k)
-    flat = gathered.reshape(vol.shape[0], len(idx), k**3)
-    centre = (k**3) // 2
-    keep = torch.tensor([i for i in range(k**3) if i != centre])
-    return flat[:, :, keep].permute(1, 0, 2).reshape(len(idx), -1).numpy()
+    padded = torch.nn.functional.pad(vol, (r, r, r, r, r, r))  # (F, X+2r, Y+2r, Z+2r)
+    _, _, py, pz = padded.shape
+    # neighbour offsets as flat strides of the padded volume, centre left out, C order
+    steps = torch.tensor([(a * py * pz + b * pz + c) * d for a, b, c in patch_offsets(k)])
+    centre = ((idx[:, 0] + r) * py + (idx[:, 1] + r)) * pz + (idx[:, 2] + r)  # (N,)
+    flat = padded.reshape(vol.shape[0], -1)
+    gathered = flat[:, centre[:, None] + steps[None, :]]  # (F, N, k^3 - 1): one gather
+    return gathered.permute(1, 0, 2).reshape(len(idx), -1).numpy()
 
 
 def context_columns(

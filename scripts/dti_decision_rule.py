@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     logging.basicConfig(level=logging.WARNING)
     from hydra.utils import instantiate
 
-    from mrinet.checkpoints import build_model, load_checkpoint
+    from mrinet.run.checkpoints import build_model, load_checkpoint
     from mrinet.models.decision import tune_offsets, weighting_offsets
     from mrinet.models.metrics import batch_confusion, confusion_metrics
 
@@ -49,11 +49,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "logit adjustment": adjusted,
             "tuned on val": tune_offsets(logits["val"], ys["val"], start=adjusted),
         }
+        if model.logit_offset.numel():
+            rules["checkpoint's"] = model.logit_offset.clone()
         print(f"\n{path}  (class weights: {[round(float(w), 2) for w in weight]})")
         print(
             f"{'rule':18s} {'offsets':>22s} "
             + " ".join(f"{n[:14]:>14s}" for n in names)
-            + f" {'macro':>7s} {'val macro':>9s}"
+            + f" {'macro':>7s} {'val macro':>9s} {'WM->thal':>9s}"
         )
         for rule, offsets in rules.items():
             out = {}
@@ -61,10 +63,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 pred = (logits[split] + offsets).argmax(1)
                 out[split] = confusion_metrics(batch_confusion(pred, ys[split], len(names)), names)
             test = out["test"]
+            pred = (logits["test"] + offsets).argmax(1)
+            if "thalamus" in names and "cortical_wm" in names:
+                wm = ys["test"] == names.index("cortical_wm")
+                called = float((pred[wm] == names.index("thalamus")).float().mean())
+                test = {**test, "wm_called_thalamus": torch.tensor(called)}
             cells = " ".join(f"{float(test[f'dice_{n}']):14.3f}" for n in names)
             off = ",".join(f"{float(o):+.2f}" for o in offsets)
             print(
-                f"{rule:18s} {off:>22s} {cells} {float(test['dice_macro']):7.3f} {float(out['val']['dice_macro']):9.3f}"
+                f"{rule:18s} {off:>22s} {cells} {float(test['dice_macro']):7.3f} {float(out['val']['dice_macro']):9.3f} {float(test.get('wm_called_thalamus', -1)):9.4f}"
             )
             rows.append({"ckpt": path, "rule": rule, **{k: float(v) for k, v in test.items()}})
     return rows

@@ -34,8 +34,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--train-seconds", type=float, help="fit time of the context run")
     args = parser.parse_args(argv)
 
-    import numpy as np
-
     from mrinet.data.context import context_columns
     from mrinet.data.voxels import class_lookup, subject_voxels
     from mrinet.io.nifti import load_nifti

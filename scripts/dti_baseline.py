@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from hydra.utils import instantiate
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from mrinet.run.config_dir import config_dir
-    from mrinet.run.entry import register_resolvers
     from mrinet.models.decision import tune_offsets
     from mrinet.models.metrics import batch_confusion, confusion_metrics
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
 
     register_resolvers()
     overrides = list(args.overrides)

@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     logging.basicConfig(level=logging.WARNING)
     from hydra.utils import instantiate
 
-    from mrinet.run.checkpoints import build_model, load_checkpoint
     from mrinet.models.decision import tune_offsets, weighting_offsets
     from mrinet.models.metrics import batch_confusion, confusion_metrics
+    from mrinet.run.checkpoints import build_model, load_checkpoint
 
     rows = []
     for path in args.ckpts:

@@ -59,7 +59,7 @@ def test_grid_multirun_one_dir_per_job_and_summary_despite_a_failing_job(tmp_pat
         else:
             assert row["status"] == "ok" and row["error"] == "", row
             metrics = json.loads((job_dir / "metrics.json").read_text())
-            assert float(row["val/bal_acc"]) == pytest.approx(metrics["optimized_value"], 1e-5)
+            assert float(row["val/dice_macro"]) == pytest.approx(metrics["optimized_value"], 1e-5)
             assert float(row["test/bal_acc"]) == pytest.approx(
                 metrics["test"]["test/bal_acc"], 1e-5
             )

@@ -91,13 +91,15 @@ def test_pics_and_cg_sense_with_default_compression_match_exact_solves():
     sp = pytest.importorskip("sigpy")
     image = torch.from_numpy(sp.shepp_logan((96, 96))).to(torch.complex64)[None]
     kspace = fft2c(maps * image[:, None]) * mask
-    for solve in (
-        functools.partial(pics_reconstruct, iterations=30),
-        functools.partial(sense_reconstruct, iterations=10),
+    for solve, bound in (
+        (functools.partial(pics_reconstruct, lam=0.01, iterations=30, coil_tolerance=1e-5), 2e-5),
+        (functools.partial(sense_reconstruct, iterations=10), 2e-5),
+        # PI-CS's looser default (PICS_COIL_TOLERANCE): a 1 % operator bound, image error ~3e-3 here
+        (functools.partial(pics_reconstruct, lam=0.01, iterations=30), 5e-3),
     ):
         exact = solve(kspace, mask, maps, coil_tolerance=0)
         fast = solve(kspace, mask, maps)
-        assert float((fast - exact).norm() / exact.norm()) < 2e-5
+        assert float((fast - exact).norm() / exact.norm()) < bound
 
 
 def test_lipschitz_bound_is_unchanged_by_compression_and_bounds_the_normal():

@@ -94,10 +94,8 @@ def test_bench_train_throughput_runs_on_the_device(device, capsys):
 def test_bench_pics_lam_study_reports_sigpy_best_mrinet_best_and_auto_per_case(capsys):
     pytest.importorskip("sigpy")
     pytest.importorskip("dipy")
-    result = _script("bench_pics").run(
-        ["--lam-study", "--size", "96", "--coils", "4", "--iterations", "5", "--noise", "0.01"]
-        + ["--volume-slices", "2", "--volume-repeats", "1"]
-    )
+    argv = ["--lam-study", "--size", "96", "--coils", "4", "--iterations", "5", "--noise", "0.01"]
+    result = _script("bench_pics").run([*argv, "--volume-slices", "2", "--volume-repeats", "1"])
     rows = result.lam_rows
     assert [r.image.split()[0] for r in rows] == ["T1", "b0"]  # two contrasts, real images
     for r in rows:

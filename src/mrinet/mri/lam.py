@@ -19,8 +19,9 @@ discrepancy principle missed by -0.3 to -11 dB, and holding out whole lines bias
 2-3x on equispaced masks (-1.8 dB worst); 20 / 30 / 40 % held out: 40 % closest.
 
 Cost: 3-6 fixed-lam solves per VOLUME (on one slice, with a 2-D training mask that cannot use
-the row-wise coil compression: ~1.5-2x a solve each) plus the solves themselves; for one lone
-slice 6-11x a fixed-lam solve (measured), for a 16-slice volume ~1.5x.
+the row-wise coil compression: ~2-4x a compressed solve each) plus the solves themselves;
+measured wall time auto / fixed (`scripts/bench_pics.py --lam-study`, DIPY's 10-slice b0
+volume, 192x192, 8 coils): 5-9x for one lone slice, ~1.8-1.9x for the 10-slice volume.
 
 When it fails, and the fallback: fewer than `MIN_HOLDOUT_LINES` sampled lines outside the
 calibration block (R = 1, a centre-only mask), a 2-D mask, or no slice with signal: lam is the

@@ -18,6 +18,11 @@ maps, equispaced R=4 with an 8 % centre, --iterations FISTA iterations, db4: sig
 over a fine lam grid (factor sqrt 2, the same lams on the same scaled data) and its median time
 per solve, mrinet's best PSNR on that grid and its median time, and mrinet's DEFAULT
 (lam="auto") PSNR, chosen lam and total time (search included); one markdown row per case.
+Then the wait per VOLUME (the search runs once per volume): DIPY's S0_10slices b0 volume (all
+10 slices, real slice-to-slice variation) with the same coils, mask and noise levels,
+reconstructed with a fixed lam (the lam auto chose) vs lam="auto" (search included), for the
+volume's slice of most signal alone and for the whole volume: wall time ratio auto / fixed,
+median of --volume-repeats alternating runs, one thread.
 Usage: PYTHONPATH=src python scripts/bench_pics.py [--repeats 5] [--wavelet haar|db4]
        PYTHONPATH=src python scripts/bench_pics.py --device cuda [--batch 64]
        PYTHONPATH=src python scripts/bench_pics.py --lam-study --size 192 --iterations 50
@@ -85,6 +90,7 @@ class BenchResult:
     batched: BatchedResult | None
     ratio: float  # batched slices/s / CPU per-slice rate in batched mode, else cpu_ratio
     lam_rows: list | None = None  # --lam-study: one LamRow per image and noise level
+    volume_rows: list | None = None  # --lam-study: one VolumeRow per noise level and size
 
 
 def _synchronize(device: torch.device) -> None:
@@ -152,6 +158,8 @@ def run(argv: list[str] | None = None) -> BenchResult:
     )
     p.add_argument("--lam-study", action="store_true", help="the lam study (module docstring)")
     p.add_argument("--noise", type=float, nargs="+", default=[0.005, 0.02])
+    p.add_argument("--volume-repeats", type=int, default=3, help="lam study: per-volume timing")
+    p.add_argument("--volume-slices", type=int, default=10, help="lam study: b0 volume slices")
     args = p.parse_args(argv)
     if args.lam_study:
         print(LAM_TABLE_HEADER)
@@ -159,6 +167,8 @@ def run(argv: list[str] | None = None) -> BenchResult:
         worst = min(r.auto_psnr - r.mrinet_best_psnr for r in rows)
         result = BenchResult(0.0, 0.0, None, worst, rows)
         print(f"worst auto - oracle-best lam (mrinet grid): {worst:+.2f} dB")
+        print(VOLUME_TABLE_HEADER)
+        result.volume_rows = volume_study(args)
         return result
     device = torch.device(args.device)
     batch = args.batch or (1 if device.type == "cpu" else DEFAULT_GPU_BATCH)
@@ -403,6 +413,103 @@ LAM_TABLE_HEADER = (
     "| image | noise | sigpy best dB (lam) | sigpy s | mrinet best dB (lam) | mrinet s | "
     "auto dB (lam) | auto s (x fixed) | auto - sigpy best | auto - mrinet best | speed |\n"
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+@dataclass
+class VolumeRow:
+    """Wall time a user waits for one volume: fixed lam vs lam="auto" (search included)."""
+
+    noise: float
+    slices: int
+    lam: float  # the lam auto chose, also the fixed solve's
+    fixed_s: float  # median wall time, whole volume
+    auto_s: float
+    ratio: float  # median over repeats of auto / fixed (alternating runs)
+    psnr_fixed: float  # worst slice
+    psnr_auto: float
+
+
+def study_volume(size: int, slices: int) -> list[torch.Tensor]:
+    """The first `slices` b0 slices of DIPY's S0_10slices, resized, maximum 1 over the volume."""
+    import os
+
+    import dipy.data
+    import nibabel as nib
+
+    path = os.path.join(os.path.dirname(dipy.data.__file__), "files", "S0_10slices.nii.gz")
+    data = np.asarray(nib.load(path).get_fdata()[..., 0], np.float32)
+    x = torch.from_numpy(data).permute(2, 0, 1)[:slices, None]
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear")[:, 0]
+    x = x / x.max()
+    return list(x)
+
+
+def _volume_case(noise, kspace, mask, maps, refs, args) -> VolumeRow:
+    from mrinet.mri.pics import auto_lam
+
+    its = args.iterations
+    lam = auto_lam(kspace, mask, maps, iterations=its).lam
+
+    def fixed():
+        return pics_reconstruct(kspace, mask, maps, lam=lam, iterations=its)
+
+    def auto():
+        return pics_reconstruct(kspace, mask, maps, iterations=its)
+
+    outs = {"fixed": fixed(), "auto": auto()}  # warm-up
+    walls: dict[str, list[float]] = {"fixed": [], "auto": []}
+    for _ in range(args.volume_repeats):
+        for name, fn in (("fixed", fixed), ("auto", auto)):
+            w0 = time.perf_counter()
+            fn()
+            walls[name].append(time.perf_counter() - w0)
+    ratio = statistics.median(a / f for a, f in zip(walls["auto"], walls["fixed"]))
+    psnr = {k: min(_psnr(o, r) for o, r in zip(v, refs)) for k, v in outs.items()}
+    return VolumeRow(
+        noise,
+        kspace.shape[0],
+        lam,
+        statistics.median(walls["fixed"]),
+        statistics.median(walls["auto"]),
+        ratio,
+        psnr["fixed"],
+        psnr["auto"],
+    )
+
+
+def volume_study(args) -> list[VolumeRow]:
+    """Per-volume wait, fixed vs auto lam: the slice of most signal alone, then the volume."""
+    torch.set_num_threads(args.threads)
+    images = study_volume(args.size, args.volume_slices)
+    rows = []
+    for noise in args.noise:
+        problems = [study_problem(x, noise, args.coils, seed=0) for x in images]
+        kspace = torch.cat([p[0] for p in problems])
+        mask = problems[0][1]  # same seed: one mask for every slice
+        maps = torch.cat([p[2] for p in problems])
+        refs = [p[3] for p in problems]
+        top = int(torch.view_as_real(kspace).square().flatten(1).sum(1).argmax())
+        one = slice(top, top + 1)
+        for k, m, r in ((kspace[one], maps[one], refs[top : top + 1]), (kspace, maps, refs)):
+            row = _volume_case(noise, k, mask, m, r, args)
+            rows.append(row)
+            print(
+                f"| b0 volume (DIPY S0) | {noise:g} | {row.slices} | {row.lam:.3g} | "
+                f"{row.fixed_s:.2f} | {row.auto_s:.2f} | {row.ratio:.2f}x | "
+                f"{row.psnr_fixed:.2f} / {row.psnr_auto:.2f} |",
+                flush=True,
+            )
+    print(
+        f"per volume: wall times, median of {args.volume_repeats} alternating runs, "
+        f"{args.iterations} iterations, {args.threads} thread(s), load {_load()}"
+    )
+    return rows
+
+
+VOLUME_TABLE_HEADER = (
+    "| volume | noise | slices | auto lam | fixed s | auto s | auto / fixed | "
+    "worst-slice dB fixed / auto |\n|---|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 

@@ -18,9 +18,10 @@ scores a different estimator than the 50-iteration cold solve it tunes (-3 dB me
 discrepancy principle missed by -0.3 to -11 dB, and holding out whole lines biased lam up by
 2-3x on equispaced masks (-1.8 dB worst); 20 / 30 / 40 % held out: 40 % closest.
 
-Cost: 3-6 fixed-lam solves per VOLUME (on one slice, with a 2-D training mask that cannot use
-the row-wise coil compression: ~1.5-2x a solve each) plus the solves themselves; for one lone
-slice 6-11x a fixed-lam solve (measured), for a 16-slice volume ~1.5x.
+Cost: 3-6 fixed-lam solves per VOLUME (on one slice, with a 2-D training mask: it cannot use
+the row-wise coil compression, only the coarser one-mixing-per-slice one of `SenseOperator`,
+3-7 of 8 coils kept; ~1.5-2x a row-compressed solve each) plus the solves themselves; wall
+time auto / fixed in docs/benchmarks.md ("Automatic lambda": one slice and a 10-slice volume).
 
 When it fails, and the fallback: fewer than `MIN_HOLDOUT_LINES` sampled lines outside the
 calibration block (R = 1, a centre-only mask), a 2-D mask, or no slice with signal: lam is the

@@ -189,7 +189,7 @@ class Wavelet2d:
             y[:, :1] = x
             if half:
                 y = F.pad(y, (half, half, half, half), mode="circular")
-            x = F.pixel_shuffle(F.conv2d(y, synth), 2)
+            x = _interleave(F.conv2d(y, synth))
         x = x[..., : self.shape[0], : self.shape[1]]
         return torch.view_as_complex(
             x.reshape(b, 2, *x.shape[-2:]).permute(0, 2, 3, 1).contiguous()
@@ -296,7 +296,7 @@ class Wavelet2d:
                 y = F.pad(y, (half, half, half, half), mode="circular")
             # polyphase synthesis: one stride-1 conv gives the 2 x 2 output phases, then
             # interleave them (much faster on CPU than a strided transposed convolution)
-            x = F.pixel_shuffle(F.conv2d(y, synth), 2)
+            x = _interleave(F.conv2d(y, synth))
         x = x[..., : self.shape[0], : self.shape[1]]
         return torch.view_as_complex(
             x.reshape(b, 2, *x.shape[-2:]).permute(0, 2, 3, 1).contiguous()
@@ -325,6 +325,13 @@ def _synthesis_bank(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
                 for fx in range(2):
                     bank[2 * ry + rx, 2 * fy + fx] = torch.outer(poly[fy, ry], poly[fx, rx])
     return bank
+
+
+def _interleave(y: torch.Tensor) -> torch.Tensor:
+    """(N, 4, h, w) 2 x 2 output phases -> (N, 1, 2h, 2w): `F.pixel_shuffle(y, 2)` as one
+    permuted copy (~3x faster than pixel_shuffle on CPU at 96 x 96, measured)."""
+    n, _, h, w = y.shape
+    return y.view(n, 2, 2, h, w).permute(0, 3, 1, 4, 2).reshape(n, 1, 2 * h, 2 * w)
 
 
 def _to_complex(x: torch.Tensor, b: int) -> torch.Tensor:

@@ -12,8 +12,20 @@ problem repeated N times is solved as one (N, C, H, W) batch in one `pics_recons
 slices/s, its ratio to issue 8's GPU goal (300 slices/s), the largest difference from the
 single-slice CPU output, and, last, the ratio of batched slices/s to mrinet's one-slice-at-a-time
 CPU rate (wall time) from the same run. sigpy runs on the CPU only (its GPU path needs cupy).
+Lam study (`--lam-study`, issue 16): on real images mrinet never saw (DIPY's T1 coronal slice
+and a b0 slice of S0_10slices, resized to --size) at two noise levels, birdcage coils, ESPIRiT
+maps, equispaced R=4 with an 8 % centre, --iterations FISTA iterations, db4: sigpy's best PSNR
+over a fine lam grid (factor sqrt 2, the same lams on the same scaled data) and its median time
+per solve, mrinet's best PSNR on that grid and its median time, and mrinet's DEFAULT
+(lam="auto") PSNR, chosen lam and total time (search included); one markdown row per case.
+Then the wait per VOLUME (the search runs once per volume): DIPY's S0_10slices b0 volume (all
+10 slices, real slice-to-slice variation) with the same coils, mask and noise levels,
+reconstructed with a fixed lam (the lam auto chose) vs lam="auto" (search included), for the
+volume's slice of most signal alone and for the whole volume: wall time ratio auto / fixed,
+median of --volume-repeats alternating runs, one thread.
 Usage: PYTHONPATH=src python scripts/bench_pics.py [--repeats 5] [--wavelet haar|db4]
        PYTHONPATH=src python scripts/bench_pics.py --device cuda [--batch 64]
+       PYTHONPATH=src python scripts/bench_pics.py --lam-study --size 192 --iterations 50
 """
 
 from __future__ import annotations
@@ -77,6 +89,8 @@ class BenchResult:
     mrinet_wall_s: float  # median wall time of mrinet's one-slice CPU solve
     batched: BatchedResult | None
     ratio: float  # batched slices/s / CPU per-slice rate in batched mode, else cpu_ratio
+    lam_rows: list | None = None  # --lam-study: one LamRow per image and noise level
+    volume_rows: list | None = None  # --lam-study: one VolumeRow per noise level and size
 
 
 def _synchronize(device: torch.device) -> None:
@@ -142,7 +156,20 @@ def run(argv: list[str] | None = None) -> BenchResult:
         help=f"slices solved at once in the batched part (default 1 on cpu, {DEFAULT_GPU_BATCH} "
         "otherwise); > 1 or a non-cpu device runs the batched part",
     )
+    p.add_argument("--lam-study", action="store_true", help="the lam study (module docstring)")
+    p.add_argument("--noise", type=float, nargs="+", default=[0.005, 0.02])
+    p.add_argument("--volume-repeats", type=int, default=3, help="lam study: per-volume timing")
+    p.add_argument("--volume-slices", type=int, default=10, help="lam study: b0 volume slices")
     args = p.parse_args(argv)
+    if args.lam_study:
+        print(LAM_TABLE_HEADER)
+        rows = lam_study(args)
+        worst = min(r.auto_psnr - r.mrinet_best_psnr for r in rows)
+        result = BenchResult(0.0, 0.0, None, worst, rows)
+        print(f"worst auto - oracle-best lam (mrinet grid): {worst:+.2f} dB")
+        print(VOLUME_TABLE_HEADER)
+        result.volume_rows = volume_study(args)
+        return result
     device = torch.device(args.device)
     batch = args.batch or (1 if device.type == "cpu" else DEFAULT_GPU_BATCH)
     if batch < 1:
@@ -254,6 +281,236 @@ def run(argv: list[str] | None = None) -> BenchResult:
         f"load {_load()}): {result.ratio:.2f}x"
     )
     return result
+
+
+@dataclass
+class LamRow:
+    """One image and noise level of the lam study (PSNR in dB, times in s per slice)."""
+
+    image: str
+    noise: float
+    sigpy_best_psnr: float
+    sigpy_best_lam: float
+    sigpy_s: float
+    mrinet_best_psnr: float
+    mrinet_best_lam: float
+    mrinet_s: float
+    auto_psnr: float
+    auto_lam: float
+    auto_s: float
+
+
+def study_images(size: int) -> dict[str, torch.Tensor]:
+    """Real images that load without a download, resized to size x size, maximum 1."""
+    import os
+
+    import dipy.data
+    import nibabel as nib
+
+    files = os.path.join(os.path.dirname(dipy.data.__file__), "files")
+    t1 = np.load(os.path.join(files, "t1_coronal_slice.npy"))
+    b0 = nib.load(os.path.join(files, "S0_10slices.nii.gz")).get_fdata()[:, :, 5, 0]
+    out = {}
+    for name, image in (("T1 (DIPY coronal)", t1), ("b0 (DIPY S0 slice 5)", b0)):
+        x = torch.from_numpy(np.asarray(image, np.float32))[None, None]
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear")[0, 0]
+        out[name] = x / x.max()
+    return out
+
+
+def study_problem(image: torch.Tensor, noise: float, coils: int, seed: int = 0):
+    """(undersampled k-space, mask, ESPIRiT maps, noise-free coil-combined reference)."""
+    import sigpy.mri as mr
+
+    from mrinet.mri.masks import EquispacedMask, center_width
+
+    n = image.shape[-1]
+    maps = torch.from_numpy(mr.birdcage_maps((coils, n, n))).to(torch.complex64)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    x = (image * torch.exp(1j * (0.8 * xx + 0.5 * yy * yy))).to(torch.complex64)  # smooth phase
+    clean = fft2c(maps * x)[None]
+    g = torch.Generator().manual_seed(seed)
+    kspace = clean + noise * torch.complex(
+        torch.randn(clean.shape, generator=g), torch.randn(clean.shape, generator=g)
+    )
+    mask = EquispacedMask([0.08], [4])(kspace.shape, seed=seed)
+    calib = min(24, center_width(mask))
+    est = espirit_maps(kspace * mask, calib, min(6, calib // 2), mask=mask)
+    return kspace * mask, mask, est, (est.conj() * ifft2c(clean)).sum(1)[0]
+
+
+def _lam_case(name, noise, kspace, mask, maps, reference, grid, args) -> LamRow:
+    """One row of the lam study: both grids, then mrinet's default (auto) solve."""
+    import sigpy.mri as mr
+
+    from mrinet.mri.pics import auto_lam
+
+    scale = float(data_scale(zero_filled(kspace, mask, maps))[0])
+
+    def sigpy_solve(lam):
+        return mr.app.L1WaveletRecon(
+            kspace[0].numpy(),
+            maps[0].numpy(),
+            lam / scale,
+            weights=mask.numpy(),
+            max_iter=args.iterations,
+            wave_name="db4",
+            alpha=1.0,
+            show_pbar=False,
+        ).run()
+
+    def ours(lam):
+        return pics_reconstruct(kspace, mask, maps, lam=lam, iterations=args.iterations)
+
+    sigpy_solve(grid[0])  # warm-up (numba, FFT plans)
+    found = {}
+    for label, solve in (("sigpy", sigpy_solve), ("mrinet", ours)):
+        times, psnrs = [], []
+        for lam in grid:
+            t0 = time.process_time()
+            out = torch.as_tensor(solve(lam)).reshape(reference.shape)
+            times.append(time.process_time() - t0)
+            psnrs.append(_psnr(out, reference))
+        best = max(range(len(grid)), key=psnrs.__getitem__)
+        found[label] = (psnrs[best], grid[best], statistics.median(times))
+    t0 = time.process_time()
+    auto = pics_reconstruct(kspace, mask, maps, iterations=args.iterations)
+    auto_s = time.process_time() - t0
+    chosen = auto_lam(kspace, mask, maps, iterations=args.iterations).lam
+    return LamRow(
+        name, noise, *found["sigpy"], *found["mrinet"], _psnr(auto, reference), chosen, auto_s
+    )
+
+
+def lam_study(args) -> list[LamRow]:
+    """sigpy best / mrinet best / mrinet auto per image and noise level (module docstring)."""
+    torch.set_num_threads(args.threads)
+    grid = [5e-4 * 2 ** (k / 2) for k in range(21)]  # 5e-4 ... 0.512
+    rows = []
+    for name, image in study_images(args.size).items():
+        for noise in args.noise:
+            row = _lam_case(name, noise, *study_problem(image, noise, args.coils), grid, args)
+            rows.append(row)
+            print(
+                f"| {name} | {noise:g} | {row.sigpy_best_psnr:.2f} ({row.sigpy_best_lam:.3g}) | "
+                f"{row.sigpy_s:.2f} | {row.mrinet_best_psnr:.2f} ({row.mrinet_best_lam:.3g}) | "
+                f"{row.mrinet_s:.2f} | {row.auto_psnr:.2f} ({row.auto_lam:.3g}) | "
+                f"{row.auto_s:.2f} ({row.auto_s / row.mrinet_s:.1f}x) | "
+                f"{row.auto_psnr - row.sigpy_best_psnr:+.2f} | "
+                f"{row.auto_psnr - row.mrinet_best_psnr:+.2f} | "
+                f"{row.sigpy_s / row.mrinet_s:.1f}x |",
+                flush=True,
+            )
+    print(
+        f"{args.size}x{args.size}, {args.coils} coils, equispaced R=4, {args.iterations} "
+        f"iterations, db4, {args.threads} thread(s), CPU times, load {_load()}; no GPU: the "
+        "batched path with auto lam not measured here"
+    )
+    return rows
+
+
+LAM_TABLE_HEADER = (
+    "| image | noise | sigpy best dB (lam) | sigpy s | mrinet best dB (lam) | mrinet s | "
+    "auto dB (lam) | auto s (x fixed) | auto - sigpy best | auto - mrinet best | speed |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+@dataclass
+class VolumeRow:
+    """Wall time a user waits for one volume: fixed lam vs lam="auto" (search included)."""
+
+    noise: float
+    slices: int
+    lam: float  # the lam auto chose, also the fixed solve's
+    fixed_s: float  # median wall time, whole volume
+    auto_s: float
+    ratio: float  # median over repeats of auto / fixed (alternating runs)
+    psnr_fixed: float  # worst slice
+    psnr_auto: float
+
+
+def study_volume(size: int, slices: int) -> list[torch.Tensor]:
+    """The first `slices` b0 slices of DIPY's S0_10slices, resized, maximum 1 over the volume."""
+    import os
+
+    import dipy.data
+    import nibabel as nib
+
+    path = os.path.join(os.path.dirname(dipy.data.__file__), "files", "S0_10slices.nii.gz")
+    data = np.asarray(nib.load(path).get_fdata()[..., 0], np.float32)
+    x = torch.from_numpy(data).permute(2, 0, 1)[:slices, None]
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear")[:, 0]
+    x = x / x.max()
+    return list(x)
+
+
+def _volume_case(noise, kspace, mask, maps, refs, args) -> VolumeRow:
+    from mrinet.mri.pics import auto_lam
+
+    its = args.iterations
+    lam = auto_lam(kspace, mask, maps, iterations=its).lam
+
+    def fixed():
+        return pics_reconstruct(kspace, mask, maps, lam=lam, iterations=its)
+
+    def auto():
+        return pics_reconstruct(kspace, mask, maps, iterations=its)
+
+    outs = {"fixed": fixed(), "auto": auto()}  # warm-up
+    walls: dict[str, list[float]] = {"fixed": [], "auto": []}
+    for _ in range(args.volume_repeats):
+        for name, fn in (("fixed", fixed), ("auto", auto)):
+            w0 = time.perf_counter()
+            fn()
+            walls[name].append(time.perf_counter() - w0)
+    ratio = statistics.median(a / f for a, f in zip(walls["auto"], walls["fixed"]))
+    psnr = {k: min(_psnr(o, r) for o, r in zip(v, refs)) for k, v in outs.items()}
+    return VolumeRow(
+        noise,
+        kspace.shape[0],
+        lam,
+        statistics.median(walls["fixed"]),
+        statistics.median(walls["auto"]),
+        ratio,
+        psnr["fixed"],
+        psnr["auto"],
+    )
+
+
+def volume_study(args) -> list[VolumeRow]:
+    """Per-volume wait, fixed vs auto lam: the slice of most signal alone, then the volume."""
+    torch.set_num_threads(args.threads)
+    images = study_volume(args.size, args.volume_slices)
+    rows = []
+    for noise in args.noise:
+        problems = [study_problem(x, noise, args.coils, seed=0) for x in images]
+        kspace = torch.cat([p[0] for p in problems])
+        mask = problems[0][1]  # same seed: one mask for every slice
+        maps = torch.cat([p[2] for p in problems])
+        refs = [p[3] for p in problems]
+        top = int(torch.view_as_real(kspace).square().flatten(1).sum(1).argmax())
+        one = slice(top, top + 1)
+        for k, m, r in ((kspace[one], maps[one], refs[top : top + 1]), (kspace, maps, refs)):
+            row = _volume_case(noise, k, mask, m, r, args)
+            rows.append(row)
+            print(
+                f"| b0 volume (DIPY S0) | {noise:g} | {row.slices} | {row.lam:.3g} | "
+                f"{row.fixed_s:.2f} | {row.auto_s:.2f} | {row.ratio:.2f}x | "
+                f"{row.psnr_fixed:.2f} / {row.psnr_auto:.2f} |",
+                flush=True,
+            )
+    print(
+        f"per volume: wall times, median of {args.volume_repeats} alternating runs, "
+        f"{args.iterations} iterations, {args.threads} thread(s), load {_load()}"
+    )
+    return rows
+
+
+VOLUME_TABLE_HEADER = (
+    "| volume | noise | slices | auto lam | fixed s | auto s | auto / fixed | "
+    "worst-slice dB fixed / auto |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+)
 
 
 def main(argv: list[str] | None = None) -> float:

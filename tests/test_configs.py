@@ -60,6 +60,14 @@ def test_net_sizes_follow_the_data():
     assert cfg.model.net.in_features == 2 and cfg.model.net.num_classes == 2
 
 
+def test_context_experiment_sizes_the_net_from_features_and_context():
+    cfg = composed("experiment=dti_mlp_context")
+    assert list(cfg.data.context) == ["coords", "patch"]
+    assert cfg.model.net.in_features == 5 + 3 + 5 * 26  # features, coords, 3^3 patch minus centre
+    assert composed("experiment=dti_mlp_context", "data.context=coords").model.net.in_features == 8
+    assert cfg.optimized_metric == "val/dice_macro" and cfg.model.decision == "tuned"
+
+
 def test_required_names_exist():
     cfg = composed()
     for key in (

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mrinet.errors import ConfigError, DataNotFoundError
+from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 from mrinet.io.fastmri import read_reconstruction, write_kspace_volume
 from mrinet.reconstruct import main, reconstruct_dataset, remove_readout_oversampling
 from mrinet.sim.kspace import simulate_kspace
@@ -134,3 +134,56 @@ def test_matched_reference_has_the_noise_of_an_r_fold_scan(kspace_dir, tmp_path)
     )
     with pytest.raises(ConfigError, match="reference_noise"):
         reconstruct_dataset(kspace_dir, tmp_path / "x", reference_noise="loud", progress=False)
+
+
+def test_auto_lam_is_chosen_on_the_accelerated_data_and_reused_for_the_reference(tmp_path):
+    """Consistency: one lam per volume, from cross-validation at R=4, in both files' attrs,
+    and the reference is the same solver at R=1 with that lam on the shared scaling."""
+    k = simulate_kspace(_images(n=96, slices=2), 4, np.random.default_rng(5), snr=30)
+    write_kspace_volume(tmp_path / "k" / "vol.h5", k, "p")
+    out = reconstruct_dataset(
+        tmp_path / "k", tmp_path / "r", center_fraction=0.1, iterations=10, progress=False
+    )
+    ref = read_reconstruction(out["reference"][0]).attrs
+    acc = read_reconstruction(out["pics_R4"][0]).attrs
+    assert acc["lam_rule"].startswith("auto: cross-validation on R=4")
+    assert ref["lam"] == acc["lam"] and 1e-4 < acc["lam"] < 1.0
+    assert ref["lam_rule"] == acc["lam_rule"] and ref["wavelet"] == "db4"
+
+
+def test_a_nan_sample_is_an_error_naming_file_slice_and_coil_and_the_script_exits_non_zero(
+    tmp_path,
+):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    k = simulate_kspace(_images(), 4, np.random.default_rng(0), snr=40)
+    k[1, 2, 10, 20] = np.nan
+    write_kspace_volume(tmp_path / "k" / "broken.h5", k, "p")
+    with pytest.raises(DataFormatError, match=r"slice 1, coil 2") as info:
+        reconstruct_dataset(tmp_path / "k", tmp_path / "r", center_fraction=0.25, progress=False)
+    assert "broken.h5" in str(info.value)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts" / "reconstruct.py"),
+            "--kspace",
+            str(tmp_path / "k"),
+            "--out",
+            str(tmp_path / "r2"),
+            "--center-fraction",
+            "0.25",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode != 0
+    assert "broken.h5" in run.stderr and "slice 1, coil 2" in run.stderr
+    assert not list((tmp_path / "r2").rglob("*.h5"))  # nothing half-written

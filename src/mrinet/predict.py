@@ -35,52 +35,129 @@ def choose_source(subject_dir: Path, source: str, features) -> str:
     return "nifti" if has_maps or not find_nifti(subject_dir, "data") else "dwi"
 
 
+def subject_classes(subject_dir: Path, shape, affine, data_cfg: dict, layout: str):
+    """Class index per voxel (X, Y, Z) int64 from the subject's label volume (-1: no class), or
+    None when the subject has no label volume."""
+    from mrinet.data.voxels import class_lookup, read_labels
+    from mrinet.io.layouts import get_layout
+
+    label_file = data_cfg.get("label_file", "aparc+aseg.nii.gz")
+    if not get_layout(layout).label_path(subject_dir, label_file).is_file():
+        return None
+    labels = read_labels(
+        subject_dir, label_file, shape, affine, bool(data_cfg.get("resample_labels", False)), layout
+    )
+    lookup = class_lookup(data_cfg["classes"], data_cfg["label_map"])
+    classes = np.full(labels.shape, -1, dtype=np.int64)
+    for code, index in lookup.items():
+        classes[labels == code] = index
+    return classes
+
+
 def voxel_mask(
-    subject_dir: Path, maps: dict, affine, how: str, data_cfg: dict, source: str
+    subject_dir: Path, maps: dict, affine, how: str, data_cfg: dict, layout: str = "flat"
 ) -> np.ndarray:
     """Which voxels to classify (see configs/predict.yaml `mask`)."""
-    from mrinet.data.voxels import class_lookup, read_labels
-    from mrinet.io.nifti import load_nifti
-    from mrinet.io.subjects import find_nifti
+    from mrinet.data.voxels import read_brain_mask
 
     stack = np.stack(list(maps.values()), axis=-1)
     finite = np.all(np.isfinite(stack), axis=-1)
-    brain = find_nifti(subject_dir, "nodif_brain_mask")
     check_choice(how, MASKS, "mask")
     if how == "all":
         return finite
     if how == "labels":
-        lookup = class_lookup(data_cfg["classes"], data_cfg["label_map"])
-        labels = read_labels(
-            subject_dir,
-            data_cfg.get("label_file", "aparc+aseg.nii.gz"),
-            finite.shape,
-            affine,
-            bool(data_cfg.get("resample_labels", False)),  # as in training (was: `source`)
-        )
-        return finite & np.isin(labels, list(lookup))
+        classes = subject_classes(subject_dir, finite.shape, affine, data_cfg, layout)
+        if classes is None:
+            raise DataNotFoundError(
+                "mask=labels, but the subject has no label volume",
+                subject_dir / data_cfg.get("label_file", "aparc+aseg.nii.gz"),
+                "add the label volume or use mask=auto",
+            )
+        return finite & (classes >= 0)
+    brain, brain_path = read_brain_mask(subject_dir, finite.shape, affine, layout)
     if brain is not None:
-        return finite & (load_nifti(brain, ndim=3)[0] > 0)
+        return finite & brain
     if how == "brain":
-        raise DataNotFoundError(
-            "no brain mask", subject_dir / "nodif_brain_mask.nii.gz", "add it or use mask=auto"
-        )
+        raise DataNotFoundError("no brain mask", brain_path, "add it or use mask=auto")
     return finite & np.any(stack != 0, axis=-1)
 
 
+def check_context(data_cfg: dict, asked, ckpt_path) -> None:
+    """predict builds the spatial context the checkpoint was trained with; asking for another
+    (e.g. context=none for a model trained with coords) is an error that says so."""
+    from mrinet.data.context import parse_context
+    from mrinet.errors import CheckpointError
+
+    trained = parse_context(data_cfg.get("context", "none"))
+    if asked is None:
+        return
+    wanted = parse_context(asked if isinstance(asked, str) else list(asked))
+    if wanted != trained:
+        raise CheckpointError(
+            f"the checkpoint was trained with spatial context data.context="
+            f"{list(trained) or 'none'}, not {list(wanted) or 'none'}: its inputs are the "
+            f"features plus that context",
+            ckpt_path,
+            "drop the context= override (predict builds the checkpoint's context itself), or "
+            "use a checkpoint trained with that context",
+        )
+
+
+def dice_against_labels(predicted: np.ndarray, truth: np.ndarray, names) -> dict[str, float]:
+    """Dice per class and macro of a written map (0 = background, k = class k - 1) against the
+    label volume's classes (-1 = no class), over the whole volume (false positives included)."""
+    out = {}
+    for k, name in enumerate(names):
+        p, t = predicted == k + 1, truth == k
+        denominator = int(p.sum() + t.sum())
+        out[f"dice_{name}"] = 2.0 * float((p & t).sum()) / denominator if denominator else 0.0
+    present = [out[f"dice_{n}"] for k, n in enumerate(names) if (truth == k).any()]
+    out["dice_macro"] = float(np.mean(present)) if present else 0.0
+    return out
+
+
 def predict_subject(
-    model, subject_dir: Path, data_cfg: dict, source: str, mask: str, batch_size: int
+    model,
+    subject_dir: Path,
+    data_cfg: dict,
+    source: str,
+    mask: str,
+    batch_size: int,
+    layout: str | None = None,
 ):
-    """Class map (X, Y, Z) uint8 with 0 = background and probabilities (X, Y, Z, K), plus affine."""
+    """Class map (X, Y, Z) uint8 with 0 = background and probabilities (X, Y, Z, K), plus affine.
+
+    Inputs are built as in training: the checkpoint's features, then its spatial context."""
     import torch
 
-    from mrinet.data.voxels import convert_diffusivity_units, read_subject
+    from mrinet.data.context import ContextSpec
+    from mrinet.data.voxels import convert_diffusivity_units, read_subject, subject_context
+    from mrinet.errors import CheckpointError
 
+    layout = layout or data_cfg.get("layout", "flat")
     features = list(data_cfg["features"])
-    maps, affine = read_subject(subject_dir, features, source)
-    keep = voxel_mask(subject_dir, maps, affine, mask, data_cfg, source)
+    context = ContextSpec.from_config(
+        data_cfg.get("context", "none"),
+        data_cfg.get("patch_size", 3),
+        data_cfg.get("patch_dilation", 1),
+    )
+    maps, affine = read_subject(subject_dir, features, source, layout)
+    keep = voxel_mask(subject_dir, maps, affine, mask, data_cfg, layout)
     convert_diffusivity_units(maps, str(subject_dir), keep if keep.any() else None)
-    x = torch.from_numpy(np.stack([maps[f][keep] for f in features], axis=1).astype(np.float32))
+    x = np.stack([maps[f][keep] for f in features], axis=1).astype(np.float32)
+    if context.kinds:
+        x = np.concatenate(
+            [x, subject_context(subject_dir, maps, features, keep, affine, context, layout)], 1
+        )
+    trained_inputs = model.input_mean.numel()
+    if trained_inputs and x.shape[1] != trained_inputs:
+        raise CheckpointError(
+            f"the model takes {trained_inputs} inputs, predict built {x.shape[1]} "
+            f"({len(features)} features + context {context.describe()})",
+            subject_dir,
+            "use the checkpoint's own data settings (no data overrides) for prediction",
+        )
+    x = torch.from_numpy(x)
     with torch.inference_mode():
         proba = (
             torch.cat([model.predict_proba(chunk) for chunk in x.split(batch_size)])
@@ -116,10 +193,12 @@ def predict(cfg: DictConfig) -> Path:
             cfg.ckpt_path,
             "use a checkpoint of experiment=dti_mlp (or another DTI experiment)",
         )
+    check_context(data_cfg, cfg.get("context"), cfg.ckpt_path)
     model = build_model(checkpoint, cfg.ckpt_path)
+    layout = cfg.get("layout") or data_cfg.get("layout", "flat")
     source = choose_source(subject_dir, cfg.source, data_cfg["features"])
     classes, probabilities, affine = predict_subject(
-        model, subject_dir, data_cfg, source, cfg.mask, int(cfg.batch_size)
+        model, subject_dir, data_cfg, source, cfg.mask, int(cfg.batch_size), layout
     )
     output = Path(cfg.output) if cfg.output else subject_dir / "mrinet_tissue.nii.gz"
     stem = output.name[: -len(".nii.gz")] if output.name.endswith(".nii.gz") else output.stem
@@ -128,6 +207,21 @@ def predict(cfg: DictConfig) -> Path:
     save_nifti(proba_path, probabilities, affine)
     counts = {name: int((classes == k + 1).sum()) for k, name in enumerate(data_cfg["classes"])}
     log.info("wrote %s and %s; voxels per class: %s", output, proba_path, counts)
+    truth = subject_classes(subject_dir, classes.shape, affine, data_cfg, layout)
+    if truth is not None:  # labels at hand: how good is the written map?
+        import json
+
+        from mrinet.io.atomic import atomic_file
+
+        dice = dice_against_labels(classes, truth, list(data_cfg["classes"]))
+        dice_path = output.with_name(f"{stem}_dice.json")
+        with atomic_file(dice_path) as tmp:
+            tmp.write_text(json.dumps({"input": str(subject_dir), **dice}, indent=2))
+        log.info(
+            "Dice against the subject's labels (%s): %s",
+            dice_path.name,
+            {k: round(v, 3) for k, v in dice.items()},
+        )
     return output
 
 

@@ -4,8 +4,12 @@
         --center-fraction 0.08 --method pics
 
 Writes `out/<tag>/<volume>.h5` (see mrinet.io.fastmri). The reference is made by the SAME
-pipeline at R = 1 (same coil maps, coil combination, data scaling, solver and iterations), so
-a reference and its accelerated version differ only by acceleration artifacts; a plain RSS
+pipeline at R = 1 (same coil maps, coil combination, data scaling, solver, iterations and lam),
+so a reference and its accelerated version differ only by acceleration artifacts. With
+`--lam auto` (the default) lam is chosen once per volume by k-space cross-validation on the
+ACCELERATED data (`mrinet.mri.lam`; R = 1 data hold no unmeasured lines to validate on) and the
+same lam, on the shared scaling of the fully sampled data, reconstructs the reference; both
+files record it (attrs `lam`, `lam_rule`); a plain RSS
 reference would differ in background level too, and a classifier would learn that shortcut.
 Real fastMRI geometry (16 coils, 640 x 320/368 with readout oversampling) is reduced to the
 320 x 320 field of view as fastMRI does.
@@ -68,12 +72,19 @@ def _to_recon_size(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return center_crop(images, (min(h, size[0]), min(w, size[1])))
 
 
-def _solve(method, kspace, mask, maps, lam, iterations, wavelet, scale):
+def _solve(method, kspace, mask, maps, lam, iterations, wavelet, scale, source):
     from mrinet.mri.pics import pics_reconstruct, sense_reconstruct, zero_filled
 
     if method == "pics":
         return pics_reconstruct(
-            kspace * mask, mask, maps, lam=lam, iterations=iterations, wavelet=wavelet, scale=scale
+            kspace * mask,
+            mask,
+            maps,
+            lam=lam,
+            iterations=iterations,
+            wavelet=wavelet,
+            scale=scale,
+            source=source,
         )
     if method == "sense":
         return sense_reconstruct(kspace * mask, mask, maps, iterations=iterations)
@@ -87,16 +98,20 @@ def reconstruct_volume(
     center_fraction: float = 0.08,
     method: str = "pics",
     mask: str = "random",
-    lam: float | None = None,
+    lam: float | str | None = "auto",
     iterations: int | None = None,
     include_reference: bool = True,
     calib_width: int | None = None,
-    wavelet: str = "haar",
+    wavelet: str = "db4",
     recon_size: tuple[int, int] = (320, 320),
     device: str = "cpu",
     reference_noise: str = "none",
 ) -> dict[str, Path]:
     """Reconstruct one volume; returns {tag: path}. Existing outputs are kept (resumable).
+
+    `lam` (pics): a number on the data scaling, or "auto"/None: chosen on the accelerated data
+    by cross-validation and used for the reference too (module docstring). Non-finite k-space
+    raises `DataFormatError` naming the file, slice and coil.
 
     `reference_noise="matched"` adds complex white noise to the fully sampled k-space before
     the R=1 reconstruction (std per coil estimated from the k-space corners, times
@@ -109,7 +124,7 @@ def reconstruct_volume(
     from mrinet.mri.masks import EquispacedMask, RandomMask, center_width, seed_from_name
     from mrinet.mri.metrics import nmse, psnr, ssim
     from mrinet.mri.noise import add_complex_noise, estimate_noise_std, matched_noise_std
-    from mrinet.mri.pics import DEFAULT_LAM, data_scale, zero_filled
+    from mrinet.mri.pics import auto_lam, data_scale, require_finite, zero_filled
 
     kspace_path, out_dir = Path(kspace_path), Path(out_dir)
     name = kspace_path.stem
@@ -121,10 +136,11 @@ def reconstruct_volume(
     if all(p.exists() for p in outputs.values()):
         return outputs
     iterations = DEFAULT_ITERATIONS[method] if iterations is None else int(iterations)
-    lam = DEFAULT_LAM if (lam is None and method == "pics") else lam
+    source = str(kspace_path)
 
     volume = read_kspace_volume(kspace_path)
     kspace = torch.from_numpy(volume.kspace).to(device)
+    require_finite(kspace, source)
     kspace = remove_readout_oversampling(kspace, max(recon_size[0], 1))
     mask_fn = (RandomMask if mask == "random" else EquispacedMask)(
         [center_fraction], [acceleration]
@@ -142,11 +158,23 @@ def reconstruct_volume(
     maps = espirit_maps(kspace * under, calib_width=calib, mask=under, subsample=4)
     # one data scaling for reference and accelerated: that of the fully sampled data
     scale = data_scale(zero_filled(kspace, full, maps))
+    lam_rule = "given"
+    if method != "pics":
+        lam = None
+    elif lam is None or lam == "auto":
+        choice = auto_lam(kspace * under, under, maps, wavelet=wavelet, scale=scale, source=source)
+        lam, lam_rule = (
+            choice.lam,
+            f"auto: {choice.rule} on R={acceleration:g}, slices {choice.slices}",
+        )
+    else:
+        lam = float(lam)
     attrs_common = {
         "center_fraction": center_fraction,
         "method": method,
         "mask_type": mask,
-        "lam": lam if method == "pics" else None,
+        "lam": lam,
+        "lam_rule": lam_rule if method == "pics" else None,
         "iterations": iterations,
         "wavelet": wavelet,
         "calib_width": calib,
@@ -173,11 +201,11 @@ def reconstruct_volume(
                     "estimated_noise_std": sigma.cpu().numpy(),
                     "added_noise_std": added.cpu().numpy(),
                 }
-            ref = _solve(method, ref_kspace, full, maps, lam, iterations, wavelet, scale)
+            ref = _solve(method, ref_kspace, full, maps, lam, iterations, wavelet, scale, source)
             reference = _to_recon_size(ref.abs(), recon_size).float().cpu()
             write_reconstruction(ref_path, reference.numpy(), full.cpu().numpy(), ref_attrs)
     if not outputs[tag].exists():
-        image = _solve(method, kspace, under, maps, lam, iterations, wavelet, scale)
+        image = _solve(method, kspace, under, maps, lam, iterations, wavelet, scale, source)
         image = _to_recon_size(image.abs(), recon_size).float().cpu()
         metrics = None
         if reference is not None:
@@ -214,11 +242,11 @@ def reconstruct_dataset(
     center_fraction: float = 0.08,
     method: str = "pics",
     mask: str = "random",
-    lam: float | None = None,
+    lam: float | str | None = "auto",
     iterations: int | None = None,
     include_reference: bool = True,
     calib_width: int | None = None,
-    wavelet: str = "haar",
+    wavelet: str = "db4",
     workers: int = 1,
     device: str = "cpu",
     progress: bool = True,
@@ -308,6 +336,17 @@ def reconstruct_dataset(
     return out
 
 
+def _lam_arg(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--lam must be a number or 'auto', got {text!r}"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
     """Command line (see module docstring)."""
     p = argparse.ArgumentParser(description="Undersample and reconstruct fastMRI-style k-space.")
@@ -317,9 +356,15 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
     p.add_argument("--center-fraction", type=float, default=0.08)
     p.add_argument("--method", choices=METHODS, default="pics")
     p.add_argument("--mask", choices=MASKS, default="random")
-    p.add_argument("--lam", type=float, default=None, help="l1 weight on scaled data (pics)")
+    p.add_argument(
+        "--lam",
+        type=_lam_arg,
+        default="auto",
+        help="l1 weight on scaled data (pics), or auto: chosen per volume by k-space "
+        "cross-validation on the accelerated data, used for the reference too",
+    )
     p.add_argument("--iterations", type=int, default=None)
-    p.add_argument("--wavelet", choices=["haar", "db2", "db4"], default="haar")
+    p.add_argument("--wavelet", choices=["haar", "db2", "db4"], default="db4")
     p.add_argument("--calib-width", type=int, default=None)
     p.add_argument("--no-reference", action="store_true", help="skip the R=1 reference")
     p.add_argument(

@@ -1,4 +1,9 @@
-"""The default DTI experiment on the default simulated cohort lands in its expected accuracy band."""
+"""The DTI experiments on the default simulated cohort land in their measured Dice bands.
+
+Figures (docs/tissue_maps.md): dti_mlp test macro Dice ~0.66 (thalamus ~0.57, corpus callosum
+~0.41: FreeSurfer's midline slab cannot be told from the callosal white matter beside it by
+DTI values), dti_mlp_context ~0.90 (corpus callosum ~0.8).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,11 @@ import json
 import pytest
 
 
-@pytest.mark.slow
-def test_dti_mlp_default_reaches_about_0p9_never_1(tmp_path, data_dir, cli):
-    """Literature preset, 8 subjects, partial volume: an MLP should reach ~0.9, never 1.0."""
+def _train(tmp_path, data_dir, cli, experiment: str) -> dict:
     run_dir = tmp_path / "run"
     proc = cli(
         "mrinet.train",
-        "experiment=dti_mlp",
+        f"experiment={experiment}",
         f"paths.data_dir={data_dir}",
         f"hydra.run.dir={run_dir}",
         "extras.print_config=false",
@@ -23,6 +26,20 @@ def test_dti_mlp_default_reaches_about_0p9_never_1(tmp_path, data_dir, cli):
         timeout=1800,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    test = json.loads((run_dir / "metrics.json").read_text())["test"]
-    assert 0.80 <= test["test/bal_acc"] <= 0.98, test
-    assert 0.80 <= test["test/acc"] <= 0.98, test
+    return json.loads((run_dir / "metrics.json").read_text())["test"]
+
+
+@pytest.mark.slow
+def test_dti_mlp_default_dice_band(tmp_path, data_dir, cli):
+    """Voxel-only: WM near perfect, thalamus ~0.57, the midline callosum barely separable."""
+    test = _train(tmp_path, data_dir, cli, "dti_mlp")
+    assert 0.60 <= test["test/dice_macro"] <= 0.75, test
+    assert test["test/dice_cortical_wm"] >= 0.98 and test["test/dice_thalamus"] >= 0.50, test
+    assert test["test/acc"] >= 0.95, test
+
+
+@pytest.mark.slow
+def test_dti_mlp_context_separates_the_midline_callosum(tmp_path, data_dir, cli):
+    test = _train(tmp_path, data_dir, cli, "dti_mlp_context")
+    assert test["test/dice_macro"] >= 0.85, test
+    assert test["test/dice_corpus_callosum"] >= 0.70 and test["test/dice_thalamus"] >= 0.85, test

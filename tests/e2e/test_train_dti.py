@@ -67,6 +67,10 @@ def test_run_dir_holds_config_checkpoints_and_metrics(run):
         "test/loss",
         "test/f1_thalamus",
         "test/f1_corpus_callosum",
+        "test/dice_thalamus",
+        "test/dice_corpus_callosum",
+        "test/dice_cortical_wm",
+        "test/dice_macro",
     ):
         assert 0.0 <= metrics["test"][key] <= (1.0 if "loss" not in key else 10.0)
     assert metrics["test"]["test/acc"] > 0.5  # three classes: chance is ~0.33
@@ -83,6 +87,10 @@ def test_tensorboard_has_scalars_figures_and_resolved_hparams(run):
         "val/loss",
         "test/acc",
         "test/f1_macro",
+        "val/dice_macro",
+        "val/dice_thalamus",
+        "test/dice_macro",
+        "val/wm_called_thalamus",
         "lr-Adam",
     ):
         assert tag in tags["scalars"], sorted(tags["scalars"])
@@ -90,7 +98,7 @@ def test_tensorboard_has_scalars_figures_and_resolved_hparams(run):
     assert {"val/confusion_matrix", "test/confusion_matrix"} <= tags["images"]
     hparams = tags["hparams"]
     assert hparams["model/optimizer/lr"] == pytest.approx(0.003)
-    assert hparams["model/net/in_features"] == 5  # was ${len:${data.features}}
+    assert hparams["model/net/in_features"] == 5  # was ${mrinet_inputs:...}
     assert not [k for k, v in hparams.items() if "${" in str(v)]
 
 
@@ -169,6 +177,12 @@ def test_predict_writes_class_and_probability_maps_on_the_subject_grid(run, data
     p = np.asarray(proba.dataobj)[truth > 0]
     np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(p.argmax(-1) + 1, labels[truth > 0])
+    # labels at hand: predict reports the written map's Dice against them (hand count here)
+    dice = json.loads(out.with_name("tissue_dice.json").read_text())
+    for k, name in enumerate(["thalamus", "corpus_callosum", "cortical_wm"], start=1):
+        both = 2 * ((labels == k) & (truth == k)).sum()
+        assert dice[f"dice_{name}"] == pytest.approx(both / ((labels == k).sum() + (truth == k).sum()))
+    assert dice["dice_macro"] == pytest.approx(np.mean([dice[f"dice_{n}"] for n in ("thalamus", "corpus_callosum", "cortical_wm")]))
 
 
 def _has_cuda() -> bool:

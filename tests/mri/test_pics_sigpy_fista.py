@@ -6,7 +6,8 @@ import torch
 from mrinet.mri import fft2c, pics_reconstruct, zero_filled
 from mrinet.mri.coils import espirit_maps
 from mrinet.mri.masks import RandomMask
-from mrinet.mri.pics import data_scale
+from mrinet.mri.pics import PICS_COIL_TOLERANCE, data_scale
+from mrinet.mri.sense import DEFAULT_COIL_TOLERANCE
 from mrinet.mri.wavelets import Wavelet2d
 
 
@@ -24,7 +25,14 @@ def test_haar_pics_equals_sigpy_fista_with_the_same_levels():
     maps = espirit_maps(kspace, calib_width=20)
     mask = RandomMask([0.1], [4])(kspace.shape, seed=0)
     kspace = kspace * mask
-    ours = pics_reconstruct(kspace, mask, maps, iterations=30)[0]  # default coil compression
+    # the near-exact operator (CG-SENSE's bound): this test checks the algorithm; the looser
+    # PI-CS default (PICS_COIL_TOLERANCE, 1 %) moves this image by ~0.4 % (checked below)
+    ours, loose = (
+        pics_reconstruct(
+            kspace, mask, maps, lam=0.01, iterations=30, wavelet="haar", coil_tolerance=tol
+        )[0]
+        for tol in (DEFAULT_COIL_TOLERANCE, PICS_COIL_TOLERANCE)
+    )
     # sigpy's L1WaveletRecon, built by hand to give its Wavelet our number of levels (96 =
     # 2**5 * 3: 5 levels, every one on even sizes, where pywt's zero mode is the periodized
     # unitary transform); the same lam on the same data scaling
@@ -42,3 +50,4 @@ def test_haar_pics_equals_sigpy_fista_with_the_same_levels():
     )
     theirs = torch.from_numpy(app.run())
     assert float((ours - theirs).norm() / theirs.norm()) < 1e-4
+    assert float((loose - theirs).norm() / theirs.norm()) < 1e-2

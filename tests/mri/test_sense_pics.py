@@ -87,7 +87,7 @@ def test_fully_sampled_cg_sense_equals_coil_combination():
 def test_pics_psnr_within_half_db_of_sigpy_l1wavelet(wavelet):
     mr = pytest.importorskip("sigpy.mri")
     kspace, mask, maps, reference = _phantom_problem(n=96)
-    ours = pics_reconstruct(kspace, mask, maps, iterations=30, wavelet=wavelet)
+    ours = pics_reconstruct(kspace, mask, maps, lam=0.01, iterations=30, wavelet=wavelet)
     scale = float(data_scale(zero_filled(kspace, mask, maps))[0])
     app = mr.app.L1WaveletRecon(
         kspace[0].numpy(),

@@ -89,3 +89,24 @@ def test_bench_train_throughput_runs_on_the_device(device, capsys):
     assert ratios[256] > 0 and math.isfinite(ratios[256])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("ratio mrinet/hand") and last.endswith(f"{ratios[256]:.2f}x")
+
+
+def test_bench_pics_lam_study_reports_sigpy_best_mrinet_best_and_auto_per_case(capsys):
+    pytest.importorskip("sigpy")
+    pytest.importorskip("dipy")
+    argv = ["--lam-study", "--size", "96", "--coils", "4", "--iterations", "5", "--noise", "0.01"]
+    result = _script("bench_pics").run([*argv, "--volume-slices", "2", "--volume-repeats", "1"])
+    rows = result.lam_rows
+    assert [r.image.split()[0] for r in rows] == ["T1", "b0"]  # two contrasts, real images
+    for r in rows:
+        assert r.mrinet_best_psnr >= r.auto_psnr - 1e-6  # the grid's best bounds auto from above
+        assert r.sigpy_s > 0 and r.mrinet_s > 0 and r.auto_s > 0
+    assert result.ratio == pytest.approx(min(r.auto_psnr - r.mrinet_best_psnr for r in rows))
+    out = capsys.readouterr().out
+    assert out.count("| T1 (DIPY coronal) |") == 1 and "no GPU" in out
+    vol = result.volume_rows
+    assert [v.slices for v in vol] == [1, 2]  # the slice of most signal alone, then the volume
+    for v in vol:
+        assert v.fixed_s > 0 and v.auto_s > 0 and v.ratio > 0
+        assert v.psnr_auto == pytest.approx(v.psnr_fixed, abs=1e-4)  # same lam, same solve
+    assert "| b0 volume (DIPY S0) |" in out

@@ -116,3 +116,20 @@ def test_unknown_preset_and_scheme_raise():
         load_preset("nope")
     with pytest.raises(ValueError, match="scheme"):
         make_scheme(load_preset("lecture") | {"scheme": "dsi"}, np.random.default_rng(0))
+
+
+def test_off_midline_callosal_fibres_look_like_the_labelled_callosum():
+    """What a voxel-only model cannot separate: labelled CC vs the callosal WM either side."""
+    sim = simulate("literature", np.random.default_rng(3), **FAST)
+    keep = select_volumes(sim["bvals"])
+    fit = fit_tensor(
+        sim["dwi"][..., keep], sim["bvals"][keep], sim["bvecs"][keep], mask=sim["mask"]
+    )
+    fa = fit.fa.numpy()
+    cc_codes = CLASSES["cc"]
+    labelled = np.isin(sim["labels"], cc_codes)
+    callosal_wm = np.isin(sim["tissue"], cc_codes) & np.isin(sim["labels"], CLASSES["wm"])
+    other_wm = np.isin(sim["labels"], CLASSES["wm"]) & ~callosal_wm
+    assert callosal_wm.sum() > labelled.sum()
+    assert abs(fa[callosal_wm].mean() - fa[labelled].mean()) < 0.08
+    assert fa[callosal_wm].mean() > fa[other_wm].mean() + 0.15

@@ -52,3 +52,22 @@ def test_fractions_partition_unity_and_blur_borders():
     assert set(np.unique(hard["cc"]).tolist()) == {0.0, 1.0}
     cc = labels >= 251
     assert 0.2 < soft["cc"][cc].mean() < 0.95  # thin slab: partial volume inside it
+
+
+def test_freesurfer_labels_callosum_only_in_a_midline_slab():
+    from mrinet.sim.phantom import WM, make_brain_anatomy
+
+    shape, voxel = (72, 88, 72), 2.0
+    tissue, labels = make_brain_anatomy(shape, voxel, np.random.default_rng(6), 3.0)
+    # the tissue is the same anatomy the label-equals-tissue phantom draws from that seed
+    assert np.array_equal(tissue, make_brain_phantom(shape, voxel, np.random.default_rng(6)))
+    cc_tissue = np.isin(tissue, CC_SEGMENTS)
+    cc_label = np.isin(labels, CC_SEGMENTS)
+    assert cc_label.sum() < 0.45 * cc_tissue.sum()  # most callosal fibres are off the slab
+    relabelled = cc_tissue & ~cc_label
+    assert np.isin(labels[relabelled], WM).all()  # ... and FreeSurfer calls them 2/41
+    # labelled CC is a few voxels either side of the midline (rotations of +-5 deg included)
+    x_mm = (np.nonzero(cc_label)[0] - (shape[0] - 1) / 2) * voxel
+    assert np.abs(np.median(x_mm)) < 2.5 and np.percentile(np.abs(x_mm), 95) < 8.0
+    # everything else is labelled as its tissue
+    assert np.array_equal(labels[~cc_tissue], tissue[~cc_tissue])

@@ -7,12 +7,18 @@ import pytorch_lightning as pl
 
 class TissueMapLogger(pl.Callback):
     """Each validation epoch, log axial/coronal/sagittal slices of one validation subject to
-    TensorBoard: T1w, true classes and predicted classes (DTI voxel data with volumes only)."""
+    TensorBoard: T1w, true classes and predicted classes (DTI voxel data with volumes only).
+
+    The subject's inputs are the DataModule's (`example_subject()["x"]`: the same features and
+    spatial context as training) and classes come from the model's decision rule
+    (`predict_classes`), after the validation epoch has tuned it (hence on_validation_end).
+    The scalar `<split>/wm_called_thalamus` is the share of that subject's white-matter voxels
+    the map calls thalamus (the speckle the eye sees)."""
 
     def __init__(self, every_n_epochs: int = 1, split: str = "val") -> None:
         self.every_n_epochs, self.split = max(int(every_n_epochs), 1), split
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         if trainer.current_epoch % self.every_n_epochs:
@@ -29,18 +35,27 @@ class TissueMapLogger(pl.Callback):
         maps, true = example["maps"], example["classes"]
         features = list(maps)
         inside = true >= 0
-        x = torch.from_numpy(np.stack([maps[f][inside] for f in features], axis=1)).to(
-            pl_module.device
-        )
+        if "x" in example:
+            x = torch.from_numpy(example["x"]).to(pl_module.device)
+        else:
+            x = torch.from_numpy(np.stack([maps[f][inside] for f in features], axis=1))
+            x = x.to(pl_module.device)
         was_training = pl_module.training
         pl_module.eval()
         with torch.inference_mode():
-            predicted_flat = pl_module(x).argmax(1).cpu().numpy()
+            classify = getattr(pl_module, "predict_classes", None)
+            predicted_flat = (classify(x) if classify else pl_module(x).argmax(1)).cpu().numpy()
         pl_module.train(was_training)
         predicted = np.full(true.shape, -1, dtype=np.int64)
         predicted[inside] = predicted_flat
         t1w = maps["T1w"] if "T1w" in maps else maps[features[0]]
         names = pl_module.class_names or [str(i) for i in range(int(true.max()) + 1)]
+        if "thalamus" in names and "cortical_wm" in names:
+            wm = true[inside] == names.index("cortical_wm")
+            share = (
+                float((predicted_flat[wm] == names.index("thalamus")).mean()) if wm.any() else 0.0
+            )
+            writer.add_scalar(f"{self.split}/wm_called_thalamus", share, trainer.global_step)
         title = f"{example['name']} (epoch {trainer.current_epoch})"
         fig = tissue_map_figure(t1w, true, predicted, names, title)
         writer.add_figure(

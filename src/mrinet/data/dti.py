@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from mrinet.data.batches import TensorBatches
+from mrinet.data.context import ContextSpec
 from mrinet.data.spec import DataSpec, class_counts, require_splits
 from mrinet.data.splits import SPLITS, check_split_fractions, split_sizes, split_units
 from mrinet.data.voxels import Voxels, class_lookup, load_subjects, load_table, subject_voxels
@@ -51,9 +52,24 @@ class DTIDataModule(pl.LightningDataModule):
         steps_per_batch: int = 1,
         seed: int = 0,
         synthetic: Mapping | None = None,
+        context: str | Sequence[str] | None = "none",
+        patch_size: int = 3,
+        patch_dilation: int = 1,
+        layout: str = "flat",
     ) -> None:
         super().__init__()
         check_choice(source, SOURCES, "data.source", "data source")
+        from mrinet.io.layouts import get_layout
+
+        self.layout = get_layout(layout).name
+        # spatial context (data/context.py): coords and/or k^3 patches after the voxel's features
+        self.context = ContextSpec.from_config(context, patch_size, patch_dilation)
+        if self.context.kinds and source == "table":
+            raise ConfigError(
+                f"data.context={list(self.context.kinds)} needs whole volumes; a voxel table has none",
+                "data.context",
+                "use data.context=none with data.source=table, or read subject folders (nifti/dwi)",
+            )
         for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
             if int(value) < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {value}", key, f"e.g. {key}=1024")
@@ -98,7 +114,14 @@ class DTIDataModule(pl.LightningDataModule):
             self.label_file,
             self.volume_source,
             self.resample_labels,
+            self.context,
+            self.layout,
         )
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The model's input columns: data.features, then the spatial context's."""
+        return self.context.feature_names(self.features)
 
     def _cached_synthetic_voxels(self) -> Voxels:
         """The simulated cohort's class voxels, extracted once into an uncompressed .npz beside
@@ -107,7 +130,10 @@ class DTIDataModule(pl.LightningDataModule):
         from mrinet.io.locks import cache_lock
 
         root = self.subjects_root()
-        key = json.dumps([self.features, self.classes, self.label_map, self.label_file], sort_keys=True)
+        parts = [self.features, self.classes, self.label_map, self.label_file]
+        if self.context.kinds:  # voxel-only caches keep their old key
+            parts.append([list(self.context.kinds), self.context.patch_size, self.context.patch_dilation])
+        key = json.dumps(parts, sort_keys=True)
         cache = root / f".voxels-{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
         with cache_lock(cache):
             return self._voxels_npz(root, cache)
@@ -121,7 +147,9 @@ class DTIDataModule(pl.LightningDataModule):
             with np.load(cache) as saved:
                 subjects = pd.Categorical.from_codes(saved["codes"], categories=saved["names"].tolist())
                 return Voxels(saved["features"], saved["labels"], subjects)
-        voxels = load_subjects(root, self.features, self.classes, self.label_map, self.label_file)
+        voxels = load_subjects(
+            root, self.features, self.classes, self.label_map, self.label_file, context=self.context
+        )
         with atomic_file(cache) as tmp, open(tmp, "wb") as handle:
             names = np.asarray(voxels.subjects.categories, dtype=str)
             np.savez(handle, features=voxels.features, labels=voxels.labels, codes=voxels.subjects.codes, names=names)
@@ -151,10 +179,18 @@ class DTIDataModule(pl.LightningDataModule):
         if split not in self._examples:
             subject_dir = self.subjects_root() / self.split_units[split][0]
             lookup = class_lookup(self.classes, self.label_map)
-            _, _, volume = subject_voxels(
-                subject_dir, self.features, lookup, self.label_file, self.volume_source, self.resample_labels
+            x, _, volume = subject_voxels(
+                subject_dir,
+                self.features,
+                lookup,
+                self.label_file,
+                self.volume_source,
+                self.resample_labels,
+                self.context,
+                self.layout if self.source != "synthetic" else "flat",
             )
-            self._examples[split] = {"name": subject_dir.name, **volume}
+            # x: the model's inputs at the class voxels, as in training (context included)
+            self._examples[split] = {"name": subject_dir.name, "x": x, **volume}
         return self._examples[split]
 
     def prepare_data(self) -> None:

@@ -15,29 +15,38 @@ def dwi_feature_maps(
     b0_threshold: float = 50.0,
     shell_tolerance: float = 50.0,
     method: str = "wls",
-    t1w_file: str = "T1w.nii.gz",
+    t1w_file: str | None = None,
+    layout: str = "flat",
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Subject folder -> ({T1w, FA, MD, AD, RD}: (X, Y, Z) float32, affine 4x4).
 
-    Reads data.nii.gz + bvals + bvecs (+ nodif_brain_mask.nii.gz when present), keeps the b0s
+    Reads data.nii.gz + bvals + bvecs (+ nodif_brain_mask.nii.gz when present) where `layout`
+    (mrinet.io.layouts: `flat` or `hcp`, i.e. T1w/Diffusion/...) puts them, keeps the b0s
     (b <= b0_threshold; HCP stores them as b=5) and whole shells with mean b <= max_bval (HCP
     shells are jittered +-15, grouped with `shell_tolerance`), fits tensors in the mask
     (MD/AD/RD in um^2/ms, 0 outside) and reads T1w on the same grid.
     """
     from mrinet.errors import DataFormatError
     from mrinet.io.dwi import read_dwi_subject
+    from mrinet.io.layouts import check_hcp_subject, get_layout
     from mrinet.io.nifti import load_nifti
     from mrinet.mri.dti import fit_tensor, select_volumes
 
     subject_dir = Path(subject_dir)
-    dwi, bvals, bvecs, affine, mask = read_dwi_subject(subject_dir)
+    files = get_layout(layout)
+    if files.name == "hcp":
+        check_hcp_subject(subject_dir, label_file=None)  # every file but the labels
+    t1w_file = t1w_file or files.t1w
+    dwi, bvals, bvecs, affine, mask = read_dwi_subject(
+        subject_dir, files.dwi, files.bvals, files.bvecs, files.brain_mask
+    )
     keep = select_volumes(bvals, max_bval, b0_threshold, shell_tolerance)
     n_b0 = int((bvals[keep] <= b0_threshold).sum())
     if n_b0 == 0 or n_b0 == int(keep.sum()):
         raise DataFormatError(
             f"need b0 volumes (b <= {b0_threshold}) and a shell with b <= {max_bval} for the "
             f"tensor fit; b-values present: {sorted(set(np.round(bvals).tolist()))[:10]}",
-            subject_dir / "bvals",
+            subject_dir / files.bvals,
             "adjust max_bval / b0_threshold to the acquisition's b-values",
         )
     if mask is None:  # no brain mask: fit where the mean b0 has signal

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrinet.data.context import ContextSpec
 from mrinet.errors import ConfigError, DataFormatError
 
 log = logging.getLogger(__name__)
@@ -92,16 +93,18 @@ def class_lookup(classes: Sequence[str], label_map: Mapping[str, Sequence[int]])
 
 
 def read_subject(
-    subject_dir: str | Path, features: Sequence[str], source: str = "nifti"
+    subject_dir: str | Path, features: Sequence[str], source: str = "nifti", layout: str = "flat"
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One subject's feature maps ({name: 3D float32}, MD/AD/RD in um^2/ms) and their affine.
 
-    `nifti` reads the maps (or dtifit outputs); `dwi` fits tensors to the raw DWI itself.
+    `nifti` reads the maps (or dtifit outputs); `dwi` fits tensors to the raw DWI itself. An
+    HCP subject (`layout="hcp"`) ships no tensor maps: its tensors are always fitted from
+    T1w/Diffusion/data.nii.gz.
     """
-    if source == "dwi":
+    if source == "dwi" or layout == "hcp":
         from mrinet.data.dwi_features import dwi_feature_maps
 
-        maps, affine = dwi_feature_maps(subject_dir)
+        maps, affine = dwi_feature_maps(subject_dir, layout=layout)
         missing = [name for name in features if name not in maps]
         if missing:
             raise ConfigError(
@@ -116,16 +119,40 @@ def read_subject(
     return maps, affine
 
 
-def read_labels(subject_dir: Path, label_file: str, shape, affine, resample: bool = False) -> np.ndarray:
+def read_labels(
+    subject_dir: Path, label_file: str, shape, affine, resample: bool = False, layout: str = "flat"
+) -> np.ndarray:
     """The subject's label volume on the feature grid; another grid is resampled (nearest
-    neighbour) only when `resample` is set, else it is an error that names the fix."""
+    neighbour) only when `resample` is set (always for HCP's 0.7 mm aparc+aseg), else it is an
+    error that names the fix. NIfTI or FreeSurfer .mgz."""
+    from mrinet.io.layouts import get_layout
     from mrinet.io.subjects import read_label_volume
 
-    if resample:
+    files = get_layout(layout)
+    path = files.label_path(Path(subject_dir), label_file)
+    if resample or not files.labels_on_diffusion_grid:
         from mrinet.io.resample import load_labels_on_grid
 
-        return load_labels_on_grid(subject_dir / label_file, shape, affine, resample=True)
-    return read_label_volume(subject_dir / label_file, shape, affine)
+        return load_labels_on_grid(path, shape, affine, resample=True)
+    return read_label_volume(path, shape, affine)
+
+
+def read_brain_mask(subject_dir: Path, shape, affine, layout: str = "flat"):
+    """The subject's brain mask (bool X, Y, Z) and its path; (None, path) when it is absent."""
+    from mrinet.io.layouts import get_layout
+    from mrinet.io.nifti import load_nifti
+
+    path = Path(subject_dir) / get_layout(layout).brain_mask
+    if not path.is_file():
+        return None, path
+    mask, mask_affine = load_nifti(path, ndim=3)
+    if mask.shape != tuple(shape) or not np.allclose(mask_affine, affine, atol=1e-4):
+        raise DataFormatError(
+            f"brain mask grid {mask.shape} differs from the feature maps' {tuple(shape)}",
+            path,
+            "give the brain mask on the diffusion grid (FSL bet on the b0 image)",
+        )
+    return mask > 0, path
 
 
 def subject_voxels(
@@ -135,21 +162,52 @@ def subject_voxels(
     label_file: str,
     source: str = "nifti",
     resample_labels: bool = False,
+    context: ContextSpec | None = None,
+    layout: str = "flat",
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Class voxels of one subject -> (features (N, F), class index (N,), volume info)."""
-    maps, affine = read_subject(subject_dir, features, source)
+    """Class voxels of one subject -> (inputs (N, F + K), class index (N,), volume info).
+
+    Inputs are the features, then the spatial context columns (`context`, data/context.py)."""
+    if layout == "hcp":
+        from mrinet.io.layouts import check_hcp_subject
+
+        check_hcp_subject(subject_dir, label_file)
+    maps, affine = read_subject(subject_dir, features, source, layout)
     shape = next(iter(maps.values())).shape
-    labels = read_labels(subject_dir, label_file, shape, affine, resample_labels)
+    labels = read_labels(subject_dir, label_file, shape, affine, resample_labels, layout)
     codes = np.array(sorted(lookup), dtype=np.int64)
     mask = np.isin(labels, codes)
     convert_diffusivity_units(maps, str(subject_dir), mask if mask.any() else None)
     if "FA" in maps:
         check_fa_range(maps["FA"][mask], str(subject_dir / "FA"))
     x = np.stack([maps[name][mask] for name in features], axis=1).astype(np.float32)
+    if context is not None and context.kinds:
+        x = np.concatenate([x, subject_context(subject_dir, maps, features, mask, affine, context, layout)], 1)
     table = np.full(int(codes.max()) + 1 if codes.size else 1, -1, dtype=np.int64)
     table[codes] = [lookup[int(c)] for c in codes]
     classes = np.where(mask, table[np.clip(labels, 0, len(table) - 1)], -1)
     return x, classes[mask], {"maps": maps, "affine": affine, "classes": classes}
+
+
+def subject_context(
+    subject_dir: Path,
+    maps: Mapping[str, np.ndarray],
+    features: Sequence[str],
+    inside: np.ndarray,
+    affine: np.ndarray,
+    context: ContextSpec,
+    layout: str = "flat",
+) -> np.ndarray:
+    """Context columns (N, K) of the voxels in `inside` (coords need the subject's brain mask)."""
+    from mrinet.data.context import context_columns
+
+    brain, brain_path = (None, None)
+    if "coords" in context.kinds:
+        brain, brain_path = read_brain_mask(subject_dir, inside.shape, affine, layout)
+    return context_columns(
+        dict(maps), features, inside, affine, context.kinds, context.patch_size, brain,
+        brain_path or subject_dir, context.patch_dilation,
+    )
 
 
 def load_subjects(
@@ -160,6 +218,8 @@ def load_subjects(
     label_file: str = "aparc+aseg.nii.gz",
     source: str = "nifti",
     resample_labels: bool = False,
+    context: ContextSpec | None = None,
+    layout: str = "flat",
 ) -> Voxels:
     """Read every subject folder and keep the voxels whose label code maps to a class."""
     from mrinet.io.subjects import list_subjects
@@ -170,7 +230,9 @@ def load_subjects(
     folders = list_subjects(subjects_dir)
     parts, codes, labels_all = [], [], []
     for index, subject_dir in enumerate(folders):
-        x, y, _ = subject_voxels(subject_dir, features, lookup, label_file, source, resample_labels)
+        x, y, _ = subject_voxels(
+            subject_dir, features, lookup, label_file, source, resample_labels, context, layout
+        )
         parts.append(x)
         labels_all.append(y)
         codes.append(np.full(len(y), index, dtype=np.int32))

@@ -13,7 +13,7 @@ from mrinet.io.atomic import atomic_file
 
 
 def load_nifti(path: str | Path, ndim: int | None = None, dtype=np.float32):
-    """Read a NIfTI image -> (array, affine 4x4); `ndim` checks the dimensionality (3 for maps)."""
+    """Read a NIfTI (or FreeSurfer .mgz) image -> (array, affine 4x4); `ndim` checks 3D maps."""
     import nibabel as nib
 
     path = Path(path)
@@ -79,15 +79,27 @@ def diagnose_nifti(path: str | Path) -> str:
     return "not a NIfTI image (no NIfTI magic in the header)"
 
 
+MGH_DTYPES = (np.uint8, np.int16, np.int32, np.float32)  # what FreeSurfer's .mgz can hold
+
+
 def save_nifti(path: str | Path, data, affine, dtype=None) -> Path:
-    """Write `data` with `affine` to `path` atomically (temporary name, then rename)."""
+    """Write `data` with `affine` to `path` atomically (temporary name, then rename).
+
+    A `.mgz` path writes FreeSurfer's MGH format instead (integers as int32, floats float32).
+    """
     import nibabel as nib
 
     path = Path(path)
     arr = np.asarray(data if dtype is None else np.asarray(data).astype(dtype))
-    img = nib.Nifti1Image(arr, np.asarray(affine, dtype=np.float64))
-    img.header.set_xyzt_units("mm", "sec")
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    if path.name.endswith(".mgz"):
+        if arr.dtype.type not in MGH_DTYPES:
+            arr = arr.astype(np.int32 if arr.dtype.kind in "iub" else np.float32)
+        img = nib.MGHImage(arr, np.asarray(affine, dtype=np.float64))
+        suffix = ".mgz"
+    else:
+        img = nib.Nifti1Image(arr, np.asarray(affine, dtype=np.float64))
+        img.header.set_xyzt_units("mm", "sec")
+        suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
     with atomic_file(path) as tmp:
         tmp_named = tmp.with_name(tmp.name + suffix)  # nibabel picks compression from the suffix
         nib.save(img, str(tmp_named))

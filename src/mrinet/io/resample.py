@@ -51,7 +51,9 @@ def load_labels_on_grid(
     """
     from mrinet.errors import DataFormatError
     from mrinet.io.nifti import load_nifti
+    from mrinet.io.subjects import find_label_file
 
+    path = find_label_file(path)
     labels, affine = load_nifti(path, ndim=3, dtype=np.int32)
     same_grid = labels.shape == tuple(target_shape) and np.allclose(
         affine, target_affine, atol=1e-4
@@ -63,7 +65,7 @@ def load_labels_on_grid(
             f"label volume grid {labels.shape} differs from the diffusion grid "
             f"{tuple(target_shape)} (or their affines differ)",
             path,
-            "set resample_labels=true to resample it with nearest neighbour, or give labels on "
+            "set data.resample_labels=true to resample it with nearest neighbour, or give labels on "
             "the diffusion grid",
         )
     return resample_labels(labels, affine, target_shape, target_affine)

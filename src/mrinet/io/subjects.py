@@ -10,7 +10,7 @@ import numpy as np
 from mrinet.errors import DataFormatError, DataNotFoundError
 from mrinet.io.nifti import load_nifti
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
+NIFTI_SUFFIXES = (".nii.gz", ".nii", ".mgz")  # FreeSurfer .mgz loads wherever a NIfTI does
 # FSL dtifit names: AD = L1, RD = (L2 + L3) / 2
 DTIFIT = {"FA": ("dti_FA",), "MD": ("dti_MD",), "AD": ("dti_L1",), "RD": ("dti_L2", "dti_L3")}
 
@@ -37,7 +37,7 @@ def list_subjects(subjects_dir: str | Path) -> list[Path]:
 
 
 def find_nifti(folder: Path, stem: str) -> Path | None:
-    """`folder/stem.nii.gz` or `folder/stem.nii`, whichever exists."""
+    """`folder/stem.nii.gz`, `.nii` or `.mgz`, whichever exists first."""
     for suffix in NIFTI_SUFFIXES:
         if (path := folder / f"{stem}{suffix}").is_file():
             return path
@@ -100,9 +100,24 @@ def _check_same_grid(path, shape, affine, ref_path, ref_shape, ref_affine) -> No
         )
 
 
-def read_label_volume(path: str | Path, shape, affine) -> np.ndarray:
-    """Integer label volume (e.g. FreeSurfer aparc+aseg) on the same grid as the feature maps."""
+def find_label_file(path: str | Path) -> Path:
+    """The label volume at `path`, or the same name with another image suffix (.nii.gz, .nii,
+    .mgz: `aparc+aseg.nii.gz` finds FreeSurfer's `aparc+aseg.mgz`); `path` itself when none."""
     path = Path(path)
+    if path.is_file():
+        return path
+    name = path.name
+    stem = next((name[: -len(s)] for s in NIFTI_SUFFIXES if name.endswith(s)), None)
+    if stem is not None:
+        found = find_nifti(path.parent, stem)
+        if found is not None:
+            return found
+    return path
+
+
+def read_label_volume(path: str | Path, shape, affine) -> np.ndarray:
+    """Integer label volume (FreeSurfer aparc+aseg, NIfTI or .mgz) on the feature maps' grid."""
+    path = find_label_file(path)
     labels, label_affine = load_nifti(path, ndim=3, dtype=np.float64)
     if tuple(labels.shape) != tuple(shape):
         raise DataFormatError(

@@ -11,11 +11,16 @@ from torch import nn
 
 from mrinet.data.spec import BatchGroup, DataSpec
 from mrinet.errors import ConfigError, check_choice
+from mrinet.models.decision import tune_offsets, weighting_offsets
 from mrinet.models.grouped_steps import GroupedSteps
 from mrinet.models.metrics import ConfusionCounts, batch_confusion, confusion_metrics
 
 LOSSES = ("cross_entropy", "quadratic")
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
+# which class a sample gets from its logits (mrinet.models.decision; docs/tissue_maps.md):
+# argmax | logit_adjusted (undo the class weights' bias: + log priors) | tuned (then per-class
+# offsets tuned on each validation epoch for macro Dice, kept with the checkpoint)
+DECISIONS = ("argmax", "logit_adjusted", "tuned")
 
 
 def quadratic_cost(
@@ -41,7 +46,10 @@ class Classifier(GroupedSteps, pl.LightningModule):
     training split's input statistics and class weights as buffers, so inputs are standardised
     inside the model and a checkpoint predicts on raw data.
     Metrics come from one confusion matrix per stage, updated with a bincount each step and
-    turned into accuracy, balanced accuracy and per-class F1 at epoch end (cheap, DDP-exact).
+    turned into accuracy, balanced accuracy and per-class Dice/F1 at epoch end (cheap, DDP-exact).
+    The predicted class is argmax(logits + logit_offset) (`decision`): with `tuned`, the offsets
+    that maximise validation macro Dice are re-fitted at each validation epoch from that epoch's
+    logits and saved with the checkpoint, so test, eval, predict and the tissue maps use them.
     """
 
     def __init__(
@@ -57,6 +65,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         grad_norm_every_n_steps: int | None = None,
         steps_per_batch: int = 1,
         figures_every_n_epochs: int = 1,
+        decision: str = "argmax",
     ) -> None:
         super().__init__()
         for key, value in (
@@ -67,6 +76,8 @@ class Classifier(GroupedSteps, pl.LightningModule):
                 raise ConfigError(f"{key} must be >= 1, got {value}", key, f"e.g. {key}=1")
         check_choice(loss, LOSSES, "model.loss")
         check_choice(output_activation, OUTPUT_ACTIVATIONS, "model.output_activation")
+        check_choice(decision, DECISIONS, "model.decision")
+        self.decision = decision
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -84,6 +95,8 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self.register_buffer("input_mean", torch.zeros(0))
         self.register_buffer("input_std", torch.ones(0))
         self.register_buffer("class_weight", torch.zeros(0))
+        self.register_buffer("logit_offset", torch.zeros(0))  # (C,) added before the argmax
+        self._val_logits: list[tuple[torch.Tensor, torch.Tensor]] = []  # for decision=tuned
         self._confmats = nn.ModuleDict()  # one ConfusionCounts per stage, synced at epoch end
         self._counts: dict[str, torch.Tensor] = {}  # this process's counts of the running epoch
         self._loss_sums: dict[str, list[torch.Tensor]] = {}
@@ -117,6 +130,15 @@ class Classifier(GroupedSteps, pl.LightningModule):
             self.input_mean, self.input_std = torch.zeros(0), torch.ones(0)
         weights = spec.tensor("class_weights")
         self.class_weight = torch.zeros(0) if weights is None else weights.to(self.device)
+        if self.logit_offset.numel() != spec.num_classes:  # a loaded checkpoint keeps its own
+            self.logit_offset = self.start_offsets().to(self.device)
+
+    def start_offsets(self) -> torch.Tensor:
+        """Offsets before any tuning: undo the class weighting unless decision=argmax."""
+        n = self.num_classes
+        if self.decision == "argmax" or not self.class_weight.numel():
+            return torch.zeros(n)
+        return weighting_offsets(self.class_weight.cpu())
 
     def setup(self, stage: str) -> None:
         if self.data_spec is None:
@@ -142,7 +164,9 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # buffers whose size comes from the data: take the checkpoint's size
-        for name in ("input_mean", "input_std", "class_weight"):
+        # checkpoints from before the decision rule: no offsets, i.e. plain argmax
+        state_dict.setdefault(prefix + "logit_offset", torch.zeros(0))
+        for name in ("input_mean", "input_std", "class_weight", "logit_offset"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -154,13 +178,27 @@ class Classifier(GroupedSteps, pl.LightningModule):
             x = (x - self.input_mean) / self.input_std
         return self.net(x)
 
+    def decide(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> predicted class (N,): argmax after the decision rule's offsets."""
+        if self.logit_offset.numel():
+            logits = logits + self.logit_offset
+        return logits.argmax(1)
+
+    def predict_classes(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw inputs -> predicted class indices (N,) by the model's decision rule."""
+        return self.decide(self(x))
+
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities as the cost defines them (softmax, or sigmoid outputs renormalised)."""
+        """Class probabilities as the cost defines them (softmax, or sigmoid outputs renormalised),
+        reweighted by exp(logit_offset): their argmax is `predict_classes`."""
         logits = self(x)
         if self.loss_name == "quadratic" and self.output_activation == "sigmoid":
             a = torch.sigmoid(logits)
-            return a / a.sum(1, keepdim=True).clamp(min=1e-12)
-        return torch.softmax(logits, dim=1)
+        else:
+            a = torch.softmax(logits, dim=1)
+        if self.logit_offset.numel():
+            a = a * torch.exp(self.logit_offset - self.logit_offset.max())
+        return a / a.sum(1, keepdim=True).clamp(min=1e-12)
 
     def cost(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = self.class_weight if self.class_weight.numel() else None
@@ -190,7 +228,9 @@ class Classifier(GroupedSteps, pl.LightningModule):
         x, y = batch[0], batch[1]
         logits = self(x)
         loss = self.cost(logits, y)
-        counts = batch_confusion(logits.detach().argmax(1), y, logits.shape[1])
+        if stage == "val" and self.decision == "tuned":
+            self._val_logits.append((logits.detach(), y))
+        counts = batch_confusion(self.decide(logits.detach()), y, logits.shape[1])
         self._counts[stage] = counts if stage not in self._counts else self._counts[stage] + counts
         # epoch loss = the cost over the whole epoch, whatever the batching: weight each batch
         # by what its cost divides by (sum of class weights for weighted cross-entropy, else N)
@@ -250,8 +290,26 @@ class Classifier(GroupedSteps, pl.LightningModule):
         return (self.global_step + 1) % max(every, 1) == 0
 
     # ---- epoch ends: metrics, figures ------------------------------------------------------
+    def _tune_offsets(self) -> torch.Tensor | None:
+        """decision=tuned: fit the offsets to this validation epoch's logits (rank 0's under
+        DDP, broadcast to all ranks) and return this rank's confusion counts under them."""
+        stored, self._val_logits = self._val_logits, []
+        if not stored:
+            return None
+        logits = torch.cat([s[0] for s in stored])
+        target = torch.cat([s[1] for s in stored])
+        offsets = tune_offsets(logits, target, start=self.start_offsets())
+        if self._trainer is not None and self.trainer.world_size > 1:
+            offsets = self.trainer.strategy.broadcast(offsets, src=0)
+        self.logit_offset = offsets.to(self.device)
+        return batch_confusion(self.decide(logits), target, logits.shape[1])
+
     def _epoch_end(self, stage: str) -> None:
         counts = self._counts.pop(stage, None)
+        if stage == "val" and self.decision == "tuned" and not self.trainer.sanity_checking:
+            tuned = self._tune_offsets()
+            counts = tuned if tuned is not None else counts
+        self._val_logits = []
         if counts is None:
             return
         metric = self._confmat(stage)

@@ -9,10 +9,12 @@ from torchmetrics import Metric
 
 
 def confusion_metrics(confmat: torch.Tensor, class_names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Accuracy, balanced accuracy (macro recall), macro F1 and per-class F1/recall.
+    """Accuracy, balanced accuracy (macro recall), per-class Dice/F1/recall/precision, macros.
 
-    `confmat[i, j]` counts samples of true class i predicted as j. Classes absent from the
-    targets are left out of the macro averages (as sklearn's balanced_accuracy_score does).
+    `confmat[i, j]` counts samples of true class i predicted as j. Dice of class c,
+    2 |P_c & T_c| / (|P_c| + |T_c|), is the segmentation field's name for its F1; both are
+    logged (`dice_<class>`, `dice_macro`: tissue maps; `f1_*`: classification). Classes absent
+    from the targets are left out of the macro averages (as sklearn's balanced_accuracy_score).
     """
     confmat = confmat.double()
     tp = confmat.diag()
@@ -28,7 +30,9 @@ def confusion_metrics(confmat: torch.Tensor, class_names: Sequence[str]) -> dict
         "bal_acc": recall[present].mean() if present.any() else total.new_zeros(()),
         "f1_macro": f1[present].mean() if present.any() else total.new_zeros(()),
     }
+    out["dice_macro"] = out["f1_macro"]
     for i, name in enumerate(class_names):
+        out[f"dice_{name}"] = f1[i]
         out[f"f1_{name}"] = f1[i]
         out[f"recall_{name}"] = recall[i]
         out[f"precision_{name}"] = precision[i]

@@ -85,8 +85,28 @@ class SenseOperator:
         )
         self._demodulate = self._phase.conj() * self.mask  # mask and shift phase in one factor
         self._lipschitz: torch.Tensor | None = None
+        self._normal_maps: tuple[torch.Tensor, torch.Tensor] | None = None
         if self.columns and not self.full:
             self._plan_rows()
+        elif not self.full and self.coil_tolerance > 0:
+            self._compress_global()
+
+    def _compress_global(self) -> None:
+        """2-D masks: the same bound with ONE coil mixing per slice (all pixels), which commutes
+        with any mask: sum_c S_c^H F^H M F S_c = sum_k V_k^H F^H M F V_k for V = U^H S, U
+        unitary; dropping the weak virtual coils leaves a PSD remainder of norm <= max_pixel
+        sum_{k>=K} |V_k|^2, kept below `coil_tolerance` * `lipschitz()` (e.g. the
+        cross-validation training mask of `mrinet.mri.lam`). Only `normal` uses them."""
+        b, c = self.coil_maps.shape[:2]
+        flat = self.coil_maps.reshape(b, c, -1)
+        vectors = torch.linalg.eigh(torch.matmul(flat, flat.mH).to(torch.complex128))[1]
+        virtual = torch.matmul(vectors.mH.to(flat.dtype), flat)  # weakest first
+        tail = torch.view_as_real(virtual * virtual.conj())[..., 0].cumsum(1).amax(dim=-1)
+        self._lipschitz = tail[:, -1]  # max over pixels of sum_c |S_c|^2 (mixing keeps it)
+        keep = c - int((tail <= self.coil_tolerance * self._lipschitz[:, None]).sum(1).amin())
+        if keep < c:
+            maps = virtual[:, c - keep :].reshape(b, keep, *self.coil_maps.shape[-2:])
+            self._normal_maps = (maps, maps.conj_physical())
 
     def _plan_rows(self) -> None:
         """Blocks of rows for the 1-D normal operator, each with its (virtual) coil maps.
@@ -140,12 +160,13 @@ class SenseOperator:
         """A^H A image (B, H, W) -> (B, H, W); the mask is idempotent, so it is applied once."""
         if self.columns and not self.full:
             return self._normal_rows(image)
-        coil_images = self.coil_maps * image[:, None]
+        maps, maps_conj = self._normal_maps or (self.coil_maps, self.coil_maps_conj)
+        coil_images = maps * image[:, None]
         if self.full:
-            return coil_images.mul_(self.coil_maps_conj).sum(dim=1)
+            return coil_images.mul_(maps_conj).sum(dim=1)
         kspace = torch.fft.fft2(coil_images, norm="ortho").mul_(self._cmask)
         coil_images = torch.fft.ifft2(kspace, norm="ortho")
-        return coil_images.mul_(self.coil_maps_conj).sum(dim=1)
+        return coil_images.mul_(maps_conj).sum(dim=1)
 
     def _normal_rows(self, image: torch.Tensor) -> torch.Tensor:
         """A^H A for a mask constant along H: 1-D FFTs along W, block of rows by block."""

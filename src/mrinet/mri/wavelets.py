@@ -148,14 +148,55 @@ class Wavelet2d:
         `threshold` is a scalar or (B, 1) per slice; all subbands (approximation included) are
         shrunk, as in sigpy's L1WaveletRecon.
         """
-        if self.wavelet != "haar" or not image.is_complex():
+        if not image.is_complex():
             if isinstance(threshold, torch.Tensor):
                 threshold = threshold.reshape(-1, 1, 1, 1)
             return self.inverse([soft_threshold(c, threshold) for c in self.forward(image)])
+        if self.wavelet != "haar":
+            return self._conv_shrink(image, threshold)
         return self._haar_shrink(image, threshold)
 
+    def _conv_shrink(self, image: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+        """`shrink` for filters longer than Haar, on real (real part | imaginary part) stacks.
+
+        The coefficients stay real (2B, k, h, w), (real, imag) per slice: no complex <-> real copy
+        per level, and |z| is sqrt(re^2 + im^2) of the two halves (torch's complex abs is ~5x
+        slower), so the transform costs only its convolutions.
+        """
+        b = image.shape[0]
+        x = torch.view_as_real(image).permute(0, 3, 1, 2).reshape(2 * b, 1, *image.shape[-2:])
+        if self.padded != self.shape:
+            x = F.pad(x, (0, self.padded[1] - self.shape[1], 0, self.padded[0] - self.shape[0]))
+        (bank, synth), (left, right) = self._filters(x), self._pads()
+        bands = []
+        for _ in range(self.levels):
+            if left + right:
+                x = F.pad(x, (left, right, left, right), mode="circular")
+            y = F.conv2d(x, bank, stride=2)  # (2B, 4, h/2, w/2): LL, LH, HL, HH
+            bands.append(y)
+            x = y[:, :1]
+        t = threshold.reshape(-1, 1, 1, 1) if isinstance(threshold, torch.Tensor) else threshold
+        for level, y in enumerate(bands):  # shrink details, and the approximation at the end
+            part = y if level == self.levels - 1 else y[:, 1:]
+            re, im = part[0::2], part[1::2]  # (real, imag) pairs per slice
+            power = torch.addcmul(re * re, im, im).clamp_min_(1e-30)
+            factor = power.rsqrt_().mul_(t).neg_().add_(1).clamp_min_(0)
+            re.mul_(factor)
+            im.mul_(factor)
+        half = synth.shape[-1] // 2
+        x = bands[-1][:, :1]
+        for y in reversed(bands):
+            y[:, :1] = x
+            if half:
+                y = F.pad(y, (half, half, half, half), mode="circular")
+            x = _interleave(F.conv2d(y, synth))
+        x = x[..., : self.shape[0], : self.shape[1]]
+        return torch.view_as_complex(
+            x.reshape(b, 2, *x.shape[-2:]).permute(0, 2, 3, 1).contiguous()
+        )
+
     def _haar_plan(self, b: int, like: torch.Tensor):
-        """Buffers of the fused Haar shrink (cached per batch size, dtype and device).
+        """Buffers of the fused Haar shrink, kept for the last (batch size, dtype, device) used.
 
         Level l stores one complex block (B, 2 column filters, 2 row filters, h, w) of
         UNNORMALISED sums and differences (2**(l+1) times the orthonormal coefficients); the
@@ -255,7 +296,7 @@ class Wavelet2d:
                 y = F.pad(y, (half, half, half, half), mode="circular")
             # polyphase synthesis: one stride-1 conv gives the 2 x 2 output phases, then
             # interleave them (much faster on CPU than a strided transposed convolution)
-            x = F.pixel_shuffle(F.conv2d(y, synth), 2)
+            x = _interleave(F.conv2d(y, synth))
         x = x[..., : self.shape[0], : self.shape[1]]
         return torch.view_as_complex(
             x.reshape(b, 2, *x.shape[-2:]).permute(0, 2, 3, 1).contiguous()
@@ -286,6 +327,13 @@ def _synthesis_bank(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     return bank
 
 
+def _interleave(y: torch.Tensor) -> torch.Tensor:
+    """(N, 4, h, w) 2 x 2 output phases -> (N, 1, 2h, 2w): `F.pixel_shuffle(y, 2)` as one
+    permuted copy (~3x faster than pixel_shuffle on CPU at 96 x 96, measured)."""
+    n, _, h, w = y.shape
+    return y.view(n, 2, 2, h, w).permute(0, 3, 1, 4, 2).reshape(n, 1, 2 * h, 2 * w)
+
+
 def _to_complex(x: torch.Tensor, b: int) -> torch.Tensor:
     """Real (2B, k, h, w) holding (real, imag) pairs -> complex (B, k, h, w)."""
     x = x.reshape(b, 2, *x.shape[1:]).movedim(1, -1).contiguous()
@@ -301,13 +349,3 @@ def soft_threshold(z: torch.Tensor, threshold: float | torch.Tensor) -> torch.Te
     """Complex soft thresholding: shrink |z| by `threshold`, keep the phase (prox of l1)."""
     mag = z.abs()
     return z * torch.clamp(1 - threshold / mag.clamp_min(1e-30), min=0)
-
-
-def soft_threshold_(z: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
-    """In-place complex soft thresholding of z (B, N); `threshold` scalar or (B, 1).
-
-    |z| comes from z * conj(z) and one rsqrt: torch's complex abs is ~5x slower here.
-    """
-    power = torch.view_as_real(z * z.conj())[..., 0]
-    factor = power.clamp_min(1e-30).rsqrt_().mul_(threshold).neg_().add_(1).clamp_min_(0)
-    return z.mul_(factor)

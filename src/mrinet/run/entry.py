@@ -21,6 +21,8 @@ def register_resolvers() -> None:
     """OmegaConf resolvers used by the configs (must exist before Hydra composes)."""
     if not OmegaConf.has_resolver("len"):
         OmegaConf.register_new_resolver("len", lambda x: len(x))
+    if not OmegaConf.has_resolver("mrinet_inputs"):  # configs/model/mlp*.yaml: in_features
+        OmegaConf.register_new_resolver("mrinet_inputs", model_inputs)
     if not OmegaConf.has_resolver("mrinet_cwd"):  # configs/paths/default.yaml: root_dir
         OmegaConf.register_new_resolver("mrinet_cwd", launch_cwd)
     if not OmegaConf.has_resolver("mrinet_run_dir"):  # configs/hydra/default.yaml: run.dir
@@ -43,6 +45,15 @@ def register_resolvers() -> None:
         from mrinet.run.sweep import optuna_direction
 
         OmegaConf.register_new_resolver("optuna_direction", optuna_direction)
+
+
+def model_inputs(features, context="none", patch_size=3) -> int:
+    """Resolver `mrinet_inputs`: input columns of a voxel model, data.features + spatial context."""
+    from mrinet.data.context import context_feature_names
+
+    if context is not None and not isinstance(context, str):
+        context = list(context)
+    return len(context_feature_names(list(features), context, int(patch_size)))
 
 
 def launch_cwd(*, _root_: DictConfig) -> str:

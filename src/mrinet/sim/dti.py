@@ -16,7 +16,7 @@ from importlib import resources
 import numpy as np
 
 from mrinet.errors import check_choice
-from mrinet.sim.phantom import TISSUES, make_brain_phantom, tissue_fractions
+from mrinet.sim.phantom import TISSUES, make_brain_anatomy, tissue_fractions
 
 PRESETS = ("lecture", "literature")
 
@@ -107,12 +107,17 @@ def _add_rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> n
 
 
 def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One subject: labels (X,Y,Z) int32, dwi (X,Y,Z,N) (dtype `dwi_dtype`), bvals (N,), bvecs (N,3),
-    t1w (X,Y,Z) float32, mask (X,Y,Z) bool, and the pure-tissue ground truth ad/rd (um^2/ms)."""
+    """One subject: labels (X,Y,Z) int32 (FreeSurfer's view), tissue (X,Y,Z) int32 (what the
+    signals come from), dwi (X,Y,Z,N) (dtype `dwi_dtype`), bvals (N,), bvecs (N,3), t1w (X,Y,Z)
+    float32, mask (X,Y,Z) bool, and the pure-tissue ground truth ad/rd (um^2/ms)."""
     shape = tuple(int(n) for n in params["grid"]["shape"])
-    labels = make_brain_phantom(shape, float(params["grid"]["voxel_mm"]), rng)
+    phantom = params.get("phantom") or {}
+    tissue, labels = make_brain_anatomy(
+        shape, float(params["grid"]["voxel_mm"]), rng, phantom.get("cc_label_half_width_mm")
+    )
     bvals, bvecs = make_scheme(params, rng)
-    fractions = tissue_fractions(labels, float(params["partial_volume_sigma_vox"]))
+    # partial volume mixes tissues, so fractions come from the tissue volume, not the labels
+    fractions = tissue_fractions(tissue, float(params["partial_volume_sigma_vox"]))
     head = fractions["background"] < 0.999
     n_head = int(head.sum())
     rho = float(params["smooth_fraction"])
@@ -181,6 +186,7 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
 
     return {
         "labels": labels,
+        "tissue": tissue,
         "dwi": dwi,
         "bvals": bvals,
         "bvecs": bvecs,

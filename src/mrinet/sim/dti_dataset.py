@@ -1,4 +1,4 @@
-"""Write a simulated DTI cohort in HCP layout: one folder per subject, resumable, atomic."""
+"""Write a simulated DTI cohort: one folder per subject (flat, or HCP 1200 as downloaded), resumable."""
 
 from __future__ import annotations
 
@@ -22,6 +22,27 @@ SUBJECT_FILES = (
     "RD.nii.gz",
     "simulation.json",
 )
+# an HCP 1200 release subject as downloaded (no FA/MD maps: mrinet fits the tensors itself)
+HCP_SUBJECT_FILES = (
+    "T1w/Diffusion/data.nii.gz",
+    "T1w/Diffusion/bvals",
+    "T1w/Diffusion/bvecs",
+    "T1w/Diffusion/nodif_brain_mask.nii.gz",
+    "T1w/T1w_acpc_dc_restore_1.25.nii.gz",
+    "T1w/aparc+aseg.nii.gz",
+    "simulation.json",
+)
+LAYOUTS = ("flat", "hcp")
+
+
+def finer_label_grid(labels: np.ndarray, affine: np.ndarray, factor: int = 2):
+    """Labels on a grid `factor` times finer (each voxel split into factor^3, same label) and its
+    affine: HCP's aparc+aseg is on the 0.7 mm T1w grid, finer than the 1.25 mm diffusion grid.
+    Nearest-neighbour resampling back onto the original grid returns `labels` exactly."""
+    fine = labels.repeat(factor, 0).repeat(factor, 1).repeat(factor, 2)
+    scale = np.diag([1.0 / factor] * 3 + [1.0])
+    scale[:3, 3] = (1.0 / factor - 1.0) / 2.0  # fine voxel centres inside each coarse voxel
+    return fine, np.asarray(affine, dtype=np.float64) @ scale
 
 
 def cohort_params(preset: str = "literature", **params) -> dict:
@@ -31,8 +52,10 @@ def cohort_params(preset: str = "literature", **params) -> dict:
     return merge_params(load_preset(preset), params)
 
 
-def _write_subject(folder: Path, params: dict, rng: np.random.Generator, meta: dict) -> None:
-    """Simulate one subject and write its HCP-layout files into `folder` (a fresh directory)."""
+def _write_subject(
+    folder: Path, params: dict, rng: np.random.Generator, meta: dict, layout: str = "flat"
+) -> None:
+    """Simulate one subject and write its files into `folder` (a fresh directory) in `layout`."""
     from mrinet.io.dwi import write_bvals_bvecs
     from mrinet.io.nifti import save_nifti
     from mrinet.mri.dti import fit_tensor, select_volumes
@@ -43,6 +66,18 @@ def _write_subject(folder: Path, params: dict, rng: np.random.Generator, meta: d
     sim = simulate_subject(params, rng)
     affine = phantom_affine(sim["labels"].shape, float(params["grid"]["voxel_mm"]))
     dwi = sim["dwi"]
+    if layout == "hcp":
+        diffusion = folder / "T1w" / "Diffusion"
+        diffusion.mkdir(parents=True)
+        save_nifti(diffusion / "data.nii.gz", dwi, affine)
+        write_bvals_bvecs(diffusion / "bvals", diffusion / "bvecs", sim["bvals"], sim["bvecs"])
+        save_nifti(diffusion / "nodif_brain_mask.nii.gz", sim["mask"], affine, dtype=np.uint8)
+        save_nifti(folder / "T1w" / "T1w_acpc_dc_restore_1.25.nii.gz", sim["t1w"], affine)
+        fine, fine_affine = finer_label_grid(sim["labels"], affine)
+        save_nifti(folder / "T1w" / "aparc+aseg.nii.gz", fine, fine_affine, dtype=np.int32)
+        record = {**meta, "layout": "hcp", "params": params, "shape": list(sim["labels"].shape)}
+        (folder / "simulation.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+        return
     save_nifti(folder / "data.nii.gz", dwi, affine)
     write_bvals_bvecs(folder / "bvals", folder / "bvecs", sim["bvals"], sim["bvecs"])
     save_nifti(folder / "nodif_brain_mask.nii.gz", sim["mask"], affine, dtype=np.uint8)
@@ -77,15 +112,21 @@ def simulate_dti_cohort(
     subjects: int = 8,
     seed: int = 0,
     preset: str = "literature",
+    layout: str = "flat",
     **params,
 ) -> list[Path]:
     """Write `subjects` folders sub-000, sub-001, ... under out_dir; existing folders are kept.
+
+    `layout="hcp"` writes each as an HCP 1200 subject as downloaded (HCP_SUBJECT_FILES, labels
+    on a 2x finer grid); `flat` (the default) one folder of maps, DWI and labels.
 
     Subject i is drawn from numpy's Generator seeded with (seed, i), so a rerun that resumes
     after an interruption, or asks for more subjects, gives the same subjects as a single run.
     """
     from mrinet.io.atomic import atomic_dir, remove_stale_temporaries
 
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     out_dir = Path(out_dir)
     remove_stale_temporaries(out_dir)  # half-written subjects of a killed run
     full = cohort_params(preset, **params)
@@ -95,7 +136,7 @@ def simulate_dti_cohort(
         if not folder.is_dir():
             with atomic_dir(folder) as tmp:
                 meta = {"preset": preset, "seed": int(seed), "subject": i, "rng": [int(seed), i]}
-                _write_subject(tmp, full, np.random.default_rng([int(seed), i]), meta)
+                _write_subject(tmp, full, np.random.default_rng([int(seed), i]), meta, layout)
         paths.append(folder)
     return paths
 
@@ -109,6 +150,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--subjects", type=int, default=8)
     parser.add_argument("--preset", default="literature", choices=["literature", "lecture"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--layout", default="flat", choices=LAYOUTS, help="hcp: <id>/T1w/Diffusion/..."
+    )
     parser.add_argument("--scheme", choices=["single_shell", "hcp"], help="override the preset")
     parser.add_argument("--snr", type=float, help="b0 white-matter SNR (Rician)")
     parser.add_argument(
@@ -132,7 +176,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if grid:
         overrides["grid"] = grid
     t0 = time.perf_counter()
-    paths = simulate_dti_cohort(args.out, args.subjects, args.seed, args.preset, **overrides)
+    paths = simulate_dti_cohort(
+        args.out, args.subjects, args.seed, args.preset, args.layout, **overrides
+    )
     print(f"{len(paths)} subjects in {args.out} ({time.perf_counter() - t0:.1f} s)")
     return paths
 

@@ -9,6 +9,12 @@ matrix, so world x = -voxel_mm * (i - centre) is positive on the right and the l
 Anatomy is defined in millimetres on a template brain of real size (cerebrum ~130x160x120 mm)
 and scaled uniformly to fit the field of view when the grid is smaller; thin structures (cortex
 ribbon, corpus callosum) keep at least ~1.2 voxels of thickness so they exist on coarse grids.
+
+Tissue and label differ where FreeSurfer's do (`make_brain_anatomy`): callosal fibres run
+left-right across the midline and on into each hemisphere with callosal FA and diffusivities,
+but FreeSurfer labels the corpus callosum (251-255) only in a thin mid-sagittal slab and the
+same fibres off the midline as cerebral white matter (2/41). The simulator draws signals from
+the tissue volume and writes the label volume, as a real aparc+aseg would be.
 """
 
 from __future__ import annotations
@@ -100,7 +106,27 @@ def _template_coords(shape, voxel_mm: float, rng: np.random.Generator):
 def make_brain_phantom(
     shape: tuple[int, int, int], voxel_mm: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """Label volume (X, Y, Z) int32 with FreeSurfer codes; anatomy deformed randomly per `rng`."""
+    """Label volume (X, Y, Z) int32 with FreeSurfer codes; anatomy deformed randomly per `rng`.
+
+    Every callosal voxel is labelled 251-255 here (tissue = label); see `make_brain_anatomy`.
+    """
+    return make_brain_anatomy(shape, voxel_mm, rng)[0]
+
+
+def make_brain_anatomy(
+    shape: tuple[int, int, int],
+    voxel_mm: float,
+    rng: np.random.Generator,
+    cc_label_half_width_mm: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(tissue, labels): two (X, Y, Z) int32 volumes of FreeSurfer codes for one random subject.
+
+    `tissue` says what each voxel is made of (the simulator's signals); `labels` is what
+    FreeSurfer's aparc+aseg would say. With `cc_label_half_width_mm` (FreeSurfer: a slab a few
+    mm either side of the mid-sagittal plane) callosal tissue farther from the subject's midline
+    is labelled cerebral white matter of its hemisphere; None labels all callosal tissue 251-255.
+    The same `rng` draws give the same tissue whatever the label slab.
+    """
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 4:
         raise ValueError(f"shape must be three sizes >= 4, got {shape}")
@@ -164,7 +190,15 @@ def make_brain_phantom(
     seg = np.clip(((y + _CC_HALF_LENGTH_MM) / (2 * _CC_HALF_LENGTH_MM) * 5).astype(int), 0, 4)
     is_cc = labels == CC_SEGMENTS[0]
     labels[is_cc] = np.asarray(CC_SEGMENTS, dtype=np.int32)[seg[is_cc]]
-    return labels
+    if cc_label_half_width_mm is None:
+        return labels, labels
+    # the slab keeps >= ~1.2 voxels so a coarse grid still has a labelled callosum
+    slab_mm = max(float(cc_label_half_width_mm), 0.6 * vox_t)
+    fs_labels = labels.copy()
+    off_midline = is_cc & (np.abs(x) > slab_mm)
+    fs_labels[off_midline & left] = WM[0]
+    fs_labels[off_midline & ~left] = WM[1]
+    return labels, fs_labels
 
 
 def tissue_masks(labels: np.ndarray, tissues: dict[str, tuple[int, ...]] = TISSUES) -> dict:

@@ -1,0 +1,257 @@
+"""Spatial context for voxel classifiers: brain-normalised coordinates and k x k x k patches.
+
+The lecture's sample is one voxel's x = [T1w, FA, MD, AD, RD]. Anatomy is a stronger cue than
+any DTI value: FreeSurfer's corpus callosum is a slab at the midline whose fibres continue,
+labelled white matter, either side. `data.context` adds, per voxel,
+- `coords`: its world position (affine, RAS+ mm) relative to the brain mask's centre, divided
+  by the mask's spread per axis: the same anatomy gets the same numbers whatever the scanner's
+  storage convention, field of view or head size;
+- `patch`: every feature map's values in the k x k x k neighbourhood (the centre is the voxel's
+  own features), with offsets taken along the world axes (R, A, S), so a flipped storage order
+  gives the same columns. Built from whole volumes with tensor ops (pad, one flat gather):
+  no per-voxel Python.
+Lightning-free: plain arrays in, arrays out, usable from a notebook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
+
+CONTEXTS = ("coords", "patch")
+COORD_NAMES = ("coord_R", "coord_A", "coord_S")
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """Which spatial context a model's inputs carry (`data.context`, `data.patch_size`,
+    `data.patch_dilation`), validated once; `kinds` is () for the lecture's voxel-only x."""
+
+    kinds: tuple[str, ...] = ()
+    patch_size: int = 3
+    patch_dilation: int = 1
+
+    @classmethod
+    def from_config(cls, context=None, patch_size: int = 3, patch_dilation: int = 1) -> ContextSpec:
+        kinds = parse_context(context)
+        if "patch" in kinds:
+            check_patch_size(patch_size)
+            if int(patch_dilation) < 1:
+                raise ConfigError(
+                    f"data.patch_dilation={patch_dilation} must be >= 1",
+                    "data.patch_dilation",
+                    "use 1 (adjacent voxels) or 2",
+                )
+        return cls(kinds, int(patch_size), int(patch_dilation))
+
+    def feature_names(self, features: Sequence[str]) -> list[str]:
+        return context_feature_names(features, self.kinds, self.patch_size, self.patch_dilation)
+
+    def describe(self) -> str:
+        if not self.kinds:
+            return "none"
+        patch = (
+            f" {self.patch_size}^3 dilation {self.patch_dilation}" if "patch" in self.kinds else ""
+        )
+        return "+".join(self.kinds) + patch
+
+
+def parse_context(context: str | Sequence[str] | None) -> tuple[str, ...]:
+    """`none`/None/[] -> (); `coords`, `patch` or a list of them -> a sorted tuple (validated)."""
+    if context is None or context == "none":
+        return ()
+    items = [context] if isinstance(context, str) else list(context)
+    items = [str(c) for c in items if str(c) != "none"]
+    unknown = sorted(set(items) - set(CONTEXTS))
+    if unknown:
+        raise ConfigError(
+            f"unknown spatial context {unknown} (known: none, {', '.join(CONTEXTS)})",
+            "data.context",
+            "e.g. data.context=none, data.context=coords or data.context=[coords,patch]",
+        )
+    return tuple(c for c in CONTEXTS if c in items)
+
+
+def check_patch_size(patch_size: int, shape: Sequence[int] | None = None, where: str = "") -> int:
+    """A patch has a centre voxel (odd k >= 1) and fits inside the volume."""
+    k = int(patch_size)
+    if k < 1 or k % 2 == 0:
+        raise ConfigError(
+            f"data.patch_size={patch_size} must be an odd number >= 1 (the voxel sits at the centre)",
+            "data.patch_size",
+            "use data.patch_size=3 (or 5)",
+        )
+    if shape is not None and k > min(int(n) for n in shape):
+        raise ConfigError(
+            f"data.patch_size={k} is larger than the volume {tuple(int(n) for n in shape)}"
+            + (f" of {where}" if where else ""),
+            "data.patch_size",
+            f"use a patch size of at most {min(int(n) for n in shape)} (e.g. 3)",
+        )
+    return k
+
+
+def patch_offsets(patch_size: int) -> list[tuple[int, int, int]]:
+    """(dR, dA, dS) neighbour offsets of a k x k x k patch, centre left out, in C order."""
+    r = int(patch_size) // 2
+    rng = range(-r, r + 1)
+    return [(a, b, c) for a in rng for b in rng for c in rng if (a, b, c) != (0, 0, 0)]
+
+
+def context_feature_names(
+    features: Sequence[str],
+    context: str | Sequence[str] | None = None,
+    patch_size: int = 3,
+    patch_dilation: int = 1,
+) -> list[str]:
+    """Column names of the model's inputs: the voxel's features, then coords, then the patch
+    (`FA[+1,-1,+0]`: FA one voxel to the right and one posterior, dilation included)."""
+    names = list(features)
+    parsed = parse_context(context)
+    if "coords" in parsed:
+        names += list(COORD_NAMES)
+    if "patch" in parsed:
+        k = check_patch_size(patch_size)
+        d = int(patch_dilation)
+        offsets = [(a * d, b * d, c * d) for a, b, c in patch_offsets(k)]
+        names += [f"{f}[{a:+d},{b:+d},{c:+d}]" for f in features for a, b, c in offsets]
+    return names
+
+
+def world_axes(affine: np.ndarray) -> tuple[list[int], list[bool]]:
+    """For each world axis (R, A, S): the array axis closest to it and whether it runs backwards."""
+    rot = np.asarray(affine, dtype=np.float64)[:3, :3]
+    order = [int(np.argmax(np.abs(rot[w]))) for w in range(3)]
+    if sorted(order) != [0, 1, 2]:  # oblique: fall back to nibabel's optimal assignment
+        import nibabel as nib
+
+        ornt = nib.orientations.io_orientation(affine)  # array axis -> (world axis, sign)
+        order = [int(np.flatnonzero(ornt[:, 0] == w)[0]) for w in range(3)]
+    flips = [bool(rot[w, order[w]] < 0) for w in range(3)]
+    return order, flips
+
+
+def brain_coords(
+    affine: np.ndarray, brain_mask: np.ndarray | None, where: str | Path = "brain mask"
+) -> np.ndarray:
+    """Brain-normalised coordinates (3, X, Y, Z) float32 along the brain's own R, A, S axes.
+
+    World positions (affine, mm) relative to the brain mask's centre, projected on the mask's
+    principal axes (`brain_axes`) and divided by its spread along each: coordinates transfer
+    across subjects, head sizes and tilts, and scanners' storage conventions.
+    """
+    if brain_mask is None:
+        raise DataNotFoundError(
+            "spatial context `coords` needs a brain mask and there is none",
+            where,
+            "add nodif_brain_mask.nii.gz to the subject folder (FSL bet), or set data.context=none",
+        )
+    mask = np.asarray(brain_mask) > 0
+    if mask.ndim != 3 or mask.sum() < 2:
+        raise DataFormatError(
+            f"brain mask is empty ({int(mask.sum())} voxel(s) inside, shape {mask.shape})",
+            where,
+            "give a brain mask with the brain set to 1 (e.g. FSL bet -m), or set data.context=none",
+        )
+    affine = np.asarray(affine, dtype=np.float64)
+    grids = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in mask.shape), indexing="ij")
+    world = np.stack(
+        [sum(affine[a, b] * grids[b] for b in range(3)) + affine[a, 3] for a in range(3)]
+    )
+    inside = world[:, mask]  # (3, M) mm
+    centre = inside.mean(1)
+    axes, spread = brain_axes(inside - centre[:, None])
+    local = np.einsum("wa,w...->a...", axes, world - centre[:, None, None, None])
+    return (local / spread[:, None, None, None]).astype(np.float32)
+
+
+def brain_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Principal axes (3, 3; column a = brain axis a) and spreads (3,) of centred (3, M) points.
+
+    Column a is the principal axis closest to world axis a (R, A, S), signed to point along it:
+    the frame turns with the head (a tilted head gives the same coordinates), yet keeps RAS
+    meaning, so the midline is coordinate 0 of axis R however the head sits in the scanner.
+    """
+    cov = points @ points.T / max(points.shape[1], 1)
+    values, vectors = np.linalg.eigh(cov)
+    order = [int(np.argmax(np.abs(vectors[w]) * (1 + 1e-9 * np.arange(3)))) for w in range(3)]
+    if sorted(order) != [0, 1, 2]:  # near-spherical: keep the world axes
+        return np.eye(3), np.sqrt(np.clip(np.diag(cov), 1e-12, None))
+    axes = vectors[:, order]
+    axes *= np.sign(np.diag(axes))[None, :]
+    return axes, np.sqrt(np.clip(values[order], 1e-12, None))
+
+
+def patch_columns(
+    volumes: np.ndarray,
+    inside: np.ndarray,
+    affine: np.ndarray,
+    patch_size: int,
+    dilation: int = 1,
+):
+    """Neighbours of each voxel in `inside` -> (N, F * (k^3 - 1)) float32, in context_feature_names order.
+
+    volumes: (F, X, Y, Z) feature maps; inside: (X, Y, Z) bool; neighbours `dilation` voxels
+    apart (2: a 3^3 patch spans 5^3 voxels at the cost of 3^3). The volumes are reoriented to the
+    world axes, zero-padded (background is 0), and every (voxel, neighbour) pair is read with one
+    gather at flat index centre + offset (no per-voxel Python; ~0.1 s per 120k-voxel subject).
+    """
+    import torch
+
+    d = int(dilation)
+    if d < 1:
+        raise ConfigError(
+            f"data.patch_dilation={dilation} must be >= 1", "data.patch_dilation", "use 1 or 2"
+        )
+    k = check_patch_size(patch_size, volumes.shape[1:])
+    span = (k - 1) * d + 1
+    order, flips = world_axes(affine)
+    vol = torch.from_numpy(np.ascontiguousarray(volumes, dtype=np.float32))
+    idx = torch.from_numpy(np.argwhere(inside))  # (N, 3) array indices
+    vol = vol.permute(0, *(1 + a for a in order))
+    idx = idx[:, order]
+    shape = torch.tensor(vol.shape[1:])
+    for w in range(3):
+        if flips[w]:
+            vol = vol.flip(1 + w)
+            idx[:, w] = shape[w] - 1 - idx[:, w]
+    r = span // 2
+    padded = torch.nn.functional.pad(vol, (r, r, r, r, r, r))  # (F, X+2r, Y+2r, Z+2r)
+    _, _, py, pz = padded.shape
+    # neighbour offsets as flat strides of the padded volume, centre left out, C order
+    steps = torch.tensor([(a * py * pz + b * pz + c) * d for a, b, c in patch_offsets(k)])
+    centre = ((idx[:, 0] + r) * py + (idx[:, 1] + r)) * pz + (idx[:, 2] + r)  # (N,)
+    flat = padded.reshape(vol.shape[0], -1)
+    gathered = flat[:, centre[:, None] + steps[None, :]]  # (F, N, k^3 - 1): one gather
+    return gathered.permute(1, 0, 2).reshape(len(idx), -1).numpy()
+
+
+def context_columns(
+    maps: dict[str, np.ndarray],
+    features: Sequence[str],
+    inside: np.ndarray,
+    affine: np.ndarray,
+    context: str | Sequence[str] | None,
+    patch_size: int = 3,
+    brain_mask: np.ndarray | None = None,
+    where: str | Path = "brain mask",
+    patch_dilation: int = 1,
+) -> np.ndarray:
+    """The context columns (N, K) float32 for the voxels in `inside` (K = 0 without context)."""
+    parsed = parse_context(context)
+    parts = []
+    if "coords" in parsed:
+        coords = brain_coords(affine, brain_mask, where)
+        parts.append(coords[:, inside].T)
+    if "patch" in parsed:
+        volumes = np.stack([maps[f] for f in features])
+        volumes = np.where(np.isfinite(volumes), volumes, 0.0).astype(np.float32)
+        parts.append(patch_columns(volumes, inside, affine, patch_size, patch_dilation))
+    if not parts:
+        return np.zeros((int(inside.sum()), 0), dtype=np.float32)
+    return np.concatenate(parts, axis=1).astype(np.float32, copy=False)

@@ -69,7 +69,8 @@ def test_grid_sweep_of_4_jobs_completes_with_the_shipped_launcher_defaults(work,
     assert [r["status"] for r in rows] == ["ok"] * 4, rows
     for row in rows:
         metrics = json.loads((Path(row["run_dir"]) / "metrics.json").read_text())
-        assert 0.5 < metrics["test"]["test/bal_acc"] <= 1.0
+        # the cluster layer, not model quality: every job tested its best checkpoint
+        assert 0.0 <= metrics["test"]["test/bal_acc"] <= 1.0 and metrics["ckpt_path"]
     ids = slurm_ids(out)
     assert len(ids) == 4
     # the result is written before the process ends: SLURM may still say COMPLETING

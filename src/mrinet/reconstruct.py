@@ -18,6 +18,7 @@ Real fastMRI geometry (16 coils, 640 x 320/368 with readout oversampling) is red
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from mrinet.errors import ConfigError, DataNotFoundError
+from mrinet.errors import ConfigError, DataNotFoundError, check_choice
 from mrinet.utils.progress import progress as progress_bar
 
 METHODS = ("pics", "sense", "zero_filled")
@@ -238,40 +239,35 @@ def _volume_job(args: tuple[Path, Path, dict[str, Any]]) -> dict[str, Path]:
 def reconstruct_dataset(
     kspace_dir: str | Path,
     out_dir: str | Path,
-    acceleration: float = 4,
-    center_fraction: float = 0.08,
-    method: str = "pics",
-    mask: str = "random",
-    lam: float | str | None = "auto",
-    iterations: int | None = None,
-    include_reference: bool = True,
-    calib_width: int | None = None,
-    wavelet: str = "db4",
     workers: int = 1,
-    device: str = "cpu",
     progress: bool = True,
     threads: int | None = 1,
-    reference_noise: str = "none",
     shard: str | None = None,
+    **volume_args: Any,
 ) -> dict[str, list[Path]]:
     """Reconstruct every `*.h5` in `kspace_dir` into `out_dir/<tag>/`; returns {tag: paths}.
 
+    `volume_args`: `reconstruct_volume`'s settings (acceleration, center_fraction, method, mask,
+    lam, iterations, wavelet, device, reference_noise, ...), checked before any file is read.
     `shard` "i/n": only the i-th of n disjoint shares of the files (mrinet.run.shards), for
     one task of a job array; outputs already there are kept, so a rerun finishes the rest.
-
     `threads` torch threads in this process while it runs (1 by default: per-slice solves are
     small, and oversubscribed cores collapse throughput); use `workers` to use more cores.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}", "method", f"choose one of {METHODS}")
-    if mask not in MASKS:
-        raise ConfigError(f"unknown mask {mask!r}", "mask", f"choose one of {MASKS}")
-    if reference_noise not in REFERENCE_NOISE:
+    try:
+        bound = inspect.signature(reconstruct_volume).bind(None, None, **volume_args)
+    except TypeError as err:
         raise ConfigError(
-            f"unknown reference_noise {reference_noise!r}",
-            "reference_noise",
-            f"choose one of {REFERENCE_NOISE}",
-        )
+            f"not a reconstruction setting: {err}",
+            "reconstruct_dataset",
+            "use the settings of mrinet.reconstruct.reconstruct_volume",
+        ) from None
+    bound.apply_defaults()
+    kwargs = {k: v for k, v in bound.arguments.items() if k not in ("kspace_path", "out_dir")}
+    acceleration, center_fraction = kwargs["acceleration"], kwargs["center_fraction"]
+    check_choice(kwargs["method"], METHODS, "method")
+    check_choice(kwargs["mask"], MASKS, "mask")
+    check_choice(kwargs["reference_noise"], REFERENCE_NOISE, "reference_noise")
     if not acceleration >= 1:
         raise ConfigError(
             f"acceleration {acceleration} < 1: acceleration is (all lines) / (sampled lines)",
@@ -301,22 +297,9 @@ def reconstruct_dataset(
         from mrinet.run.shards import select_shard
 
         files = select_shard(files, shard)
-    kwargs = dict(
-        acceleration=acceleration,
-        center_fraction=center_fraction,
-        method=method,
-        mask=mask,
-        lam=lam,
-        iterations=iterations,
-        include_reference=include_reference,
-        calib_width=calib_width,
-        wavelet=wavelet,
-        device=device,
-        reference_noise=reference_noise,
-    )
     jobs = [(f, Path(out_dir), kwargs) for f in files]
     results: list[dict[str, Path]] = []
-    if workers > 1 and device == "cpu":
+    if workers > 1 and kwargs["device"] == "cpu":
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
@@ -325,10 +308,16 @@ def reconstruct_dataset(
                 progress_bar(pool.map(_volume_job, jobs), "reconstructing", len(jobs), progress)
             )
     else:
-        results = [
-            reconstruct_volume(f, o, **kw)
-            for f, o, kw in progress_bar(jobs, "reconstructing", len(jobs), progress)
-        ]
+        previous = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(int(threads))
+        try:
+            results = [
+                reconstruct_volume(f, o, **kw)
+                for f, o, kw in progress_bar(jobs, "reconstructing", len(jobs), progress)
+            ]
+        finally:
+            torch.set_num_threads(previous)
     out: dict[str, list[Path]] = {}
     for r in results:
         for tag, path in r.items():

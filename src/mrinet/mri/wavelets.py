@@ -187,13 +187,8 @@ class Wavelet2d:
         x = bands[-1][:, :1]
         for y in reversed(bands):
             y[:, :1] = x
-            if half:
-                y = F.pad(y, (half, half, half, half), mode="circular")
-            x = _interleave(F.conv2d(y, synth))
-        x = x[..., : self.shape[0], : self.shape[1]]
-        return torch.view_as_complex(
-            x.reshape(b, 2, *x.shape[-2:]).permute(0, 2, 3, 1).contiguous()
-        )
+            x = _synthesis_level(y, synth, half)
+        return _from_real(x, b, self.shape)
 
     def _haar_plan(self, b: int, like: torch.Tensor):
         """Buffers of the fused Haar shrink, kept for the last (batch size, dtype, device) used.
@@ -292,15 +287,8 @@ class Wavelet2d:
         half = synth.shape[-1] // 2
         for details in reversed(coeffs[:-1]):
             y = torch.cat([x, _to_real(details)], dim=1)  # (2B, 4, h, w)
-            if half:
-                y = F.pad(y, (half, half, half, half), mode="circular")
-            # polyphase synthesis: one stride-1 conv gives the 2 x 2 output phases, then
-            # interleave them (much faster on CPU than a strided transposed convolution)
-            x = _interleave(F.conv2d(y, synth))
-        x = x[..., : self.shape[0], : self.shape[1]]
-        return torch.view_as_complex(
-            x.reshape(b, 2, *x.shape[-2:]).permute(0, 2, 3, 1).contiguous()
-        )
+            x = _synthesis_level(y, synth, half)
+        return _from_real(x, b, self.shape)
 
 
 def _synthesis_bank(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -349,3 +337,19 @@ def soft_threshold(z: torch.Tensor, threshold: float | torch.Tensor) -> torch.Te
     """Complex soft thresholding: shrink |z| by `threshold`, keep the phase (prox of l1)."""
     mag = z.abs()
     return z * torch.clamp(1 - threshold / mag.clamp_min(1e-30), min=0)
+
+
+def _synthesis_level(y: torch.Tensor, synth: torch.Tensor, half: int) -> torch.Tensor:
+    """One inverse level: subbands (2B, 4, h, w) -> image (2B, 1, 2h, 2w), periodic borders.
+
+    Polyphase synthesis: one stride-1 conv gives the 2 x 2 output phases, then they are
+    interleaved (much faster on CPU than a strided transposed convolution)."""
+    if half:
+        y = F.pad(y, (half, half, half, half), mode="circular")
+    return _interleave(F.conv2d(y, synth))
+
+
+def _from_real(x: torch.Tensor, b: int, shape: tuple[int, int]) -> torch.Tensor:
+    """Real/imaginary planes (2B, 1, H', W') -> complex images (B, H, W) cropped to `shape`."""
+    x = x[..., : shape[0], : shape[1]]
+    return torch.view_as_complex(x.reshape(b, 2, *x.shape[-2:]).permute(0, 2, 3, 1).contiguous())

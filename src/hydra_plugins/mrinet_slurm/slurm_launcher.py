@@ -16,7 +16,6 @@ Without the `[sweep]` extra (hydra-submitit-launcher) it says how to install it.
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -128,21 +127,10 @@ else:
                         Singleton.get_state(),
                     )
                 )
-            submitted = []
-            previous = {}
-            try:
-                # an interrupted login-node command takes its jobs with it
-                for signum in (signal.SIGTERM, signal.SIGHUP):
-                    previous[signum] = signal.signal(signum, _raise_interrupt)
-                submitted = executor.map_array(self, *zip(*job_params))
-                log.info("submitted SLURM job(s) %s", " ".join(j.job_id for j in submitted))
-                outcomes = jobs.wait(submitted)
-            except BaseException:
-                jobs.cancel([j.job_id for j in submitted])
-                raise
-            finally:
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)
+            _, outcomes = jobs.submit_and_wait(
+                lambda: executor.map_array(self, *zip(*job_params)),
+                lambda js: log.info("submitted SLURM job(s) %s", " ".join(j.job_id for j in js)),
+            )
             return [
                 _as_job_return(outcome, job_params[i][0], sweep_dir, initial_job_idx + i)
                 for i, outcome in enumerate(outcomes)
@@ -155,10 +143,6 @@ def _refuse(err: Exception) -> None:
 
     print(f"\nmrinet: {type(err).__name__}: {err}", file=sys.stderr)
     raise SystemExit(1)
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def _as_job_return(outcome: object, overrides: list[str], sweep_dir: Path, num: int) -> JobReturn:

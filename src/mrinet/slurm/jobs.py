@@ -12,6 +12,7 @@ cancelled with the reason.
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -137,6 +138,32 @@ def wait(jobs: list, poll_s: float = 2.0, grace_s: float = 30.0) -> list[object]
         if pending:
             time.sleep(poll_s)
     return [outcome[job.job_id] for job in jobs]
+
+
+def submit_and_wait(submit, announce) -> tuple[list, list[object]]:
+    """Submit (`submit()` returns submitit jobs), `announce(jobs)`, wait for every outcome.
+
+    An interrupted login-node command takes its jobs with it: SIGTERM, SIGHUP, Ctrl-C or any
+    error while submitting or waiting cancels them (kill -9 cannot be caught). (jobs, outcomes).
+    """
+    submitted: list = []
+    previous = {}
+    try:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, _raise_interrupt)
+        submitted = submit()
+        announce(submitted)
+        return submitted, wait(submitted)
+    except BaseException:
+        cancel([j.job_id for j in submitted])
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def record_failed_job(sweep_dir: Path, num: int, overrides: list[str], error: str) -> None:

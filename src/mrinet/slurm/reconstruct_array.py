@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -104,20 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         params["slurm_account"] = args.account
     executor.update_parameters(**params)
     shards = [f"{i}/{args.shards}" for i in range(args.shards)]
-    submitted: list = []
-    previous = {}
-    try:
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            previous[signum] = signal.signal(signum, _interrupt)
-        submitted = executor.map_array(run_shard, [rest] * len(shards), shards)
-        print(f"submitted SLURM job(s) {' '.join(j.job_id for j in submitted)}", flush=True)
-        outcomes = jobs.wait(submitted)
-    except BaseException:
-        jobs.cancel([j.job_id for j in submitted])
-        raise
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    submitted, outcomes = jobs.submit_and_wait(
+        lambda: executor.map_array(run_shard, [rest] * len(shards), shards),
+        lambda js: print(f"submitted SLURM job(s) {' '.join(j.job_id for j in js)}", flush=True),
+    )
     failed = 0
     for shard, job, outcome in zip(shards, submitted, outcomes):
         if isinstance(outcome, Exception):
@@ -127,10 +116,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"shard {shard} (job {job.job_id}): {outcome}")
     print(f"{len(shards) - failed}/{len(shards)} shards done; outputs in {out}")
     return 1 if failed else 0
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 if __name__ == "__main__":

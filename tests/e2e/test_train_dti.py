@@ -181,8 +181,12 @@ def test_predict_writes_class_and_probability_maps_on_the_subject_grid(run, data
     dice = json.loads(out.with_name("tissue_dice.json").read_text())
     for k, name in enumerate(["thalamus", "corpus_callosum", "cortical_wm"], start=1):
         both = 2 * ((labels == k) & (truth == k)).sum()
-        assert dice[f"dice_{name}"] == pytest.approx(both / ((labels == k).sum() + (truth == k).sum()))
-    assert dice["dice_macro"] == pytest.approx(np.mean([dice[f"dice_{n}"] for n in ("thalamus", "corpus_callosum", "cortical_wm")]))
+        assert dice[f"dice_{name}"] == pytest.approx(
+            both / ((labels == k).sum() + (truth == k).sum())
+        )
+    assert dice["dice_macro"] == pytest.approx(
+        np.mean([dice[f"dice_{n}"] for n in ("thalamus", "corpus_callosum", "cortical_wm")])
+    )
 
 
 def _has_cuda() -> bool:

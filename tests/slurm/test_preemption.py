@@ -37,6 +37,20 @@ REFERENCE: dict[str, float] = {}
 LONG = [*TINY, "trainer.max_epochs=25", "data.batch_size=64", "model.steps_per_batch=1"]
 
 
+def start_long_sweep(work: Path, data_dir: Path, log: Path, *overrides: str):
+    """The long tiny-cohort sweep on the local cluster, one CPU per job, in the background."""
+    return start_train(
+        work,
+        "-m",
+        *LONG,
+        f"paths.data_dir={data_dir}",
+        "hydra/launcher=slurm",
+        "hydra.launcher.cpus_per_task=1",  # 2 jobs at once on 2 CPUs
+        *overrides,
+        log=log,
+    )
+
+
 def submitted_ids(log: Path) -> list[str]:
     found = re.findall(r"submitted SLURM job\(s\) (.+)", log.read_text())
     return found[-1].split() if found else []
@@ -71,15 +85,8 @@ def test_preempted_jobs_resume_with_the_uninterrupted_metrics(
 ):
     rng = random.Random(14)
     log = work / "launcher.out"
-    launcher = start_train(
-        work,
-        "-m",
-        *LONG,
-        f"paths.data_dir={data_dir}",
-        "hydra/launcher=slurm",
-        "hydra.launcher.cpus_per_task=1",  # 2 jobs at once on 2 CPUs
-        f"+copy={','.join(str(i) for i in range(n_jobs))}",
-        log=log,
+    launcher = start_long_sweep(
+        work, data_dir, log, f"+copy={','.join(str(i) for i in range(n_jobs))}"
     )
     try:
         ids = wait_until(lambda: submitted_ids(log), 120, what="the array to be submitted")
@@ -138,17 +145,13 @@ def test_a_time_limit_requeues_and_the_job_completes(work, data_dir):
     """A real time limit: 1 minute with the notice 40 s before it (at ~20 s of running: mid-
     training), each run of the job again, until it completes."""
     log = work / "launcher.out"
-    launcher = start_train(
+    launcher = start_long_sweep(
         work,
-        "-m",
-        *LONG,
-        f"paths.data_dir={data_dir}",
-        "hydra/launcher=slurm",
-        "hydra.launcher.cpus_per_task=1",
+        data_dir,
+        log,
         "hydra.launcher.timeout_min=1",
         "hydra.launcher.additional_parameters.signal=USR1@40",
         "+copy=0",
-        log=log,
     )
     try:
         (job,) = wait_until(lambda: submitted_ids(log), 120, what="the job to be submitted")
@@ -177,16 +180,7 @@ def test_a_time_limit_requeues_and_the_job_completes(work, data_dir):
 
 def test_killing_the_launcher_cancels_its_jobs(work, data_dir):
     log = work / "launcher.out"
-    launcher = start_train(
-        work,
-        "-m",
-        *LONG,
-        f"paths.data_dir={data_dir}",
-        "hydra/launcher=slurm",
-        "hydra.launcher.cpus_per_task=1",
-        "+copy=0,1,2",
-        log=log,
-    )
+    launcher = start_long_sweep(work, data_dir, log, "+copy=0,1,2")
     try:
         ids = wait_until(lambda: submitted_ids(log), 120, what="the array to be submitted")
         wait_until(

@@ -65,6 +65,11 @@ SlurmUser=root
 SlurmctldPort=6817
 SlurmdPort=6818
 AuthType=auth/munge
+# a requeued job waits cred_expire seconds before it may start again (default 120): 10 s keeps
+# the preemption tests short without forcing StartTime=now, which can race the requeue (the
+# node still revoking the previous run's credential kills the new start: "Job credential
+# revoked", the job FAILED)
+AuthInfo=cred_expire=10
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/d
 SlurmctldPidFile=$STATE/slurmctld.pid
@@ -76,6 +81,8 @@ TaskPlugin=task/affinity
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+# backfill every 5 s (default 30): a requeued job starts soon after its BeginTime
+SchedulerParameters=bf_interval=5
 DefMemPerCPU=$per_cpu
 ReturnToService=2
 MpiDefault=none

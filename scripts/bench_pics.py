@@ -23,7 +23,8 @@ Then the wait per VOLUME (the search runs once per volume): DIPY's S0_10slices b
 reconstructed with a fixed lam (the lam auto chose) vs lam="auto" (search included), for the
 volume's slice of most signal alone and for the whole volume: wall time ratio auto / fixed,
 median of --volume-repeats alternating runs, one thread.
-Usage: PYTHONPATH=src python scripts/bench_pics.py [--repeats 5] [--wavelet haar|db4]
+Usage: PYTHONPATH=src python scripts/bench_pics.py [--repeats 5] [--wavelet db4|haar] (default: the
+       library's default wavelet, db4)
        PYTHONPATH=src python scripts/bench_pics.py --device cuda [--batch 64]
        PYTHONPATH=src python scripts/bench_pics.py --lam-study --size 192 --iterations 50
 """
@@ -41,7 +42,7 @@ import torch
 from mrinet.mri import fft2c, ifft2c
 from mrinet.mri.coils import espirit_maps
 from mrinet.mri.masks import RandomMask
-from mrinet.mri.pics import data_scale, pics_reconstruct, zero_filled
+from mrinet.mri.pics import DEFAULT_WAVELET, data_scale, pics_reconstruct, zero_filled
 
 PSNR_MARGIN_DB = 0.3  # issue 8: PSNR within 0.3 dB of sigpy on the same problem
 GPU_GOAL_SLICES_PER_S = 300.0  # issue 8: batched PI-CS on an H100
@@ -147,7 +148,7 @@ def run(argv: list[str] | None = None) -> BenchResult:
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--wavelet", default="haar", choices=["haar", "db2", "db4"])
+    p.add_argument("--wavelet", default=DEFAULT_WAVELET, choices=["haar", "db2", "db4"])
     p.add_argument("--device", default="cpu", help="device of the batched part (cpu, cuda)")
     p.add_argument(
         "--batch",

@@ -87,6 +87,26 @@ def test_fused_shrink_equals_inverse_of_soft_thresholded_coefficients(name, shap
     assert torch.allclose(wav.shrink(x, threshold), got)  # cached buffers: same result again
 
 
+@pytest.mark.parametrize(
+    ("name", "shape"), [("db4", (64, 64)), ("db2", (48, 80)), ("db4", (96, 40))]
+)
+def test_shrink_equals_pywavelets_soft_thresholding(name, shape):
+    """The Fourier-domain shrink against an independent oracle: PyWavelets' periodized
+    wavedec2, soft thresholding of every subband (approximation included), waverec2."""
+    wav = Wavelet2d(shape, name)
+    x = _image((2, *shape), 5).to(torch.complex128)
+    thresholds = (0.4, 1.5)
+    got = wav.shrink(x, torch.tensor([[t] for t in thresholds], dtype=torch.float64))
+    for i, t in enumerate(thresholds):
+        coeffs = pywt.wavedec2(x[i].numpy(), name, mode="periodization", level=wav.levels)
+        soft = [pywt.threshold(coeffs[0], t, "soft")]
+        soft += [tuple(pywt.threshold(c, t, "soft") for c in detail) for detail in coeffs[1:]]
+        expected = pywt.waverec2(soft, name, mode="periodization")
+        assert np.allclose(got[i].numpy(), expected, atol=1e-10)
+    single = wav.shrink(x[:1].to(torch.complex64), 0.4)
+    assert torch.allclose(single, got[:1].to(torch.complex64), atol=1e-5)
+
+
 def test_default_levels_avoid_padding():
     assert Wavelet2d((320, 320), "haar").padded == (320, 320)
     assert Wavelet2d((192, 192), "db4").levels == 4  # pywt.dwt_max_level(192, 8), as sigpy

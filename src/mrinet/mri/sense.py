@@ -207,7 +207,8 @@ def _compress_rows(
     # tail[..., j]: max_w of the power of the j + 1 weakest virtual coils
     tail = power.cumsum(2).amax(dim=-1)  # (B, H, C)
     lipschitz = tail[..., -1].amax(dim=1)  # (B,): tail[..., -1] is the power of all coils
-    keep = coil_maps.shape[1] - (tail <= tolerance * lipschitz[:, None, None]).sum(2).amax(0)
+    # droppable coils per row: the fewest over the batch (every slice keeps its bound)
+    keep = coil_maps.shape[1] - (tail <= tolerance * lipschitz[:, None, None]).sum(2).amin(0)
     return virtual, keep, lipschitz
 
 

@@ -169,7 +169,8 @@ class Wavelet2d:
         reconstruction filter shifted by the periodization phase L/2 - 1): C(u) =
         (X(u) conj G(u) + X(u + n/2) conj G(u + n/2)) / 2 for u < n/2, i.e. halves s = 0, 1 of
         the spectrum mixed by conj(G)/2; synthesis: X(u + s n/2) = sum_f C_f(u) G_f(u + s n/2).
-        Stored as (filter, half, n/2) factors shaped for (B, half, u, filter, v) products.
+        Column factors are (filter or half, v), row factors (filter or half, 1, u, 1): shaped
+        for the broadcasts of `_fft_shrink`.
         """
         key = (like.dtype, like.device)
         if key in self._fft_plans:
@@ -185,16 +186,19 @@ class Wavelet2d:
             def cast(t: torch.Tensor) -> torch.Tensor:
                 return t.to(dtype=like.dtype, device=like.device)
 
+            def row_factor(t: torch.Tensor) -> torch.Tensor:
+                return cast(t)[:, None, :, None]
+
             analysis_rows, analysis_cols = rows.conj() / 2, cols.conj() / 2
             plan.append(
                 {
-                    "cols0": cast(analysis_cols[:, 0]),  # (f, v): broadcast over (f, v)
+                    "cols0": cast(analysis_cols[:, 0]),  # (filter, v), spectrum half 0
                     "cols1": cast(analysis_cols[:, 1]),
-                    "rows0": cast(analysis_rows[:, 0])[:, :, None, None],  # (f, u, 1, 1)
-                    "rows1": cast(analysis_rows[:, 1])[:, :, None, None],
-                    "synth_rows0": cast(rows[0])[:, :, None, None],  # (s, u, 1, 1)
-                    "synth_rows1": cast(rows[1])[:, :, None, None],
-                    "synth_cols0": cast(cols[0]),  # (t, v)
+                    "rows0": row_factor(analysis_rows[:, 0]),  # (filter, 1, u, 1)
+                    "rows1": row_factor(analysis_rows[:, 1]),
+                    "synth_rows0": row_factor(rows[0]),  # (half, 1, u, 1), low-pass filter
+                    "synth_rows1": row_factor(rows[1]),
+                    "synth_cols0": cast(cols[0]),  # (half, v)
                     "synth_cols1": cast(cols[1]),
                 }
             )
@@ -206,23 +210,28 @@ class Wavelet2d:
         """`shrink` for filters longer than Haar: the transform in the Fourier domain.
 
         Each level splits the spectrum (B, h, w) into halves (B, 2, h/2, 2, w/2), mixes them
-        with the filter factors of `_fft_plan` (columns, then rows: subbands (B, f_row, h/2,
-        f_col, w/2)) and sends the three detail subbands to the coefficient domain (inverse
-        FFT); the approximation's spectrum feeds the next level as it is. One soft threshold on
-        all coefficients, FFTs back, and the synthesis mixes in reverse.
+        with the filter factors of `_fft_plan` (columns, then rows) into the four subband
+        spectra, contiguous as (B, 4, h/2, w/2) = LL, LH, HL, HH; one inverse FFT takes the
+        three details to the coefficient domain and LL's spectrum feeds the next level as it
+        is. One soft threshold on all coefficients, one FFT per level back, and the synthesis
+        mixes in reverse: 2 levels + 4 FFTs in all, each on contiguous data.
         """
         b = image.shape[0]
         x = torch.fft.fft2(self._pad(image))
         plan, pieces = self._fft_plan(x), []
         for p in plan:
-            h2, w2 = x.shape[1] // 2, x.shape[2] // 2
-            halves = x.view(b, 2, h2, 2, w2)  # (B, s, u, t, v)
+            h2, w2 = x.shape[-2] // 2, x.shape[-1] // 2
+            halves = x.view(b, 2, h2, 2, w2)  # (B, row half, u, column half, v)
             y = torch.addcmul(halves[:, :, :, :1] * p["cols0"], halves[:, :, :, 1:], p["cols1"])
-            c = torch.addcmul(y[:, :1] * p["rows0"], y[:, 1:], p["rows1"])  # (B, f, u, g, v)
-            pieces.append(torch.fft.ifft2(c[:, 1], dim=(1, 3)))  # hi rows: (B, h/2, 2, w/2)
-            pieces.append(torch.fft.ifft2(c[:, 0, :, 1], dim=(1, 2)))  # lo rows, hi columns
-            x = c[:, 0, :, 0].contiguous()  # the approximation's spectrum
-        pieces.append(torch.fft.ifft2(x))
+            y = y.transpose(2, 3)  # (B, row half, column filter, u, v)
+            # into a contiguous (B, row filter, column filter, u, v) buffer (a fresh result
+            # would follow y's transposed strides)
+            c = x.new_empty(b, 2, 2, h2, w2)
+            torch.mul(y[:, :1], p["rows0"], out=c).addcmul_(y[:, 1:], p["rows1"])
+            c = c.view(b, 4, h2, w2)
+            pieces.append(torch.fft.ifft2(c[:, 1:]))  # LH, HL, HH coefficients
+            x = c[:, 0]  # LL's spectrum
+        pieces.append(torch.fft.ifft2(x)[:, None])
         flat = torch.cat([piece.reshape(b, -1) for piece in pieces], dim=1)
         parts = torch.view_as_real(flat)
         re, im = parts[..., 0], parts[..., 1]
@@ -234,16 +243,19 @@ class Wavelet2d:
             size = piece[0].numel()
             views.append(flat[:, start : start + size].view(piece.shape))
             start += size
-        x = torch.fft.fft2(views[-1])
+        x = torch.fft.fft2(views[-1][:, 0])
         for level in reversed(range(self.levels)):
             p = plan[level]
-            hi_rows = torch.fft.fft2(views[2 * level], dim=(1, 3))  # (B, h/2, g, w/2)
-            lo_rows = torch.stack([x, torch.fft.fft2(views[2 * level + 1])], dim=2)
-            z = torch.addcmul(
-                lo_rows[:, None] * p["synth_rows0"], hi_rows[:, None], p["synth_rows1"]
+            c = torch.cat([x[:, None], torch.fft.fft2(views[level])], dim=1)
+            c = c.view(b, 2, 2, *c.shape[-2:])  # (B, row filter, column filter, u, v)
+            z = torch.addcmul(c[:, :1] * p["synth_rows0"], c[:, 1:], p["synth_rows1"])
+            z = z.transpose(2, 3)  # (B, row half, u, column filter, v)
+            h2, w2 = z.shape[2], z.shape[4]
+            x = z.new_empty(b, 2, h2, 2, w2)  # (B, row half, u, column half, v) = (B, h, w)
+            torch.mul(z[:, :, :, :1], p["synth_cols0"], out=x).addcmul_(
+                z[:, :, :, 1:], p["synth_cols1"]
             )
-            x = torch.addcmul(z[:, :, :, :1] * p["synth_cols0"], z[:, :, :, 1:], p["synth_cols1"])
-            x = x.reshape(b, 2 * x.shape[2], 2 * x.shape[4])  # (B, s, u, t, v) -> (B, h, w)
+            x = x.view(b, 2 * h2, 2 * w2)
         x = torch.fft.ifft2(x)
         return x[:, : self.shape[0], : self.shape[1]] if self.padded != self.shape else x
 

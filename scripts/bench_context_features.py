@@ -1,7 +1,7 @@
 """What spatial context costs: building coords + patch features for a simulated DTI cohort.
 
     PYTHONPATH=src python scripts/bench_context_features.py [--cohort DIR] [--repeats 3]
-        [--patch-size 3] [--patch-dilation 2] [--train-seconds S]
+        [--patch-size 3] [--patch-dilation 1 3 1x1x3] [--train-seconds S]
 
 Reads each subject's maps once (not timed), then times `context_columns` (brain-normalised
 coordinates + the k^3 patch of every feature map, tensor ops on whole volumes) over the cohort,
@@ -25,12 +25,24 @@ LABEL_MAP = {
 FEATURES = ["T1w", "FA", "MD", "AD", "RD"]
 
 
+def _dilation(text: str) -> int | list[int]:
+    """`3` -> 3; `1x1x3` -> [1, 1, 3] (data.patch_dilation's per-axis entry)."""
+    parts = [int(t) for t in text.split("x")]
+    return parts[0] if len(parts) == 1 else parts
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, help="folder of subject folders (default: simulate)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--patch-size", type=int, default=3)
-    parser.add_argument("--patch-dilation", type=int, default=2)
+    parser.add_argument(
+        "--patch-dilation",
+        type=_dilation,
+        nargs="+",
+        default=[2],
+        help="one patch per dilation; RxAxS per world axis (1x1x3)",
+    )
     parser.add_argument("--train-seconds", type=float, help="fit time of the context run")
     args = parser.parse_args(argv)
 
@@ -70,7 +82,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     median = statistics.median(times)
     n_vox = sum(int((v["classes"] >= 0).sum()) for v, _ in subjects)
     print(
-        f"context features (coords + {args.patch_size}^3 patch, dilation {args.patch_dilation}) for "
+        f"context features (coords + {args.patch_size}^3 patch, dilation "
+        f"{' '.join(map(str, args.patch_dilation))}) for "
         f"{len(subjects)} subjects, {n_vox} class voxels, {columns // max(n_vox, 1)} columns: "
         f"median {median:.2f} s of {args.repeats} ({', '.join(f'{t:.2f}' for t in times)})"
     )

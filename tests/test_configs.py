@@ -63,7 +63,11 @@ def test_net_sizes_follow_the_data():
 def test_context_experiment_sizes_the_net_from_features_and_context():
     cfg = composed("experiment=dti_mlp_context")
     assert list(cfg.data.context) == ["coords", "patch"]
-    assert cfg.model.net.in_features == 5 + 3 + 5 * 26  # features, coords, 3^3 patch minus centre
+    # features, coords, then per feature 26 + 26 neighbours of the dilation-1 and -3 patches and
+    # the 16 of [1, 1, 3] not already there (its S = 0 plane is dilation 1's, (0, 0, +-3)
+    # dilation 3's)
+    assert list(cfg.data.patch_dilation) == [1, 3, [1, 1, 3]] and cfg.data.mirror_train
+    assert cfg.model.net.in_features == 5 + 3 + 5 * (26 + 26 + 16)
     assert composed("experiment=dti_mlp_context", "data.context=coords").model.net.in_features == 8
     assert cfg.optimized_metric == "val/dice_macro" and cfg.model.decision == "tuned"
 

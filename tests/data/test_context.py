@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from mrinet.data.context import (
+    ContextSpec,
     brain_coords,
     context_columns,
     context_feature_names,
+    mirror_columns,
     parse_context,
     patch_columns,
     patch_offsets,
@@ -41,6 +43,102 @@ def test_patch_features_equal_an_explicit_loop_on_a_tiny_volume(dilation):
         expected.append(row)
     np.testing.assert_array_equal(got, np.asarray(expected, dtype=np.float32))
     assert got.shape == (inside.sum(), 2 * 26)
+
+
+@pytest.mark.parametrize("dilations", [[1, 3], [1, 2, 4], [1, [1, 1, 3]]])
+def test_multi_scale_patch_features_equal_an_explicit_loop_on_a_tiny_volume(dilations):
+    rng = np.random.default_rng(3)
+    volumes = rng.standard_normal((2, 5, 4, 6)).astype(np.float32)
+    inside = rng.random((5, 4, 6)) < 0.5
+    got = patch_columns(volumes, inside, np.eye(4), 3, dilations)
+    per_axis = [[d] * 3 if isinstance(d, int) else d for d in dilations]
+    offsets = []  # every patch's offsets in turn, each neighbour once
+    for dr, da, ds in per_axis:
+        for a, b, c in patch_offsets(3):
+            if (a * dr, b * da, c * ds) not in offsets:
+                offsets.append((a * dr, b * da, c * ds))
+    r = 4  # >= every reach: zeros outside the volume
+    padded = np.pad(volumes, ((0, 0), (r, r), (r, r), (r, r)))
+    expected = [
+        [padded[f, i + r + a, j + r + b, k + r + c] for f in range(2) for a, b, c in offsets]
+        for i, j, k in np.argwhere(inside)
+    ]
+    np.testing.assert_array_equal(got, np.asarray(expected, dtype=np.float32))
+    names = context_feature_names(["FA", "MD"], "patch", 3, dilations)
+    assert got.shape == (inside.sum(), len(names) - 2)
+    assert names[2:] == [f"{f}[{a:+d},{b:+d},{c:+d}]" for f in ("FA", "MD") for a, b, c in offsets]
+    assert len(set(names)) == len(names)
+
+
+def test_per_axis_dilation_shares_no_column_with_the_isotropic_patch():
+    # [1, [1, 1, 3]]: the second patch's S = 0 plane is the first patch's; 26 + 18 neighbours
+    assert len(context_feature_names(["FA"], "patch", 3, [1, [1, 1, 3]])) == 1 + 26 + 18
+    assert "FA[+1,+0,+3]" in context_feature_names(["FA"], "patch", 3, [1, [1, 1, 3]])
+
+
+def test_mirrored_columns_equal_the_columns_of_the_flipped_volume():
+    rng = np.random.default_rng(5)
+    volumes = rng.standard_normal((2, 7, 5, 6)).astype(np.float32)
+    inside = rng.random((7, 5, 6)) < 0.5
+    dilations = [1, [2, 1, 2]]
+    cols = patch_columns(volumes, inside, np.eye(4), 3, dilations)
+    flipped = patch_columns(volumes[:, ::-1].copy(), inside[::-1], np.eye(4), 3, dilations)
+    names = context_feature_names(["FA", "MD"], ["coords", "patch"], 3, dilations)
+    order, sign = mirror_columns(names)
+    assert sign[names.index("coord_R")] == -1 and sign[names.index("coord_A")] == 1
+    patch_order = order[5:] - 5  # the patch block, without the features and coords
+    # voxel (i, j, k) of the flipped volume is voxel (6 - i, j, k); argwhere orders differ
+    idx = np.argwhere(inside)
+    idx_flipped = np.argwhere(inside[::-1])
+    idx_flipped[:, 0] = 6 - idx_flipped[:, 0]
+    key = lambda idx: np.lexsort(idx.T[::-1])  # noqa: E731
+    np.testing.assert_array_equal(cols[key(idx)][:, patch_order], flipped[key(idx_flipped)])
+
+
+def test_a_list_of_one_dilation_equals_the_int_form():
+    rng = np.random.default_rng(4)
+    volumes = rng.standard_normal((2, 6, 5, 7)).astype(np.float32)
+    inside = rng.random((6, 5, 7)) < 0.5
+    np.testing.assert_array_equal(
+        patch_columns(volumes, inside, np.eye(4), 3, [2]),
+        patch_columns(volumes, inside, np.eye(4), 3, 2),
+    )
+    assert context_feature_names(["FA"], "patch", 3, [2]) == context_feature_names(
+        ["FA"], "patch", 3, 2
+    )
+    one, listed = ContextSpec.from_config("patch", 3, 2), ContextSpec.from_config("patch", 3, [2])
+    assert one == listed and listed.dilation_setting == 2  # the voxel cache key of the int form
+    assert ContextSpec.from_config("patch", 3, [1, 3]).dilation_setting == [1, 3]
+    assert ContextSpec.from_config("patch", 3, [1, [1, 1, 3]]).dilation_setting == [1, [1, 1, 3]]
+
+
+def test_model_inputs_count_one_patch_per_dilation():
+    from mrinet.run.entry import model_inputs
+
+    assert model_inputs(["FA", "MD"], ["coords", "patch"], 3, [1, 3]) == 2 + 3 + 2 * 2 * 26
+    assert model_inputs(["FA", "MD"], ["coords", "patch"], 3) == 2 + 3 + 2 * 26
+
+
+@pytest.mark.parametrize(
+    ("dilation", "message"),
+    [
+        ([], "empty list"),
+        ([1, 0], "not an integer >= 1"),
+        (0, "not an integer >= 1"),
+        ([1, 1.5], "not an integer >= 1"),
+        ("two", "not an integer >= 1"),
+        ([3, 3], "repeats"),
+        ([1, 1, 3], "repeats"),  # three isotropic patches; one per-axis patch nests: [[1,1,3]]
+        ([[1, 3]], "nor three of them"),
+        ([[1, 0, 3]], "nor three of them"),
+    ],
+)
+def test_bad_patch_dilations_name_the_key_and_the_fix(dilation, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        ContextSpec.from_config(["coords", "patch"], 3, dilation)
+    assert "data.patch_dilation" in str(info.value) and "data.patch_dilation=[1,[1,1,3]]" in str(
+        info.value
+    )
 
 
 def test_coords_and_patches_are_invariant_to_a_flip_of_the_affine_sign_convention():

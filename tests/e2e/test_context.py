@@ -10,7 +10,7 @@ import pytest
 TINY_CONTEXT = [
     "experiment=dti_mlp_context",
     "data_size=tiny",
-    "data.patch_dilation=1",  # the tiny 4 mm grid
+    "data.patch_dilation=[1,2]",  # two scales on the tiny 4 mm grid
     "trainer.max_epochs=2",
     "extras.print_config=false",
     "callbacks.progress_bar.kind=none",
@@ -52,7 +52,8 @@ def test_checkpoint_records_the_context_and_the_tuned_offsets(context_run):
     ckpt = torch.load(context_run["dir"] / "checkpoints" / "best.ckpt", weights_only=True)
     data = ckpt["mrinet"]["data"]
     assert data["context"] == ["coords", "patch"] and data["patch_size"] == 3
-    assert ckpt["mrinet"]["model"]["net"]["in_features"] == 5 + 3 + 5 * 26
+    assert data["patch_dilation"] == [1, 2]  # predict rebuilds both patches from it
+    assert ckpt["mrinet"]["model"]["net"]["in_features"] == 5 + 3 + 2 * 5 * 26
     assert ckpt["state_dict"]["logit_offset"].shape == (3,)
     metrics = json.loads((context_run["dir"] / "metrics.json").read_text())["test"]
     assert 0.0 <= metrics["test/dice_macro"] <= 1.0

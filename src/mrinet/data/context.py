@@ -8,14 +8,18 @@ labelled white matter, either side. `data.context` adds, per voxel,
   storage convention, field of view or head size;
 - `patch`: every feature map's values in the k x k x k neighbourhood (the centre is the voxel's
   own features), with offsets taken along the world axes (R, A, S), so a flipped storage order
-  gives the same columns. Built from whole volumes with tensor ops (pad, one flat gather):
-  no per-voxel Python.
+  gives the same columns. `data.patch_dilation` may list several dilations (e.g. [1, 3]): one
+  patch per dilation, concatenated, so fine detail (the thalamus' border) and anatomy several mm
+  away (the interhemispheric fissure above the callosal slab) reach the model together; an
+  entry [dR, dA, dS] spaces a patch per world axis ([1, 1, 3]: is the fissure 6 mm above me, or
+  one voxel to the side?). Built from whole volumes with tensor ops (pad, one flat gather): no
+  per-voxel Python. `mirror_columns` gives the left-right mirror image of a row of inputs.
 Lightning-free: plain arrays in, arrays out, usable from a notebook.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,20 +38,23 @@ class ContextSpec:
 
     kinds: tuple[str, ...] = ()
     patch_size: int = 3
-    patch_dilation: int = 1
+    patch_dilation: tuple[tuple[int, int, int], ...] = ((1, 1, 1),)  # (dR, dA, dS) per patch
 
     @classmethod
-    def from_config(cls, context=None, patch_size: int = 3, patch_dilation: int = 1) -> ContextSpec:
+    def from_config(cls, context=None, patch_size: int = 3, patch_dilation=1) -> ContextSpec:
         kinds = parse_context(context)
+        dilations = ((1, 1, 1),)
         if "patch" in kinds:
             check_patch_size(patch_size)
-            if int(patch_dilation) < 1:
-                raise ConfigError(
-                    f"data.patch_dilation={patch_dilation} must be >= 1",
-                    "data.patch_dilation",
-                    "use 1 (adjacent voxels) or 2",
-                )
-        return cls(kinds, int(patch_size), int(patch_dilation))
+            dilations = parse_dilations(patch_dilation)
+        return cls(kinds, int(patch_size), dilations)
+
+    @property
+    def dilation_setting(self) -> int | list:
+        """`data.patch_dilation` as written: an int for one isotropic patch, so the voxel caches
+        keyed by it before lists existed stay valid; otherwise a list (per-axis entries as lists)."""
+        written = [d[0] if len(set(d)) == 1 else list(d) for d in self.patch_dilation]
+        return written[0] if len(written) == 1 and isinstance(written[0], int) else written
 
     def feature_names(self, features: Sequence[str]) -> list[str]:
         return context_feature_names(features, self.kinds, self.patch_size, self.patch_dilation)
@@ -55,9 +62,10 @@ class ContextSpec:
     def describe(self) -> str:
         if not self.kinds:
             return "none"
-        patch = (
-            f" {self.patch_size}^3 dilation {self.patch_dilation}" if "patch" in self.kinds else ""
+        dilations = ",".join(
+            str(d[0]) if len(set(d)) == 1 else "x".join(map(str, d)) for d in self.patch_dilation
         )
+        patch = f" {self.patch_size}^3 dilation {dilations}" if "patch" in self.kinds else ""
         return "+".join(self.kinds) + patch
 
 
@@ -96,6 +104,46 @@ def check_patch_size(patch_size: int, shape: Sequence[int] | None = None, where:
     return k
 
 
+def parse_dilations(patch_dilation) -> tuple[tuple[int, int, int], ...]:
+    """`data.patch_dilation` -> one (dR, dA, dS) per patch: 3 or [3] -> ((3, 3, 3),);
+    [1, 3] -> two patches; [1, [1, 1, 3]] adds a patch 1 voxel apart along R and A but 3 along S
+    (fine left-right detail several mm above and below: the midline's fissure and septum).
+    Each dilation an integer >= 1 (voxels between neighbours), no repeats, at least one."""
+    fix = (
+        "e.g. data.patch_dilation=3 (one patch), data.patch_dilation=[1,3] (one patch per "
+        "dilation) or data.patch_dilation=[1,[1,1,3]] (per world axis R, A, S: nest the triple)"
+    )
+    values = [patch_dilation] if _is_scalar(patch_dilation) else list(patch_dilation)
+    if not values:
+        raise ConfigError("data.patch_dilation is an empty list", "data.patch_dilation", fix)
+    dilations = []
+    for value in values:
+        axes = [value] * 3 if _is_scalar(value) else list(value)
+        if len(axes) != 3 or not all(_is_dilation(d) for d in axes):
+            raise ConfigError(
+                f"data.patch_dilation={patch_dilation}: {value!r} is not an integer >= 1 "
+                "(nor three of them, one per world axis R, A, S)",
+                "data.patch_dilation",
+                fix,
+            )
+        dilations.append(tuple(int(d) for d in axes))
+    if len(set(dilations)) != len(dilations):
+        raise ConfigError(
+            f"data.patch_dilation={patch_dilation} repeats a dilation (the same patch twice)",
+            "data.patch_dilation",
+            fix,
+        )
+    return tuple(dilations)
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, (str, bytes)) or not isinstance(value, Iterable)
+
+
+def _is_dilation(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 1
+
+
 def patch_offsets(patch_size: int) -> list[tuple[int, int, int]]:
     """(dR, dA, dS) neighbour offsets of a k x k x k patch, centre left out, in C order."""
     r = int(patch_size) // 2
@@ -103,24 +151,50 @@ def patch_offsets(patch_size: int) -> list[tuple[int, int, int]]:
     return [(a, b, c) for a in rng for b in rng for c in rng if (a, b, c) != (0, 0, 0)]
 
 
+def neighbour_offsets(patch_size: int, dilations) -> list[tuple[int, int, int]]:
+    """(dR, dA, dS) voxel offsets of every patch in `data.patch_dilation` order, each patch in C
+    order; an offset an earlier patch already has ([1, [1, 1, 3]] share the S = 0 plane) is
+    left out, so no column repeats another."""
+    offsets: dict[tuple[int, int, int], None] = {}
+    for dr, da, ds in parse_dilations(dilations):
+        for a, b, c in patch_offsets(patch_size):
+            offsets.setdefault((a * dr, b * da, c * ds))
+    return list(offsets)
+
+
 def context_feature_names(
     features: Sequence[str],
     context: str | Sequence[str] | None = None,
     patch_size: int = 3,
-    patch_dilation: int = 1,
+    patch_dilation=1,
 ) -> list[str]:
-    """Column names of the model's inputs: the voxel's features, then coords, then the patch
-    (`FA[+1,-1,+0]`: FA one voxel to the right and one posterior, dilation included)."""
+    """Column names of the model's inputs: the voxel's features, then coords, then each
+    feature's neighbours (`FA[+3,-3,+0]`: FA 3 voxels to the right and 3 posterior), all patches
+    of `data.patch_dilation` one after another (`neighbour_offsets`)."""
     names = list(features)
     parsed = parse_context(context)
     if "coords" in parsed:
         names += list(COORD_NAMES)
     if "patch" in parsed:
-        k = check_patch_size(patch_size)
-        d = int(patch_dilation)
-        offsets = [(a * d, b * d, c * d) for a, b, c in patch_offsets(k)]
+        offsets = neighbour_offsets(check_patch_size(patch_size), patch_dilation)
         names += [f"{f}[{a:+d},{b:+d},{c:+d}]" for f in features for a, b, c in offsets]
     return names
+
+
+def mirror_columns(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Column order and signs (both (K,)) that mirror inputs left-right: x[:, order] * sign is
+    what the same voxel of the subject flipped about its midline would have (coord_R negated,
+    `FA[+1,..]` read from `FA[-1,..]`). Every patch is symmetric in R, so each mirror exists."""
+    index = {name: i for i, name in enumerate(names)}
+    order, sign = np.arange(len(names)), np.ones(len(names), dtype=np.float32)
+    for i, name in enumerate(names):
+        if name == "coord_R":
+            sign[i] = -1.0
+        elif name.endswith("]") and "[" in name:
+            feature, offset = name[:-1].split("[")
+            dr, rest = offset.split(",", 1)
+            order[i] = index[f"{feature}[{-int(dr):+d},{rest}]"]
+    return order, sign
 
 
 def world_axes(affine: np.ndarray) -> tuple[list[int], list[bool]]:
@@ -192,24 +266,22 @@ def patch_columns(
     inside: np.ndarray,
     affine: np.ndarray,
     patch_size: int,
-    dilation: int = 1,
+    dilation=1,
 ):
-    """Neighbours of each voxel in `inside` -> (N, F * (k^3 - 1)) float32, in context_feature_names order.
+    """Neighbours of each voxel in `inside` -> (N, F * M) float32, in context_feature_names
+    order (per feature, its M = len(neighbour_offsets) neighbours).
 
     volumes: (F, X, Y, Z) feature maps; inside: (X, Y, Z) bool; neighbours `dilation` voxels
-    apart (2: a 3^3 patch spans 5^3 voxels at the cost of 3^3). The volumes are reoriented to the
-    world axes, zero-padded (background is 0), and every (voxel, neighbour) pair is read with one
-    gather at flat index centre + offset (no per-voxel Python; ~0.1 s per 120k-voxel subject).
+    apart (2: a 3^3 patch spans 5^3 voxels at the cost of 3^3), or several patches
+    (`parse_dilations`). The volumes are reoriented to the world axes, zero-padded (background
+    is 0) for the widest patch, and every (voxel, neighbour) pair of every patch is read with
+    one gather at flat index centre + offset (no per-voxel Python; ~0.1 s per 120k-voxel
+    subject and 26 neighbours).
     """
     import torch
 
-    d = int(dilation)
-    if d < 1:
-        raise ConfigError(
-            f"data.patch_dilation={dilation} must be >= 1", "data.patch_dilation", "use 1 or 2"
-        )
     k = check_patch_size(patch_size, volumes.shape[1:])
-    span = (k - 1) * d + 1
+    offsets = neighbour_offsets(k, dilation)
     order, flips = world_axes(affine)
     vol = torch.from_numpy(np.ascontiguousarray(volumes, dtype=np.float32))
     idx = torch.from_numpy(np.argwhere(inside))  # (N, 3) array indices
@@ -220,14 +292,14 @@ def patch_columns(
         if flips[w]:
             vol = vol.flip(1 + w)
             idx[:, w] = shape[w] - 1 - idx[:, w]
-    r = span // 2
-    padded = torch.nn.functional.pad(vol, (r, r, r, r, r, r))  # (F, X+2r, Y+2r, Z+2r)
+    r = [max((abs(o[w]) for o in offsets), default=0) for w in range(3)]  # reach along R, A, S
+    padded = torch.nn.functional.pad(vol, (r[2], r[2], r[1], r[1], r[0], r[0]))
     _, _, py, pz = padded.shape
-    # neighbour offsets as flat strides of the padded volume, centre left out, C order
-    steps = torch.tensor([(a * py * pz + b * pz + c) * d for a, b, c in patch_offsets(k)])
-    centre = ((idx[:, 0] + r) * py + (idx[:, 1] + r)) * pz + (idx[:, 2] + r)  # (N,)
+    # neighbour offsets as flat strides of the padded volume
+    steps = torch.tensor([a * py * pz + b * pz + c for a, b, c in offsets], dtype=torch.int64)
+    centre = ((idx[:, 0] + r[0]) * py + (idx[:, 1] + r[1])) * pz + (idx[:, 2] + r[2])  # (N,)
     flat = padded.reshape(vol.shape[0], -1)
-    gathered = flat[:, centre[:, None] + steps[None, :]]  # (F, N, k^3 - 1): one gather
+    gathered = flat[:, centre[:, None] + steps[None, :]]  # (F, N, M): one gather
     return gathered.permute(1, 0, 2).reshape(len(idx), -1).numpy()
 
 
@@ -240,7 +312,7 @@ def context_columns(
     patch_size: int = 3,
     brain_mask: np.ndarray | None = None,
     where: str | Path = "brain mask",
-    patch_dilation: int = 1,
+    patch_dilation=1,
 ) -> np.ndarray:
     """The context columns (N, K) float32 for the voxels in `inside` (K = 0 without context)."""
     parsed = parse_context(context)

@@ -54,7 +54,8 @@ class DTIDataModule(pl.LightningDataModule):
         synthetic: Mapping | None = None,
         context: str | Sequence[str] | None = "none",
         patch_size: int = 3,
-        patch_dilation: int = 1,
+        patch_dilation: int | Sequence[int] = 1,
+        mirror_train: bool = False,
         layout: str = "flat",
     ) -> None:
         super().__init__()
@@ -64,15 +65,23 @@ class DTIDataModule(pl.LightningDataModule):
         self.layout = get_layout(layout).name
         # spatial context (data/context.py): coords and/or k^3 patches after the voxel's features
         self.context = ContextSpec.from_config(context, patch_size, patch_dilation)
+        # training voxels plus their left-right mirror images (context only: a voxel alone is
+        # the same mirrored); with few subjects, the midline's wander is what the net memorises
+        self.mirror_train = bool(mirror_train) and bool(self.context.kinds)
         if self.context.kinds and source == "table":
             raise ConfigError(
                 f"data.context={list(self.context.kinds)} needs whole volumes; a voxel table has none",
                 "data.context",
                 "use data.context=none with data.source=table, or read subject folders (nifti/dwi)",
             )
-        for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
+        for key, value in (
+            ("data.batch_size", batch_size),
+            ("data.eval_batch_size", eval_batch_size),
+        ):
             if int(value) < 1:
-                raise ConfigError(f"{key} must be a positive integer, got {value}", key, f"e.g. {key}=1024")
+                raise ConfigError(
+                    f"{key} must be a positive integer, got {value}", key, f"e.g. {key}=1024"
+                )
         check_split_fractions(split)
         self.source, self.subjects_dir, self.table_path = source, subjects_dir, table_path
         self.cache_dir = cache_dir
@@ -95,7 +104,9 @@ class DTIDataModule(pl.LightningDataModule):
         """All voxels of the configured source (before splitting)."""
         if self.source == "table":
             if not self.table_path:
-                raise ConfigError("data.source=table needs a table", "data.table_path", "set data.table_path=FILE")
+                raise ConfigError(
+                    "data.source=table needs a table", "data.table_path", "set data.table_path=FILE"
+                )
             return load_table(
                 self.table_path,
                 self.features,
@@ -132,7 +143,9 @@ class DTIDataModule(pl.LightningDataModule):
         root = self.subjects_root()
         parts = [self.features, self.classes, self.label_map, self.label_file]
         if self.context.kinds:  # voxel-only caches keep their old key
-            parts.append([list(self.context.kinds), self.context.patch_size, self.context.patch_dilation])
+            parts.append(
+                [list(self.context.kinds), self.context.patch_size, self.context.dilation_setting]
+            )
         key = json.dumps(parts, sort_keys=True)
         cache = root / f".voxels-{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
         with cache_lock(cache):
@@ -145,14 +158,22 @@ class DTIDataModule(pl.LightningDataModule):
 
         if cache.is_file():
             with np.load(cache) as saved:
-                subjects = pd.Categorical.from_codes(saved["codes"], categories=saved["names"].tolist())
+                subjects = pd.Categorical.from_codes(
+                    saved["codes"], categories=saved["names"].tolist()
+                )
                 return Voxels(saved["features"], saved["labels"], subjects)
         voxels = load_subjects(
             root, self.features, self.classes, self.label_map, self.label_file, context=self.context
         )
         with atomic_file(cache) as tmp, open(tmp, "wb") as handle:
             names = np.asarray(voxels.subjects.categories, dtype=str)
-            np.savez(handle, features=voxels.features, labels=voxels.labels, codes=voxels.subjects.codes, names=names)
+            np.savez(
+                handle,
+                features=voxels.features,
+                labels=voxels.labels,
+                codes=voxels.subjects.codes,
+                names=names,
+            )
         return voxels
 
     @property
@@ -206,14 +227,21 @@ class DTIDataModule(pl.LightningDataModule):
 
             codes, names = pd.factorize(voxels.subjects)  # strings -> ints once, not per split
             self.split_units = split_units(list(names), self.split, self.seed)
-            split_of = {name: i for i, split in enumerate(SPLITS) for name in self.split_units[split]}
+            split_of = {
+                name: i for i, split in enumerate(SPLITS) for name in self.split_units[split]
+            }
             voxel_split = np.asarray([split_of[name] for name in names], dtype=np.int8)[codes]
             parts = {split: voxels.take(voxel_split == i) for i, split in enumerate(SPLITS)}
         else:
-            log.warning("no subject column: splitting voxels at random (voxels of one subject may share splits)")
+            log.warning(
+                "no subject column: splitting voxels at random (voxels of one subject may share splits)"
+            )
             order = np.random.default_rng(self.seed).permutation(len(voxels.labels))
             bounds = np.cumsum([0, *split_sizes(len(order), self.split)])
-            parts = {s: voxels.take(np.sort(order[bounds[i] : bounds[i + 1]])) for i, s in enumerate(SPLITS)}
+            parts = {
+                s: voxels.take(np.sort(order[bounds[i] : bounds[i + 1]]))
+                for i, s in enumerate(SPLITS)
+            }
         for name, fraction in zip(SPLITS, self.split):
             if fraction == 0:
                 continue
@@ -232,9 +260,17 @@ class DTIDataModule(pl.LightningDataModule):
             }
             for name, part in parts.items()
         }
+        if self.mirror_train:
+            from mrinet.data.context import mirror_columns
+
+            order, sign = mirror_columns(self.feature_names)
+            train = self.data["train"]
+            mirrored = train["x"][:, torch.from_numpy(order)] * torch.from_numpy(sign)
+            train["x"] = torch.cat([train["x"], mirrored])
+            train["y"] = torch.cat([train["y"], train["y"]])
         log.info(
             "DTI voxels per split: %s",
-            {k: int(len(v["y"])) for k, v in self.data.items()},
+            {k: len(v["y"]) for k, v in self.data.items()},
         )
 
     # ---- what the model needs from the data ------------------------------------------------

@@ -47,13 +47,16 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("optuna_direction", optuna_direction)
 
 
-def model_inputs(features, context="none", patch_size=3) -> int:
-    """Resolver `mrinet_inputs`: input columns of a voxel model, data.features + spatial context."""
+def model_inputs(features, context="none", patch_size=3, patch_dilation=1) -> int:
+    """Resolver `mrinet_inputs`: input columns of a voxel model, data.features + spatial context
+    (one patch per entry of a data.patch_dilation list)."""
     from mrinet.data.context import context_feature_names
 
     if context is not None and not isinstance(context, str):
         context = list(context)
-    return len(context_feature_names(list(features), context, int(patch_size)))
+    if not isinstance(patch_dilation, (int, str)):
+        patch_dilation = list(patch_dilation)
+    return len(context_feature_names(list(features), context, int(patch_size), patch_dilation))
 
 
 def launch_cwd(*, _root_: DictConfig) -> str:

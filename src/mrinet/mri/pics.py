@@ -228,7 +228,7 @@ def pics_reconstruct(
         ).lam
     lam = float(lam)
     if chunk_size is None and kspace.device.type == "cpu":
-        chunk_size = 1  # big temporaries thrash the CPU cache: one slice at a time is fastest
+        chunk_size = 1  # small temporaries stay in cache: batches of 4 gained only ~10 % (docs)
     mask = _as_batch_mask(mask, kspace)
     out = torch.empty(kspace.shape[0], *kspace.shape[-2:], dtype=kspace.dtype, device=kspace.device)
     prox = _prox_factory(prior, tuple(kspace.shape[-2:]), wavelet, levels)(lam)

@@ -9,8 +9,8 @@ differences of the four 2 x 2 polyphase components (strided views); longer filte
 run in the Fourier domain, where a periodic filter-and-downsample is a product and a sum of
 two spectrum halves per axis, so a level costs the same few elementwise ops whatever the filter
 length, plus the FFTs into and out of the coefficient domain (about four image-sized FFTs per
-shrink). On one CPU thread at 192 x 192 that is ~2-3x faster than the convolutions it replaced
-(docs/benchmarks.md).
+shrink). On one CPU thread at 192 x 192 (db4) that is ~1.8x faster than the convolutions it
+replaced (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -177,18 +177,18 @@ class Wavelet2d:
             return self._fft_plans[key]
         lo, hi = wavelet_filters(self.wavelet)
         offset = self.filter_length // 2 - 1
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            return t.to(dtype=like.dtype, device=like.device)
+
+        def row_factor(t: torch.Tensor) -> torch.Tensor:
+            return cast(t)[:, None, :, None]
+
         plan, (h, w) = [], self.padded
         for _ in range(self.levels):
             rows = torch.stack([_filter_spectrum(f, h, offset) for f in (lo, hi)])
             cols = torch.stack([_filter_spectrum(f, w, offset) for f in (lo, hi)])
             rows, cols = rows.reshape(2, 2, h // 2), cols.reshape(2, 2, w // 2)  # (f, s, u)
-
-            def cast(t: torch.Tensor) -> torch.Tensor:
-                return t.to(dtype=like.dtype, device=like.device)
-
-            def row_factor(t: torch.Tensor) -> torch.Tensor:
-                return cast(t)[:, None, :, None]
-
             analysis_rows, analysis_cols = rows.conj() / 2, cols.conj() / 2
             plan.append(
                 {
@@ -214,7 +214,7 @@ class Wavelet2d:
         spectra, contiguous as (B, 4, h/2, w/2) = LL, LH, HL, HH; one inverse FFT takes the
         three details to the coefficient domain and LL's spectrum feeds the next level as it
         is. One soft threshold on all coefficients, one FFT per level back, and the synthesis
-        mixes in reverse: 2 levels + 4 FFTs in all, each on contiguous data.
+        mixes in reverse: 2 x levels + 4 FFTs in all, each on contiguous data.
         """
         b = image.shape[0]
         x = torch.fft.fft2(self._pad(image))

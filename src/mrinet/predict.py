@@ -144,6 +144,8 @@ def predict_subject(
     maps, affine = read_subject(subject_dir, features, source, layout)
     keep = voxel_mask(subject_dir, maps, affine, mask, data_cfg, layout)
     convert_diffusivity_units(maps, str(subject_dir), keep if keep.any() else None)
+    if getattr(model.net, "dense_output", False):  # a segmentation net: the whole volume at once
+        return (*_predict_volume(model, maps, features, keep, len(data_cfg["classes"])), affine)
     x = np.stack([maps[f][keep] for f in features], axis=1).astype(np.float32)
     if context.kinds:
         x = np.concatenate(
@@ -172,6 +174,31 @@ def predict_subject(
         classes[keep] = proba.argmax(1).numpy().astype(np.uint8) + 1
         probabilities[keep] = proba.numpy()
     return classes, probabilities, affine
+
+
+def _predict_volume(model, maps: dict, features, keep: np.ndarray, n_classes: int):
+    """Class map and probabilities of a segmentation net over the whole volume, kept at `keep`."""
+    import torch
+
+    from mrinet.data.dti_volumes import volume_inputs
+
+    x = torch.from_numpy(volume_inputs(maps, features))[None]
+    if model.input_mean.numel() and x.shape[1] != model.input_mean.numel():
+        from mrinet.errors import CheckpointError
+
+        raise CheckpointError(
+            f"the model takes {model.input_mean.numel()} feature channels, the subject gives "
+            f"{x.shape[1]}",
+            "data.features",
+            "use the checkpoint's own data settings (no data overrides) for prediction",
+        )
+    with torch.inference_mode():
+        proba = model.predict_proba(x)[0].movedim(0, -1).numpy()  # (X, Y, Z, K)
+    classes = np.zeros(keep.shape, dtype=np.uint8)
+    probabilities = np.zeros((*keep.shape, n_classes), dtype=np.float32)
+    classes[keep] = proba[keep].argmax(1).astype(np.uint8) + 1
+    probabilities[keep] = proba[keep]
+    return classes, probabilities
 
 
 def predict(cfg: DictConfig) -> Path:

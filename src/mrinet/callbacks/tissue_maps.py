@@ -10,8 +10,9 @@ class TissueMapLogger(pl.Callback):
     TensorBoard: T1w, true classes and predicted classes (DTI voxel data with volumes only).
 
     The subject's inputs are the DataModule's (`example_subject()["x"]`: the same features and
-    spatial context as training) and classes come from the model's decision rule
-    (`predict_classes`), after the validation epoch has tuned it (hence on_validation_end).
+    spatial context as training, or the whole volume (1, F, X, Y, Z) for a segmentation net)
+    and classes come from the model's decision rule (`predict_classes`), after the validation
+    epoch has tuned it (hence on_validation_end).
     The scalar `<split>/wm_called_thalamus` is the share of that subject's white-matter voxels
     the map calls thalamus (the speckle the eye sees)."""
 
@@ -46,6 +47,8 @@ class TissueMapLogger(pl.Callback):
             classify = getattr(pl_module, "predict_classes", None)
             predicted_flat = (classify(x) if classify else pl_module(x).argmax(1)).cpu().numpy()
         pl_module.train(was_training)
+        if predicted_flat.ndim > 1:  # a segmentation net classified the whole volume (1, X, Y, Z)
+            predicted_flat = predicted_flat[0][inside]
         predicted = np.full(true.shape, -1, dtype=np.int64)
         predicted[inside] = predicted_flat
         t1w = maps["T1w"] if "T1w" in maps else maps[features[0]]

@@ -15,7 +15,9 @@ from mrinet.models.decision import tune_offsets, weighting_offsets
 from mrinet.models.grouped_steps import GroupedSteps
 from mrinet.models.metrics import ConfusionCounts, batch_confusion, confusion_metrics
 
-LOSSES = ("cross_entropy", "quadratic")
+# cross_entropy_dice: cross-entropy + (1 - soft Dice averaged over the classes), the usual cost of
+# segmentation nets (nnU-Net): the small structures weigh as much as the large one
+LOSSES = ("cross_entropy", "quadratic", "cross_entropy_dice")
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 # which class a sample gets from its logits (mrinet.models.decision; docs/tissue_maps.md):
 # argmax | logit_adjusted (undo the class weights' bias: + log priors) | tuned (then per-class
@@ -36,6 +38,29 @@ def quadratic_cost(
     if weight is not None:
         per_sample = per_sample * weight[target]
     return per_sample.mean()
+
+
+def _per_channel(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(C,) values shaped to broadcast over dim 1 of `like` ((N, C) or (B, C, X, Y, Z))."""
+    return values.reshape(1, -1, *([1] * (like.ndim - 2))) if like.ndim > 2 else values
+
+
+def labelled_voxels(logits: torch.Tensor, target: torch.Tensor):
+    """Dense logits (B, C, X, Y, Z) and targets (B, X, Y, Z) (-1: no class) -> the labelled
+    voxels' logits (N, C) and classes (N,), so costs and metrics are the voxel classifier's."""
+    keep = target >= 0
+    return logits.movedim(1, -1)[keep], target[keep]
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - mean over classes of 2 sum(p y) / (sum p + sum y) with p = softmax(logits) (N, C) and
+    one-hot targets (N,): the batch's Dice made differentiable (Milletari et al. 2016, V-Net);
+    eps keeps a class absent from the batch at loss 0 when predicted absent."""
+    p = torch.softmax(logits, dim=1)
+    y = F.one_hot(target, p.shape[1]).to(p.dtype)
+    overlap = (p * y).sum(0)
+    dice = (2 * overlap + eps) / (p.sum(0) + y.sum(0) + eps)
+    return 1 - dice.mean()
 
 
 class Classifier(GroupedSteps, pl.LightningModule):
@@ -173,15 +198,19 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     # ---- forward and cost ------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw inputs -> class logits (standardised with the training statistics first)."""
+        """Raw inputs -> class logits (standardised with the training statistics first).
+
+        Rows (N, F) -> (N, C), or volumes (B, F, X, Y, Z) -> (B, C, X, Y, Z) for a segmentation
+        net: the statistics are per feature, i.e. per channel of a volume."""
         if self.input_mean.numel():
-            x = (x - self.input_mean) / self.input_std
+            x = (x - _per_channel(self.input_mean, x)) / _per_channel(self.input_std, x)
         return self.net(x)
 
     def decide(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits -> predicted class (N,): argmax after the decision rule's offsets."""
+        """Logits (N, C) or (B, C, ...) -> predicted class (N,) or (B, ...): argmax after the
+        decision rule's offsets."""
         if self.logit_offset.numel():
-            logits = logits + self.logit_offset
+            logits = logits + _per_channel(self.logit_offset, logits)
         return logits.argmax(1)
 
     def predict_classes(self, x: torch.Tensor) -> torch.Tensor:
@@ -197,14 +226,17 @@ class Classifier(GroupedSteps, pl.LightningModule):
         else:
             a = torch.softmax(logits, dim=1)
         if self.logit_offset.numel():
-            a = a * torch.exp(self.logit_offset - self.logit_offset.max())
+            a = a * _per_channel(torch.exp(self.logit_offset - self.logit_offset.max()), a)
         return a / a.sum(1, keepdim=True).clamp(min=1e-12)
 
     def cost(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = self.class_weight if self.class_weight.numel() else None
         if self.loss_name == "quadratic":
             return quadratic_cost(logits, target, self.output_activation, weight)
-        return F.cross_entropy(logits, target, weight=weight)
+        loss = F.cross_entropy(logits, target, weight=weight)
+        if self.loss_name == "cross_entropy_dice":
+            loss = loss + soft_dice_loss(logits, target)
+        return loss
 
     # ---- steps -----------------------------------------------------------------------------
     @property
@@ -218,7 +250,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         return self._confmats[key]
 
     def _num_outputs(self) -> int | None:
-        layers = [m for m in self.net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        layers = [m for m in self.net.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv3d))]
         if not layers:
             return None
         last = layers[-1]
@@ -227,7 +259,12 @@ class Classifier(GroupedSteps, pl.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch[0], batch[1]
         logits = self(x)
-        loss = self.cost(logits, y)
+        dense = None
+        if logits.ndim > 2:  # a segmentation net: its labelled voxels are the samples
+            dense, (logits, y) = logits, labelled_voxels(logits, y)
+        # nothing labelled (a DDP rank's filler volume): no cost, zero counts, but the rank
+        # still takes part in the epoch-end syncs
+        loss = self.cost(logits, y) if len(y) or dense is None else dense.sum() * 0.0
         if stage == "val" and self.decision == "tuned":
             self._val_logits.append((logits.detach(), y))
         counts = batch_confusion(self.decide(logits.detach()), y, logits.shape[1])
@@ -298,7 +335,10 @@ class Classifier(GroupedSteps, pl.LightningModule):
             return None
         logits = torch.cat([s[0] for s in stored])
         target = torch.cat([s[1] for s in stored])
-        offsets = tune_offsets(logits, target, start=self.start_offsets())
+        if len(target):
+            offsets = tune_offsets(logits, target, start=self.start_offsets())
+        else:  # this rank saw no labelled voxel: rank 0's offsets arrive by broadcast
+            offsets = self.logit_offset.detach().clone()
         if self._trainer is not None and self.trainer.world_size > 1:
             offsets = self.trainer.strategy.broadcast(offsets, src=0)
         self.logit_offset = offsets.to(self.device)

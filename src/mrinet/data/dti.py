@@ -25,6 +25,27 @@ log = logging.getLogger(__name__)
 SOURCES = ("synthetic", "nifti", "dwi", "table")
 
 
+def check_positive(key: str, value, example: int) -> int:
+    """A setting that counts something (batch size, crops, ...): an integer >= 1."""
+    if int(value) < 1:
+        raise ConfigError(
+            f"{key} must be a positive integer, got {value}", key, f"e.g. {key}={example}"
+        )
+    return int(value)
+
+
+def check_every_class(classes: Sequence[str], counts, split: str, where) -> None:
+    """Every class has at least one voxel in the split (counts (C,)), else name the label map."""
+    counts = np.asarray(counts)
+    empty = [classes[i] for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DataFormatError(
+            f"class(es) {empty} have no voxel in the {split} split (counts {counts.tolist()})",
+            where,
+            "check data.label_map codes against the label volume, or add subjects",
+        )
+
+
 class DTIDataModule(pl.LightningDataModule):
     """Voxels from synthetic, NIfTI or table sources; split by subject; served as whole batches.
 
@@ -74,14 +95,8 @@ class DTIDataModule(pl.LightningDataModule):
                 "data.context",
                 "use data.context=none with data.source=table, or read subject folders (nifti/dwi)",
             )
-        for key, value in (
-            ("data.batch_size", batch_size),
-            ("data.eval_batch_size", eval_batch_size),
-        ):
-            if int(value) < 1:
-                raise ConfigError(
-                    f"{key} must be a positive integer, got {value}", key, f"e.g. {key}=1024"
-                )
+        check_positive("data.batch_size", batch_size, 1024)
+        check_positive("data.eval_batch_size", eval_batch_size, 1024)
         check_split_fractions(split)
         self.source, self.subjects_dir, self.table_path = source, subjects_dir, table_path
         self.cache_dir = cache_dir
@@ -246,13 +261,9 @@ class DTIDataModule(pl.LightningDataModule):
             if fraction == 0:
                 continue
             counts = np.bincount(parts[name].labels, minlength=len(self.classes))
-            empty = [self.classes[i] for i in np.flatnonzero(counts == 0)]
-            if empty:
-                raise DataFormatError(
-                    f"class(es) {empty} have no voxel in the {name} split (counts {counts.tolist()})",
-                    self.subjects_dir or self.table_path or self.cache_dir,
-                    "check data.label_map codes against the label volume, or add subjects",
-                )
+            check_every_class(
+                self.classes, counts, name, self.subjects_dir or self.table_path or self.cache_dir
+            )
         self.data = {
             name: {
                 "x": torch.from_numpy(np.ascontiguousarray(part.features)),

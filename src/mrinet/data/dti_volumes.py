@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrinet.data.dti import DTIDataModule
+from mrinet.data.dti import DTIDataModule, check_every_class, check_positive
 from mrinet.data.sharding import rank_and_world
 from mrinet.data.spec import DataSpec, class_counts, require_splits
 from mrinet.data.splits import SPLITS, split_units
-from mrinet.errors import ConfigError, DataFormatError
+from mrinet.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,11 @@ class VolumeCrops:
         self.k = int(crop_size)
         self.batch_size, self.batches = int(batch_size), int(batches)
         self.seed, self.epoch_fn, self.mirror = int(seed), epoch_fn, bool(mirror)
+        # per subject, the (n, 3) voxel indices of each class it has
         self.class_voxels = [
-            [torch.nonzero(y == c) for c in range(int(y.max()) + 1)] for _, y, _ in self.volumes
+            [v for v in (torch.nonzero(y == c) for c in range(int(y.max()) + 1)) if len(v)]
+            for _, y, _ in self.volumes
         ]
-        self.class_voxels = [[v for v in per if len(v)] for per in self.class_voxels]
 
     def __len__(self) -> int:
         return self.batches
@@ -198,15 +199,8 @@ class DTIVolumeDataModule(DTIDataModule):
                 "data.source",
                 "use data.source=synthetic, nifti or dwi (subject folders)",
             )
-        for key, value in (
-            ("data.crop_size", crop_size),
-            ("data.crops_per_epoch", crops_per_epoch),
-        ):
-            if int(value) < 1:
-                raise ConfigError(
-                    f"{key} must be a positive integer, got {value}", key, f"e.g. {key}=32"
-                )
-        self.crop_size, self.crops_per_epoch = int(crop_size), int(crops_per_epoch)
+        self.crop_size = check_positive("data.crop_size", crop_size, 48)
+        self.crops_per_epoch = check_positive("data.crops_per_epoch", crops_per_epoch, 32)
         if (
             not 0.0 <= float(augment_prob) <= 1.0
             or float(rotate_deg) < 0
@@ -273,14 +267,12 @@ class DTIVolumeDataModule(DTIDataModule):
         for split, fraction in zip(SPLITS, self.split):
             if not fraction:
                 continue
-            counts = self._counts(split)
-            empty = [self.classes[i] for i in np.flatnonzero(counts.numpy() == 0)]
-            if empty:
-                raise DataFormatError(
-                    f"class(es) {empty} have no voxel in the {split} split (counts {counts.tolist()})",
-                    self.subjects_dir or self.cache_dir,
-                    "check data.label_map codes against the label volume, or add subjects",
-                )
+            check_every_class(
+                self.classes,
+                self._counts(split).numpy(),
+                split,
+                self.subjects_dir or self.cache_dir,
+            )
         shapes = {tuple(x.shape[1:]) for v in self.volumes.values() for x, _, _ in v}
         if min(min(s) for s in shapes) < self.crop_size:
             raise ConfigError(
@@ -312,10 +304,14 @@ class DTIVolumeDataModule(DTIDataModule):
         """A whole subject of `split` for the tissue maps: "x" is the model's input (1, F, X, Y, Z)."""
         if not self.split_units.get(split):
             return None
-        if split not in self._examples:
-            subject = self.read_volume(self.split_units[split][0])
-            subject["x"] = subject["x"][None]
-            self._examples[split] = subject
+        if split not in self._examples:  # the split's first subject, already in memory
+            x, classes, _ = self.volumes[split][0]
+            self._examples[split] = {
+                "name": self.split_units[split][0],
+                "x": x[None].numpy(),
+                "maps": {name: x[i].numpy() for i, name in enumerate(self.features)},
+                "classes": classes.numpy(),
+            }
         return self._examples[split]
 
     def train_dataloader(self) -> VolumeCrops:

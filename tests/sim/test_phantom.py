@@ -1,6 +1,7 @@
 """The digital brain phantom: labels, hemispheres, deformation, partial-volume fractions."""
 
 import numpy as np
+import pytest
 
 from mrinet.sim.phantom import (
     CC_SEGMENTS,
@@ -71,3 +72,36 @@ def test_freesurfer_labels_callosum_only_in_a_midline_slab():
     assert np.abs(np.median(x_mm)) < 2.5 and np.percentile(np.abs(x_mm), 95) < 8.0
     # everything else is labelled as its tissue
     assert np.array_equal(labels[~cc_tissue], tissue[~cc_tissue])
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_cc_label_slab_plane_is_flat_and_midline_bends_with_the_anatomy(seed):
+    """FreeSurfer's mri_cc labels 2 x 2 + 1 slices about the mid-sagittal plane it fits
+    (`cc_label_slab="plane"`); the phantom's midline is warped (+-3 mm), so the default slab,
+    which follows it, bends."""
+    from mrinet.sim.phantom import make_brain_anatomy
+
+    shape, voxel, half_width = (72, 88, 72), 2.0, 3.0
+
+    def fit_plane(slab: str):
+        rng = np.random.default_rng(seed)
+        tissue, labels = make_brain_anatomy(shape, voxel, rng, half_width, slab)
+        i, j, k = np.nonzero(np.isin(labels, CC_SEGMENTS))
+        # the plane through the LABELLED voxels (not the simulator's fit through the tissue)
+        design = np.stack([np.ones(i.size), j, k], axis=1)
+        coef = np.linalg.lstsq(design, i.astype(float), rcond=None)[0]
+        norm = np.sqrt(1 + coef[1] ** 2 + coef[2] ** 2)
+        ti, tj, tk = np.nonzero(np.isin(tissue, CC_SEGMENTS))
+        tissue_distance = np.abs(ti - np.stack([np.ones(ti.size), tj, tk], 1) @ coef) * voxel / norm
+        inside = tissue_distance < half_width - voxel / 2
+        return (
+            float((np.abs(i - design @ coef) * voxel / norm).max()),
+            bool(np.isin(labels[ti[inside], tj[inside], tk[inside]], CC_SEGMENTS).all()),
+        )
+
+    flat_extent, flat_filled = fit_plane("plane")
+    assert flat_extent <= half_width + voxel / 2 and flat_filled  # every voxel within the slab
+    bent_extent, _ = fit_plane("midline")
+    assert bent_extent > half_width + voxel / 2  # the default slab bends away from any plane
+    with pytest.raises(ValueError, match="cc_label_slab"):
+        make_brain_anatomy((8, 8, 8), voxel, np.random.default_rng(0), half_width, "curved")

@@ -113,7 +113,11 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
     shape = tuple(int(n) for n in params["grid"]["shape"])
     phantom = params.get("phantom") or {}
     tissue, labels = make_brain_anatomy(
-        shape, float(params["grid"]["voxel_mm"]), rng, phantom.get("cc_label_half_width_mm")
+        shape,
+        float(params["grid"]["voxel_mm"]),
+        rng,
+        phantom.get("cc_label_half_width_mm"),
+        phantom.get("cc_label_slab", "midline"),
     )
     bvals, bvecs = make_scheme(params, rng)
     # partial volume mixes tissues, so fractions come from the tissue volume, not the labels

@@ -13,8 +13,8 @@ ribbon, corpus callosum) keep at least ~1.2 voxels of thickness so they exist on
 Tissue and label differ where FreeSurfer's do (`make_brain_anatomy`): callosal fibres run
 left-right across the midline and on into each hemisphere with callosal FA and diffusivities,
 but FreeSurfer labels the corpus callosum (251-255) only in a thin mid-sagittal slab and the
-same fibres off the midline as cerebral white matter (2/41). The simulator draws signals from
-the tissue volume and writes the label volume, as a real aparc+aseg would be.
+same fibres off it as cerebral white matter (2/41). The simulator draws signals from the tissue
+volume and writes the label volume, as a real aparc+aseg would be.
 """
 
 from __future__ import annotations
@@ -118,14 +118,20 @@ def make_brain_anatomy(
     voxel_mm: float,
     rng: np.random.Generator,
     cc_label_half_width_mm: float | None = None,
+    cc_label_slab: str = "midline",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(tissue, labels): two (X, Y, Z) int32 volumes of FreeSurfer codes for one random subject.
 
     `tissue` says what each voxel is made of (the simulator's signals); `labels` is what
-    FreeSurfer's aparc+aseg would say. With `cc_label_half_width_mm` (FreeSurfer: a slab a few
-    mm either side of the mid-sagittal plane) callosal tissue farther from the subject's midline
-    is labelled cerebral white matter of its hemisphere; None labels all callosal tissue 251-255.
-    The same `rng` draws give the same tissue whatever the label slab.
+    FreeSurfer's aparc+aseg would say. With `cc_label_half_width_mm`, callosal tissue farther
+    than that from the midline is labelled cerebral white matter of its hemisphere; None labels
+    all callosal tissue 251-255. `cc_label_slab` says which midline: "midline" (the default)
+    the subject's own, warped one, so the slab bends with the anatomy; "plane" a flat slab about
+    the least-squares plane through the callosal tissue (left-right position against the other
+    two voxel axes), as FreeSurfer's mri_cc labels the 2 x 2 + 1 one-mm slices about the plane
+    it fits in a rigidly realigned frame: where the warped midline bends away from the plane,
+    the labelled slab sits off-centre in the tissue. The same `rng` draws give the same tissue
+    whatever the label slab.
     """
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 4:
@@ -193,12 +199,27 @@ def make_brain_anatomy(
     if cc_label_half_width_mm is None:
         return labels, labels
     # the slab keeps >= ~1.2 voxels so a coarse grid still has a labelled callosum
-    slab_mm = max(float(cc_label_half_width_mm), 0.6 * vox_t)
+    if cc_label_slab == "midline":
+        off_midline = is_cc & (np.abs(x) > max(float(cc_label_half_width_mm), 0.6 * vox_t))
+    elif cc_label_slab == "plane":
+        slab_mm = max(float(cc_label_half_width_mm), 0.6 * voxel_mm)
+        off_midline = is_cc & (_plane_distance_mm(is_cc, voxel_mm) > slab_mm)
+    else:
+        raise ValueError(f"cc_label_slab must be 'midline' or 'plane', got {cc_label_slab!r}")
     fs_labels = labels.copy()
-    off_midline = is_cc & (np.abs(x) > slab_mm)
     fs_labels[off_midline & left] = WM[0]
     fs_labels[off_midline & ~left] = WM[1]
     return labels, fs_labels
+
+
+def _plane_distance_mm(is_cc: np.ndarray, voxel_mm: float) -> np.ndarray:
+    """Distance (mm) of every voxel (X, Y, Z) to the mid-sagittal plane i = a + b j + c k fitted
+    by least squares through the voxels of `is_cc` (X runs left-right)."""
+    i, j, k = np.nonzero(is_cc)
+    design = np.stack([np.ones(i.size), j, k], axis=1).astype(np.float64)
+    (a, b, c), *_ = np.linalg.lstsq(design, i.astype(np.float64), rcond=None)
+    ii, jj, kk = np.ogrid[tuple(slice(0, n) for n in is_cc.shape)]
+    return np.abs(ii - (a + b * jj + c * kk)) * voxel_mm / np.sqrt(1.0 + b * b + c * c)
 
 
 def tissue_masks(labels: np.ndarray, tissues: dict[str, tuple[int, ...]] = TISSUES) -> dict:

@@ -103,5 +103,8 @@ def test_cc_label_slab_plane_is_flat_and_midline_bends_with_the_anatomy(seed):
     assert flat_extent <= half_width + voxel / 2 and flat_filled  # every voxel within the slab
     bent_extent, _ = fit_plane("midline")
     assert bent_extent > half_width + voxel / 2  # the default slab bends away from any plane
-    with pytest.raises(ValueError, match="cc_label_slab"):
-        make_brain_anatomy((8, 8, 8), voxel, np.random.default_rng(0), half_width, "curved")
+    for width in (half_width, None):  # checked whether or not a slab is drawn
+        with pytest.raises(
+            ValueError, match=r"phantom\.cc_label_slab must be 'midline' or 'plane'"
+        ):
+            make_brain_anatomy((8, 8, 8), voxel, np.random.default_rng(0), width, "curved")

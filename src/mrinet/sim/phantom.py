@@ -136,6 +136,11 @@ def make_brain_anatomy(
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 4:
         raise ValueError(f"shape must be three sizes >= 4, got {shape}")
+    if cc_label_slab not in ("midline", "plane"):
+        raise ValueError(
+            f"phantom.cc_label_slab must be 'midline' or 'plane', got {cc_label_slab!r} "
+            "(e.g. '+data.synthetic.phantom={cc_label_half_width_mm:3.0,cc_label_slab:plane}')"
+        )
     (x, y, z), fit = _template_coords(shape, voxel_mm, rng)
     # thin structures keep >= ~1.2 voxels in template millimetres
     vox_t = voxel_mm / fit
@@ -201,11 +206,9 @@ def make_brain_anatomy(
     # the slab keeps >= ~1.2 voxels so a coarse grid still has a labelled callosum
     if cc_label_slab == "midline":
         off_midline = is_cc & (np.abs(x) > max(float(cc_label_half_width_mm), 0.6 * vox_t))
-    elif cc_label_slab == "plane":
+    else:
         slab_mm = max(float(cc_label_half_width_mm), 0.6 * voxel_mm)
         off_midline = is_cc & (_plane_distance_mm(is_cc, voxel_mm) > slab_mm)
-    else:
-        raise ValueError(f"cc_label_slab must be 'midline' or 'plane', got {cc_label_slab!r}")
     fs_labels = labels.copy()
     fs_labels[off_midline & left] = WM[0]
     fs_labels[off_midline & ~left] = WM[1]

@@ -214,20 +214,24 @@ class DTIDataModule(pl.LightningDataModule):
             return None
         if split not in self._examples:
             subject_dir = self.subjects_root() / self.split_units[split][0]
-            lookup = class_lookup(self.classes, self.label_map)
-            x, _, volume = subject_voxels(
-                subject_dir,
-                self.features,
-                lookup,
-                self.label_file,
-                self.volume_source,
-                self.resample_labels,
-                self.context,
-                self.layout if self.source != "synthetic" else "flat",
-            )
+            x, _, volume = self.read_subject(subject_dir, self.context)
             # x: the model's inputs at the class voxels, as in training (context included)
             self._examples[split] = {"name": subject_dir.name, "x": x, **volume}
         return self._examples[split]
+
+    def read_subject(self, subject_dir: Path, context: ContextSpec | None):
+        """One subject folder read with this module's features, classes, label map and layout:
+        (x at the class voxels, their classes, the volumes) as `voxels.subject_voxels`."""
+        return subject_voxels(
+            subject_dir,
+            self.features,
+            class_lookup(self.classes, self.label_map),
+            self.label_file,
+            self.volume_source,
+            self.resample_labels,
+            context,
+            self.layout if self.source != "synthetic" else "flat",
+        )
 
     def prepare_data(self) -> None:
         if self.source == "synthetic":

@@ -227,21 +227,7 @@ class DTIVolumeDataModule(DTIDataModule):
 
     def read_volume(self, name: str, root: Path | None = None) -> dict:
         """One subject: {"name", "x" (F, X, Y, Z) float32, "maps", "affine", "classes"}."""
-        from mrinet.data.voxels import class_lookup, subject_voxels
-
-        subject_dir = (root or self.subjects_root()) / name
-        layout = self.layout if self.source != "synthetic" else "flat"
-        lookup = class_lookup(self.classes, self.label_map)
-        _, _, volume = subject_voxels(
-            subject_dir,
-            self.features,
-            lookup,
-            self.label_file,
-            self.volume_source,
-            self.resample_labels,
-            None,
-            layout,
-        )
+        _, _, volume = self.read_subject((root or self.subjects_root()) / name, None)
         return {"name": name, "x": volume_inputs(volume["maps"], self.features), **volume}
 
     def setup(self, stage: str | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,37 @@ def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, time
         text=True,
         timeout=timeout,
     )
+
+
+def train_run(cli, *overrides: str, run_dir: Path, data_dir: Path, cwd: Path, timeout: int = 300):
+    """`python -m mrinet.train overrides` into run_dir on the session's data dir, asserted to
+    succeed; returns the CompletedProcess."""
+    proc = cli(
+        "mrinet.train",
+        *overrides,
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
+        cwd=cwd,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def eval_test_metrics(cli, run_dir: Path, out: Path, cwd: Path, *overrides: str):
+    """`python -m mrinet.eval` of run_dir's best checkpoint into out, asserted to succeed;
+    returns (the training run's test metrics, the evaluation's), both from metrics.json."""
+    proc = cli(
+        "mrinet.eval",
+        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        f"hydra.run.dir={out}",
+        "extras.print_config=false",
+        *overrides,
+        cwd=cwd,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = json.loads((run_dir / "metrics.json").read_text())["test"]
+    return trained, json.loads((out / "metrics.json").read_text())["test"]
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 
+from tests.conftest import train_run
+
 TINY_CONTEXT = [
     "experiment=dti_mlp_context",
     "data_size=tiny",
@@ -21,14 +23,7 @@ TINY_CONTEXT = [
 def context_run(tmp_path_factory, data_dir, cli):
     work = tmp_path_factory.mktemp("context")
     run_dir = work / "run"
-    proc = cli(
-        "mrinet.train",
-        *TINY_CONTEXT,
-        f"paths.data_dir={data_dir}",
-        f"hydra.run.dir={run_dir}",
-        cwd=work,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    train_run(cli, *TINY_CONTEXT, run_dir=run_dir, data_dir=data_dir, cwd=work)
     return {"dir": run_dir, "work": work, "cli": cli, "data_dir": data_dir}
 
 

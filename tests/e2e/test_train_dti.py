@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import eval_test_metrics, train_run
+
 TINY = [
     "experiment=dti_mlp",
     "data_size=tiny",  # configs/tiny/dti_tiny.yaml: the tiny cohort tests and debug=fast share
@@ -45,10 +47,7 @@ def run(tmp_path_factory, data_dir, cli):
     """One tiny training run shared by the tests of this module."""
     work = tmp_path_factory.mktemp("e2e")
     run_dir = work / "run"
-    proc = cli(
-        "mrinet.train", *TINY, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", cwd=work
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = train_run(cli, *TINY, run_dir=run_dir, data_dir=data_dir, cwd=work)
     return {"dir": run_dir, "work": work, "proc": proc, "run_module": cli}
 
 
@@ -103,18 +102,9 @@ def test_tensorboard_has_scalars_figures_and_resolved_hparams(run):
 
 
 def test_eval_reproduces_the_training_test_metrics(run):
-    d = run["dir"]
-    out = run["work"] / "eval"
-    proc = run["run_module"](
-        "mrinet.eval",
-        f"ckpt_path={d / 'checkpoints' / 'best.ckpt'}",
-        f"hydra.run.dir={out}",
-        "extras.print_config=false",
-        cwd=run["work"],
+    trained, evaluated = eval_test_metrics(
+        run["run_module"], run["dir"], run["work"] / "eval", run["work"]
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trained = json.loads((d / "metrics.json").read_text())["test"]
-    evaluated = json.loads((out / "metrics.json").read_text())["test"]
     assert trained.keys() == evaluated.keys()
     for key, value in trained.items():
         assert abs(value - evaluated[key]) <= 1e-6, key

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mrinet.io.fastmri import write_reconstruction
+from tests.conftest import eval_test_metrics
 
 HERE = Path(__file__).resolve().parent
 spec = importlib.util.spec_from_file_location("e2e_dti", HERE / "test_train_dti.py")
@@ -108,18 +109,10 @@ def test_validation_figures_every_n_epochs_scalars_every_epoch(run):
 
 
 def test_eval_reproduces_the_test_metrics(run, cli):
-    d, out = run["dir"], run["work"] / "eval"
-    proc = cli(
-        "mrinet.eval",
-        f"ckpt_path={d / 'checkpoints' / 'best.ckpt'}",
-        f"hydra.run.dir={out}",
-        "extras.print_config=false",
-        "extras.num_threads=1",
-        cwd=run["work"],
+    work = run["work"]
+    trained, evaluated = eval_test_metrics(
+        cli, run["dir"], work / "eval", work, "extras.num_threads=1"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trained = json.loads((d / "metrics.json").read_text())["test"]
-    evaluated = json.loads((out / "metrics.json").read_text())["test"]
     assert trained.keys() == evaluated.keys()
     for key, value in trained.items():
         assert abs(value - evaluated[key]) <= 1e-6, key

@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from tests.conftest import eval_test_metrics, train_run
 from tests.e2e.test_train_dti import tensorboard_tags
 
 TINY_UNET = [
@@ -24,14 +25,7 @@ TINY_UNET = [
 def unet_run(tmp_path_factory, data_dir, cli):
     work = tmp_path_factory.mktemp("unet")
     run_dir = work / "run"
-    proc = cli(
-        "mrinet.train",
-        *TINY_UNET,
-        f"paths.data_dir={data_dir}",
-        f"hydra.run.dir={run_dir}",
-        cwd=work,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    train_run(cli, *TINY_UNET, run_dir=run_dir, data_dir=data_dir, cwd=work)
     cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     cohort = next((data_dir / "dti_synthetic").glob("literature-4subj-*"))
     return {"dir": run_dir, "work": work, "cli": cli, "cohort": cohort, "cfg": cfg}
@@ -76,17 +70,8 @@ def test_predict_on_the_test_subject_reproduces_the_test_dice(unet_run):
 
 
 def test_eval_reproduces_the_training_test_metrics(unet_run):
-    out = unet_run["work"] / "eval"
-    proc = unet_run["cli"](
-        "mrinet.eval",
-        f"ckpt_path={unet_run['dir'] / 'checkpoints' / 'best.ckpt'}",
-        f"hydra.run.dir={out}",
-        "extras.print_config=false",
-        cwd=unet_run["work"],
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trained = json.loads((unet_run["dir"] / "metrics.json").read_text())["test"]
-    evaluated = json.loads((out / "metrics.json").read_text())["test"]
+    work = unet_run["work"]
+    trained, evaluated = eval_test_metrics(unet_run["cli"], unet_run["dir"], work / "eval", work)
     for key, value in trained.items():
         assert abs(value - evaluated[key]) <= 1e-5, key
 
@@ -98,27 +83,8 @@ def test_ddp_with_more_ranks_than_subjects_gives_the_single_process_metrics(
     without a subject runs an unlabelled filler volume (Lightning needs a batch on every rank)
     that counts nowhere, so the run finishes and its test Dice is single-process eval's."""
     run_dir = tmp_path / "ddp"
-    proc = cli(
-        "mrinet.train",
-        *TINY_UNET,
-        "trainer=ddp_cpu",
-        "trainer.max_epochs=1",
-        f"paths.data_dir={data_dir}",
-        f"hydra.run.dir={run_dir}",
-        cwd=tmp_path,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = tmp_path / "eval"
-    proc = cli(
-        "mrinet.eval",
-        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
-        f"hydra.run.dir={out}",
-        "extras.print_config=false",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trained = json.loads((run_dir / "metrics.json").read_text())["test"]
-    evaluated = json.loads((out / "metrics.json").read_text())["test"]
+    overrides = (*TINY_UNET, "trainer=ddp_cpu", "trainer.max_epochs=1")
+    train_run(cli, *overrides, run_dir=run_dir, data_dir=data_dir, cwd=tmp_path, timeout=600)
+    trained, evaluated = eval_test_metrics(cli, run_dir, tmp_path / "eval", tmp_path)
     for key in ("test/dice_thalamus", "test/dice_corpus_callosum", "test/dice_cortical_wm"):
         assert abs(trained[key] - evaluated[key]) <= 1e-5, key

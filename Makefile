@@ -6,10 +6,11 @@ PIP := $(PYTHON) -m pip
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: help install install-dev train train-cnn test test-all test-slurm lint format bench bench-gpu tensorboard clean
+.PHONY: help install install-dev train train-context train-cnn test test-all test-slurm lint format bench bench-gpu tensorboard clean
 
 help:
 	@echo "make train        train the DTI MLP on the built-in synthetic data (ARGS='key=value ...')"
+	@echo "make train-context the MLP with spatial context, then its auto-context second stage"
 	@echo "make test         the fast test suite (installs dev/test extras first)"
 	@echo "make test-all     every test but the SLURM ones, slow end-to-end runs included"
 	@echo "make test-slurm   end-to-end runs on a one-node SLURM cluster started here (root, apt)"
@@ -35,6 +36,12 @@ install-dev: .install-dev.stamp
 
 train: .install.stamp
 	$(PYTHON) -m mrinet.train experiment=dti_mlp $(ARGS)
+
+# the two stages of the auto-context MLP (configs/experiment/dti_mlp_autocontext.yaml): the
+# second takes the first's newest best.ckpt; ARGS go to both (e.g. ARGS='seed=2')
+train-context: .install.stamp
+	$(PYTHON) -m mrinet.train experiment=dti_mlp_context $(ARGS)
+	$(PYTHON) -m mrinet.train experiment=dti_mlp_autocontext $(ARGS)
 
 train-cnn: .install.stamp
 	$(PYTHON) -m mrinet.train experiment=recon_quality_cnn $(ARGS)

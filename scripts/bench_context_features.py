@@ -2,11 +2,15 @@
 
     PYTHONPATH=src python scripts/bench_context_features.py [--cohort DIR] [--repeats 3]
         [--patch-size 3] [--patch-dilation 1 3 1x1x3] [--train-seconds S]
+        [--context-model STAGE1.ckpt]
 
 Reads each subject's maps once (not timed), then times `context_columns` (brain-normalised
 coordinates + the k^3 patch of every feature map, tensor ops on whole volumes) over the cohort,
 median of `--repeats`. With `--train-seconds` (the fit time of an `experiment=dti_mlp_context`
-run on the same cohort) it prints the share of training time (issue 13: under 10 %).
+run on the same cohort) it prints the share of training time (issue 13: under 10 %). With
+`--context-model` (a dti_mlp_context best.ckpt) it times the auto-context inputs instead: the
+same coords and patches plus the first stage run on every subject's brain mask and the patches
+of its log-probability maps (`subject_context`, as experiment=dti_mlp_autocontext builds them).
 Timings on a shared 2-core CPU are noisy: compare medians and ratios.
 """
 
@@ -44,10 +48,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         help="one patch per dilation; RxAxS per world axis (1x1x3)",
     )
     parser.add_argument("--train-seconds", type=float, help="fit time of the context run")
+    parser.add_argument("--context-model", help="first-stage checkpoint: time autocontext too")
     args = parser.parse_args(argv)
 
-    from mrinet.data.context import context_columns
-    from mrinet.data.voxels import class_lookup, subject_voxels
+    from mrinet.data.context import ContextSpec, context_columns
+    from mrinet.data.voxels import class_lookup, subject_context, subject_voxels
     from mrinet.io.nifti import load_nifti
 
     cohort = args.cohort
@@ -60,29 +65,36 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for folder in sorted(p for p in Path(cohort).iterdir() if p.is_dir() and p.name[0] != "."):
         _, _, volume = subject_voxels(folder, FEATURES, lookup, "aparc+aseg.nii.gz")
         mask = load_nifti(folder / "nodif_brain_mask.nii.gz", ndim=3)[0] > 0
-        subjects.append((volume, mask))
+        subjects.append((folder, volume, mask))
+    kinds = ["coords", "patch"] + (["autocontext"] if args.context_model else [])
+    spec = ContextSpec.from_config(kinds, args.patch_size, args.patch_dilation, args.context_model)
     times, columns = [], 0
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         columns = 0
-        for volume, mask in subjects:
+        for folder, volume, mask in subjects:
             inside = volume["classes"] >= 0
-            cols = context_columns(
-                volume["maps"],
-                FEATURES,
-                inside,
-                volume["affine"],
-                ["coords", "patch"],
-                args.patch_size,
-                mask,
-                patch_dilation=args.patch_dilation,
-            )
+            if spec.model is not None:
+                cols = subject_context(
+                    folder, volume["maps"], FEATURES, inside, volume["affine"], spec
+                )
+            else:
+                cols = context_columns(
+                    volume["maps"],
+                    FEATURES,
+                    inside,
+                    volume["affine"],
+                    kinds,
+                    args.patch_size,
+                    mask,
+                    patch_dilation=args.patch_dilation,
+                )
             columns += cols.size
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
-    n_vox = sum(int((v["classes"] >= 0).sum()) for v, _ in subjects)
+    n_vox = sum(int((v["classes"] >= 0).sum()) for _, v, _ in subjects)
     print(
-        f"context features (coords + {args.patch_size}^3 patch, dilation "
+        f"context features ({'+'.join(kinds)}, {args.patch_size}^3 patches, dilation "
         f"{' '.join(map(str, args.patch_dilation))}) for "
         f"{len(subjects)} subjects, {n_vox} class voxels, {columns // max(n_vox, 1)} columns: "
         f"median {median:.2f} s of {args.repeats} ({', '.join(f'{t:.2f}' for t in times)})"

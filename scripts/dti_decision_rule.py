@@ -27,17 +27,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("ckpts", nargs="+")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from hydra.utils import instantiate
-
     from mrinet.models.decision import tune_offsets, weighting_offsets
     from mrinet.models.metrics import batch_confusion, confusion_metrics
-    from mrinet.run.checkpoints import build_model, load_checkpoint
+    from mrinet.run.checkpoints import build_model, checkpoint_datamodule, load_checkpoint
 
     rows = []
     for path in args.ckpts:
         checkpoint = load_checkpoint(path)
         model = build_model(checkpoint, path)
-        datamodule = instantiate(checkpoint["mrinet"]["data"], _convert_="all")
+        datamodule = checkpoint_datamodule(checkpoint)
         datamodule.setup("test")
         names = list(datamodule.classes)
         logits = {s: logits_of(model, datamodule.data[s]["x"]) for s in ("val", "test")}

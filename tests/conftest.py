@@ -29,6 +29,16 @@ def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, time
     )
 
 
+# a context MLP on the tiny cohort in seconds (tests/e2e/test_context.py, test_autocontext.py)
+TINY_CONTEXT_RUN = [
+    "data_size=tiny",
+    "data.patch_dilation=[1,2]",  # two scales on the tiny 4 mm grid
+    "trainer.max_epochs=2",
+    "extras.print_config=false",
+    "callbacks.progress_bar.kind=none",
+]
+
+
 def train_run(cli, *overrides: str, run_dir: Path, data_dir: Path, cwd: Path, timeout: int = 300):
     """`python -m mrinet.train overrides` into run_dir on the session's data dir, asserted to
     succeed; returns the CompletedProcess."""

@@ -27,9 +27,14 @@ def composed(*overrides: str, name: str = "train"):
     return cfg
 
 
+# experiments that need a file of an earlier run to resolve (tests/e2e/test_autocontext.py
+# resolves the default: the newest dti_mlp_context run)
+NEEDS = {"dti_mlp_autocontext": ["data.context_model=/tmp/stage1/checkpoints/best.ckpt"]}
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_resolves(experiment):
-    cfg = composed(f"experiment={experiment}")
+    cfg = composed(f"experiment={experiment}", *NEEDS.get(experiment, []))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["data"]["_target_"].startswith("mrinet.data.")
     assert resolved["model"]["_target_"].startswith("mrinet.models.")
@@ -70,6 +75,14 @@ def test_context_experiment_sizes_the_net_from_features_and_context():
     assert cfg.model.net.in_features == 5 + 3 + 5 * (26 + 26 + 16)
     assert composed("experiment=dti_mlp_context", "data.context=coords").model.net.in_features == 8
     assert cfg.optimized_metric == "val/dice_macro" and cfg.model.decision == "tuned"
+
+
+def test_autocontext_experiment_adds_the_first_stage_maps_to_the_context_inputs():
+    cfg = composed("experiment=dti_mlp_autocontext", *NEEDS["dti_mlp_autocontext"])
+    assert list(cfg.data.context) == ["coords", "patch", "autocontext"]
+    # dti_mlp_context's inputs, then 3 log-probabilities each with the same 26 + 26 + 16
+    assert cfg.model.net.in_features == 5 + 3 + 5 * 68 + 3 * (1 + 68)
+    assert cfg.task_name == "dti_mlp_autocontext" and cfg.data.mirror_train
 
 
 def test_required_names_exist():

@@ -91,7 +91,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from mrinet.errors import CheckpointError
-    from mrinet.run.checkpoints import build_model, load_checkpoint
+    from mrinet.run.checkpoints import build_model, checkpoint_datamodule, load_checkpoint
 
     checkpoint = load_checkpoint(cfg.ckpt_path)
     info = checkpoint["mrinet"]
@@ -107,7 +107,7 @@ def evaluate(cfg: DictConfig) -> dict:
                 cfg.ckpt_path,
                 f"drop the data.{key} override or use a checkpoint trained with those {key}",
             )
-    datamodule = instantiate(data_cfg, _convert_="all")
+    datamodule = checkpoint_datamodule(checkpoint, data_cfg)
     model = build_model(checkpoint, cfg.ckpt_path)
     callbacks = [c for c in instantiate_list(cfg.get("callbacks"))]
     check_accelerator(cfg.trainer)

@@ -124,86 +124,39 @@ def predict_subject(
     mask: str,
     batch_size: int,
     layout: str | None = None,
+    context=None,
 ):
     """Class map (X, Y, Z) uint8 with 0 = background and probabilities (X, Y, Z, K), plus affine.
 
-    Inputs are built as in training: the checkpoint's features, then its spatial context."""
-    import torch
-
+    Inputs are built as in training: the checkpoint's features, then its spatial context
+    (`context`: a ContextSpec; by default the one `data_cfg` records)."""
+    from mrinet.data.autocontext import voxel_probabilities
     from mrinet.data.context import ContextSpec
-    from mrinet.data.voxels import convert_diffusivity_units, read_subject, subject_context
-    from mrinet.errors import CheckpointError
+    from mrinet.data.voxels import convert_diffusivity_units, read_subject
 
     layout = layout or data_cfg.get("layout", "flat")
     features = list(data_cfg["features"])
-    context = ContextSpec.from_config(
-        data_cfg.get("context", "none"),
-        data_cfg.get("patch_size", 3),
-        data_cfg.get("patch_dilation", 1),
-    )
+    if context is None:
+        context = ContextSpec.from_data_config(data_cfg)
     maps, affine = read_subject(subject_dir, features, source, layout)
     keep = voxel_mask(subject_dir, maps, affine, mask, data_cfg, layout)
     convert_diffusivity_units(maps, str(subject_dir), keep if keep.any() else None)
-    if getattr(model.net, "dense_output", False):  # a segmentation net: the whole volume at once
-        return (*_predict_volume(model, maps, features, keep, len(data_cfg["classes"])), affine)
-    x = np.stack([maps[f][keep] for f in features], axis=1).astype(np.float32)
-    if context.kinds:
-        x = np.concatenate(
-            [x, subject_context(subject_dir, maps, features, keep, affine, context, layout)], 1
-        )
-    trained_inputs = model.input_mean.numel()
-    if trained_inputs and x.shape[1] != trained_inputs:
-        raise CheckpointError(
-            f"the model takes {trained_inputs} inputs, predict built {x.shape[1]} "
-            f"({len(features)} features + context {context.describe()})",
-            subject_dir,
-            "use the checkpoint's own data settings (no data overrides) for prediction",
-        )
-    x = torch.from_numpy(x)
-    with torch.inference_mode():
-        proba = (
-            torch.cat([model.predict_proba(chunk) for chunk in x.split(batch_size)])
-            if len(x)
-            else x
-        )
+    proba = voxel_probabilities(
+        model, maps, features, keep, affine, context, subject_dir, layout, batch_size
+    )
     n_classes = len(data_cfg["classes"])
-    shape = keep.shape
-    classes = np.zeros(shape, dtype=np.uint8)
-    probabilities = np.zeros((*shape, n_classes), dtype=np.float32)
-    if len(x):
-        classes[keep] = proba.argmax(1).numpy().astype(np.uint8) + 1
-        probabilities[keep] = proba.numpy()
-    return classes, probabilities, affine
-
-
-def _predict_volume(model, maps: dict, features, keep: np.ndarray, n_classes: int):
-    """Class map and probabilities of a segmentation net over the whole volume, kept at `keep`."""
-    import torch
-
-    from mrinet.data.dti_volumes import volume_inputs
-
-    x = torch.from_numpy(volume_inputs(maps, features))[None]
-    if model.input_mean.numel() and x.shape[1] != model.input_mean.numel():
-        from mrinet.errors import CheckpointError
-
-        raise CheckpointError(
-            f"the model takes {model.input_mean.numel()} feature channels, the subject gives "
-            f"{x.shape[1]}",
-            "data.features",
-            "use the checkpoint's own data settings (no data overrides) for prediction",
-        )
-    with torch.inference_mode():
-        proba = model.predict_proba(x)[0].movedim(0, -1).numpy()  # (X, Y, Z, K)
     classes = np.zeros(keep.shape, dtype=np.uint8)
     probabilities = np.zeros((*keep.shape, n_classes), dtype=np.float32)
-    classes[keep] = proba[keep].argmax(1).astype(np.uint8) + 1
-    probabilities[keep] = proba[keep]
-    return classes, probabilities
+    if len(proba):
+        classes[keep] = proba.argmax(1).astype(np.uint8) + 1
+        probabilities[keep] = proba
+    return classes, probabilities, affine
 
 
 def predict(cfg: DictConfig) -> Path:
     """Load the checkpoint, classify every selected voxel, write the maps atomically."""
     apply_extras(cfg)
+    from mrinet.data.context import ContextSpec
     from mrinet.io.nifti import save_nifti
     from mrinet.run.checkpoints import build_model, load_checkpoint
 
@@ -224,8 +177,10 @@ def predict(cfg: DictConfig) -> Path:
     model = build_model(checkpoint, cfg.ckpt_path)
     layout = cfg.get("layout") or data_cfg.get("layout", "flat")
     source = choose_source(subject_dir, cfg.source, data_cfg["features"])
+    # an auto-context checkpoint carries its first stage: the recorded path may be gone
+    context = ContextSpec.from_data_config(data_cfg, checkpoint["mrinet"].get("context_model"))
     classes, probabilities, affine = predict_subject(
-        model, subject_dir, data_cfg, source, cfg.mask, int(cfg.batch_size), layout
+        model, subject_dir, data_cfg, source, cfg.mask, int(cfg.batch_size), layout, context
     )
     output = Path(cfg.output) if cfg.output else subject_dir / "mrinet_tissue.nii.gz"
     stem = output.name[: -len(".nii.gz")] if output.name.endswith(".nii.gz") else output.stem

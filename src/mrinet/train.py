@@ -51,11 +51,12 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(path)
 
 
-def run_info(cfg: DictConfig) -> dict:
-    """What a checkpoint must carry to be evaluated or used for prediction on its own."""
+def run_info(cfg: DictConfig, datamodule=None) -> dict:
+    """What a checkpoint must carry to be evaluated or used for prediction on its own (an
+    auto-context stage: also its first stage's weights and settings)."""
     from mrinet import __version__
 
-    return {
+    info = {
         "version": __version__,
         "task_name": str(cfg.task_name),
         "seed": int(cfg.seed),
@@ -63,6 +64,10 @@ def run_info(cfg: DictConfig) -> dict:
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "optimized_metric": str(cfg.get("optimized_metric")),
     }
+    first_stage = getattr(getattr(datamodule, "context", None), "model", None)
+    if first_stage is not None:
+        info["context_model"] = first_stage.checkpoint
+    return info
 
 
 DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -142,7 +147,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     model.set_data_spec(datamodule.data_spec())
     callbacks = [
         *instantiate_list(cfg.get("callbacks")),
-        RunInfoInCheckpoint(run_info(cfg)),
+        RunInfoInCheckpoint(run_info(cfg, datamodule)),
         # resume safe at any instant: checkpoints only between steps, revalidate if needed
         RequeueAtSafePoint(),
         RevalidateAfterRestart(),

@@ -217,3 +217,34 @@ def test_unknown_context_names_the_key():
     assert parse_context("none") == () and parse_context(["patch", "coords"]) == ("coords", "patch")
     with pytest.raises(ConfigError, match=r"data\.context"):
         parse_context(["coord"])
+
+
+def test_autocontext_columns_follow_the_patches_and_mirror_like_them():
+    from mrinet.run.entry import model_inputs
+
+    names = context_feature_names(
+        ["FA"], ["coords", "patch", "autocontext"], 3, [1, 2], ["thalamus", "wm"]
+    )
+    own = 1 + 3 + 2 * 26
+    assert names[own : own + 2] == ["logp_thalamus", "logp_wm"]
+    assert names[own + 2] == "logp_thalamus[-1,-1,-1]" and len(names) == own + 2 * (1 + 2 * 26)
+    assert model_inputs(["FA"], ["coords", "patch", "autocontext"], 3, [1, 2], ["a", "b"]) == len(
+        names
+    )
+    order, sign = mirror_columns(names)
+    assert names[order[names.index("logp_wm[+2,-2,+0]")]] == "logp_wm[-2,-2,+0]"
+    assert order[names.index("logp_wm")] == names.index("logp_wm") and sign.min() == -1
+
+
+def test_autocontext_needs_a_first_stage_and_a_first_stage_needs_autocontext(tmp_path):
+    with pytest.raises(ConfigError, match="needs a trained first-stage classifier") as info:
+        ContextSpec.from_config(["coords", "autocontext"], 3, 1)
+    assert info.value.where == "data.context_model"
+    assert "experiment=dti_mlp_context" in info.value.fix
+    with pytest.raises(ConfigError, match="does not use it") as info:
+        ContextSpec.from_config(["coords", "patch"], 3, 1, str(tmp_path / "stage1.ckpt"))
+    assert "add autocontext to data.context" in info.value.fix
+    from mrinet.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        ContextSpec.from_config("autocontext", 3, 1, str(tmp_path / "missing.ckpt"))

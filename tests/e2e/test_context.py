@@ -7,16 +7,9 @@ import shutil
 
 import pytest
 
-from tests.conftest import train_run
+from tests.conftest import TINY_CONTEXT_RUN, train_run
 
-TINY_CONTEXT = [
-    "experiment=dti_mlp_context",
-    "data_size=tiny",
-    "data.patch_dilation=[1,2]",  # two scales on the tiny 4 mm grid
-    "trainer.max_epochs=2",
-    "extras.print_config=false",
-    "callbacks.progress_bar.kind=none",
-]
+TINY_CONTEXT = ["experiment=dti_mlp_context", *TINY_CONTEXT_RUN]
 
 
 @pytest.fixture(scope="module")

@@ -13,21 +13,26 @@ labelled white matter, either side. `data.context` adds, per voxel,
   away (the interhemispheric fissure above the callosal slab) reach the model together; an
   entry [dR, dA, dS] spaces a patch per world axis ([1, 1, 3]: is the fissure 6 mm above me, or
   one voxel to the side?). Built from whole volumes with tensor ops (pad, one flat gather): no
-  per-voxel Python. `mirror_columns` gives the left-right mirror image of a row of inputs.
+  per-voxel Python;
+- `autocontext`: a trained first-stage classifier's class probabilities (`data.context_model`,
+  data/autocontext.py), as log-probabilities at the voxel and in the same patches: the second
+  stage sees the shape of the first one's map around it (Tu & Bai's auto-context).
+`mirror_columns` gives the left-right mirror image of a row of inputs.
 Lightning-free: plain arrays in, arrays out, usable from a notebook.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 
-CONTEXTS = ("coords", "patch")
+CONTEXTS = ("coords", "patch", "autocontext")
+PATCHED = ("patch", "autocontext")  # the kinds that read data.patch_size / data.patch_dilation
 COORD_NAMES = ("coord_R", "coord_A", "coord_S")
 
 
@@ -39,15 +44,45 @@ class ContextSpec:
     kinds: tuple[str, ...] = ()
     patch_size: int = 3
     patch_dilation: tuple[tuple[int, int, int], ...] = ((1, 1, 1),)  # (dR, dA, dS) per patch
+    # `autocontext`: the first-stage classifier (data/autocontext.py ContextModel)
+    model: object | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_config(cls, context=None, patch_size: int = 3, patch_dilation=1) -> ContextSpec:
+    def from_config(
+        cls, context=None, patch_size: int = 3, patch_dilation=1, context_model=None
+    ) -> ContextSpec:
+        """`context_model`: a first-stage checkpoint's path, or the checkpoint itself (the copy a
+        second-stage checkpoint carries), for `autocontext`; refused without it."""
         kinds = parse_context(context)
         dilations = ((1, 1, 1),)
-        if "patch" in kinds:
+        if any(kind in kinds for kind in PATCHED):
             check_patch_size(patch_size)
             dilations = parse_dilations(patch_dilation)
-        return cls(kinds, int(patch_size), dilations)
+        model = None
+        if "autocontext" in kinds:
+            from mrinet.data.autocontext import ContextModel
+
+            model = ContextModel.load(context_model)
+        elif context_model not in (None, "", "null"):
+            raise ConfigError(
+                f"data.context_model is set ({str(context_model)[:200]}) but data.context="
+                f"{list(kinds) or 'none'} does not use it",
+                "data.context_model",
+                "add autocontext to data.context (e.g. data.context=[coords,patch,autocontext]) "
+                "or drop data.context_model",
+            )
+        return cls(kinds, int(patch_size), dilations, model)
+
+    @classmethod
+    def from_data_config(cls, data_cfg: dict, embedded: dict | None = None) -> ContextSpec:
+        """The context recorded in a checkpoint's data settings; `embedded`, the first-stage
+        checkpoint the second stage carries, stands in for the recorded path (which may be gone)."""
+        return cls.from_config(
+            data_cfg.get("context", "none"),
+            data_cfg.get("patch_size", 3),
+            data_cfg.get("patch_dilation", 1),
+            embedded if embedded is not None else data_cfg.get("context_model"),
+        )
 
     @property
     def dilation_setting(self) -> int | list:
@@ -56,8 +91,15 @@ class ContextSpec:
         written = [d[0] if len(set(d)) == 1 else list(d) for d in self.patch_dilation]
         return written[0] if len(written) == 1 and isinstance(written[0], int) else written
 
+    @property
+    def stage_classes(self) -> tuple[str, ...]:
+        """The first stage's classes (its log-probability maps), () without autocontext."""
+        return tuple(self.model.classes) if self.model is not None else ()
+
     def feature_names(self, features: Sequence[str]) -> list[str]:
-        return context_feature_names(features, self.kinds, self.patch_size, self.patch_dilation)
+        return context_feature_names(
+            features, self.kinds, self.patch_size, self.patch_dilation, self.stage_classes
+        )
 
     def describe(self) -> str:
         if not self.kinds:
@@ -65,7 +107,8 @@ class ContextSpec:
         dilations = ",".join(
             str(d[0]) if len(set(d)) == 1 else "x".join(map(str, d)) for d in self.patch_dilation
         )
-        patch = f" {self.patch_size}^3 dilation {dilations}" if "patch" in self.kinds else ""
+        patched = any(kind in self.kinds for kind in PATCHED)
+        patch = f" {self.patch_size}^3 dilation {dilations}" if patched else ""
         return "+".join(self.kinds) + patch
 
 
@@ -167,17 +210,24 @@ def context_feature_names(
     context: str | Sequence[str] | None = None,
     patch_size: int = 3,
     patch_dilation=1,
+    stage_classes: Sequence[str] = (),
 ) -> list[str]:
     """Column names of the model's inputs: the voxel's features, then coords, then each
     feature's neighbours (`FA[+3,-3,+0]`: FA 3 voxels to the right and 3 posterior), all patches
-    of `data.patch_dilation` one after another (`neighbour_offsets`)."""
+    of `data.patch_dilation` one after another (`neighbour_offsets`); with autocontext then the
+    first stage's log-probabilities (`logp_thalamus`) and their neighbours in the same order."""
     names = list(features)
     parsed = parse_context(context)
     if "coords" in parsed:
         names += list(COORD_NAMES)
-    if "patch" in parsed:
+    offsets = []
+    if any(kind in parsed for kind in PATCHED):
         offsets = neighbour_offsets(check_patch_size(patch_size), patch_dilation)
+    if "patch" in parsed:
         names += [f"{f}[{a:+d},{b:+d},{c:+d}]" for f in features for a, b, c in offsets]
+    if "autocontext" in parsed:
+        maps = [f"logp_{name}" for name in stage_classes]
+        names += maps + [f"{m}[{a:+d},{b:+d},{c:+d}]" for m in maps for a, b, c in offsets]
     return names
 
 

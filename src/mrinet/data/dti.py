@@ -78,6 +78,7 @@ class DTIDataModule(pl.LightningDataModule):
         patch_dilation: int | Sequence[int] = 1,
         mirror_train: bool = False,
         layout: str = "flat",
+        context_model=None,
     ) -> None:
         super().__init__()
         check_choice(source, SOURCES, "data.source", "data source")
@@ -85,7 +86,10 @@ class DTIDataModule(pl.LightningDataModule):
 
         self.layout = get_layout(layout).name
         # spatial context (data/context.py): coords and/or k^3 patches after the voxel's features
-        self.context = ContextSpec.from_config(context, patch_size, patch_dilation)
+        # autocontext: a first-stage checkpoint (path, or the dict a second stage carries)
+        self.context = ContextSpec.from_config(context, patch_size, patch_dilation, context_model)
+        if self.context.model is not None:
+            self.context.model.check_fits(list(features), list(classes))
         # training voxels plus their left-right mirror images (context only: a voxel alone is
         # the same mirrored); with few subjects, the midline's wander is what the net memorises
         self.mirror_train = bool(mirror_train) and bool(self.context.kinds)
@@ -152,7 +156,10 @@ class DTIDataModule(pl.LightningDataModule):
     def _cached_synthetic_voxels(self) -> Voxels:
         """The simulated cohort's class voxels, extracted once into an uncompressed .npz beside
         it (keyed by features, classes and label map): ~20 ms instead of ~1 s of gzip NIfTI reads
-        at every start. Only for the cohort mrinet generated; real data folders stay untouched."""
+        at every start. Only for the cohort mrinet generated; real data folders stay untouched.
+        With autocontext the columns also depend on the first stage's weights: one cache per
+        settings holds the newest first stage's (its key inside; another first stage rebuilds and
+        replaces it), so retraining the first stage does not leave a ~2 GB file per model."""
         from mrinet.io.locks import cache_lock
 
         root = self.subjects_root()
@@ -171,12 +178,16 @@ class DTIDataModule(pl.LightningDataModule):
 
         from mrinet.io.atomic import atomic_file
 
+        model_key = self.context.model.key if self.context.model is not None else ""
         if cache.is_file():
             with np.load(cache) as saved:
-                subjects = pd.Categorical.from_codes(
-                    saved["codes"], categories=saved["names"].tolist()
-                )
-                return Voxels(saved["features"], saved["labels"], subjects)
+                saved_key = str(saved["model_key"]) if "model_key" in saved.files else ""
+                if saved_key == model_key:
+                    subjects = pd.Categorical.from_codes(
+                        saved["codes"], categories=saved["names"].tolist()
+                    )
+                    return Voxels(saved["features"], saved["labels"], subjects)
+            log.info("voxel cache %s holds another first stage's columns: rebuilding it", cache)
         voxels = load_subjects(
             root, self.features, self.classes, self.label_map, self.label_file, context=self.context
         )
@@ -188,6 +199,7 @@ class DTIDataModule(pl.LightningDataModule):
                 labels=voxels.labels,
                 codes=voxels.subjects.codes,
                 names=names,
+                **({"model_key": np.asarray(model_key)} if model_key else {}),
             )
         return voxels
 

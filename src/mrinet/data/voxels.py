@@ -198,16 +198,22 @@ def subject_context(
     context: ContextSpec,
     layout: str = "flat",
 ) -> np.ndarray:
-    """Context columns (N, K) of the voxels in `inside` (coords need the subject's brain mask)."""
-    from mrinet.data.context import context_columns
+    """Context columns (N, K) of the voxels in `inside` (coords need the subject's brain mask;
+    autocontext runs the first stage on the whole subject, then reads its maps like a patch)."""
+    from mrinet.data.context import context_columns, patch_columns
 
     brain, brain_path = (None, None)
     if "coords" in context.kinds:
         brain, brain_path = read_brain_mask(subject_dir, inside.shape, affine, layout)
-    return context_columns(
+    columns = context_columns(
         dict(maps), features, inside, affine, context.kinds, context.patch_size, brain,
         brain_path or subject_dir, context.patch_dilation,
     )
+    if "autocontext" not in context.kinds:
+        return columns
+    stage = context.model.log_probabilities(subject_dir, maps, affine, layout)
+    around = patch_columns(stage, inside, affine, context.patch_size, context.patch_dilation)
+    return np.concatenate([columns, stage[:, inside].T, around], axis=1)
 
 
 def load_subjects(

@@ -124,3 +124,16 @@ def check_fits_model(checkpoint: dict, model, path: str | Path = "checkpoint") -
         "resume with a checkpoint of the same experiment and model settings (ckpt_path=last "
         "picks this task's newest), or start without ckpt_path",
     )
+
+
+def checkpoint_datamodule(checkpoint: dict, data_cfg=None):
+    """The DataModule a checkpoint was trained with (`data_cfg`: its recorded data settings
+    plus overrides); an auto-context checkpoint's first stage comes from the copy it carries,
+    not from the recorded path, which may be on another machine or gone."""
+    from hydra.utils import instantiate
+
+    data_cfg = checkpoint["mrinet"]["data"] if data_cfg is None else data_cfg
+    embedded = checkpoint["mrinet"].get("context_model")
+    if embedded is None:
+        return instantiate(data_cfg, _convert_="all")
+    return instantiate(data_cfg, _convert_="all", _partial_=True)(context_model=embedded)

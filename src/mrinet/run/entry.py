@@ -29,6 +29,10 @@ def register_resolvers() -> None:
         from mrinet.run.run_dirs import run_dir_for
 
         OmegaConf.register_new_resolver("mrinet_run_dir", run_dir_for)
+    if not OmegaConf.has_resolver("mrinet_best_ckpt"):  # configs/experiment/dti_mlp_autocontext
+        from mrinet.run.run_dirs import newest_best_checkpoint
+
+        OmegaConf.register_new_resolver("mrinet_best_ckpt", newest_best_checkpoint)
     if not OmegaConf.has_resolver("mrinet_hydra_subdir"):  # configs/hydra/default.yaml
         from mrinet.run.run_dirs import hydra_subdir_for
 
@@ -47,16 +51,20 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("optuna_direction", optuna_direction)
 
 
-def model_inputs(features, context="none", patch_size=3, patch_dilation=1) -> int:
+def model_inputs(features, context="none", patch_size=3, patch_dilation=1, classes=()) -> int:
     """Resolver `mrinet_inputs`: input columns of a voxel model, data.features + spatial context
-    (one patch per entry of a data.patch_dilation list)."""
+    (one patch per entry of a data.patch_dilation list; autocontext: one log-probability map
+    per class of data.classes, which the first stage must share)."""
     from mrinet.data.context import context_feature_names
 
     if context is not None and not isinstance(context, str):
         context = list(context)
     if not isinstance(patch_dilation, (int, str)):
         patch_dilation = list(patch_dilation)
-    return len(context_feature_names(list(features), context, int(patch_size), patch_dilation))
+    names = context_feature_names(
+        list(features), context, int(patch_size), patch_dilation, list(classes or ())
+    )
+    return len(names)
 
 
 def launch_cwd(*, _root_: DictConfig) -> str:

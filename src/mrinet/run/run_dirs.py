@@ -8,21 +8,28 @@ from pathlib import Path
 from mrinet.errors import CheckpointError
 
 
-def find_last_checkpoint(log_dir: str | Path, task_name: str) -> Path:
-    """The newest `last.ckpt` of `task_name` (for `ckpt_path=last`)."""
+def find_last_checkpoint(log_dir: str | Path, task_name: str, name: str = "last.ckpt") -> Path:
+    """The newest `last.ckpt` (or `name`) of `task_name` (for `ckpt_path=last`)."""
     runs = Path(log_dir) / task_name
     found = [
-        *runs.glob("runs/*/checkpoints/last.ckpt"),
-        *runs.glob("multiruns/*/*/checkpoints/last.ckpt"),
+        *runs.glob(f"runs/*/checkpoints/{name}"),
+        *runs.glob(f"multiruns/*/*/checkpoints/{name}"),
     ]
     candidates = sorted(found, key=lambda p: p.stat().st_mtime)
     if not candidates:
         raise CheckpointError(
-            f"no last.ckpt found for task {task_name!r}",
+            f"no {name} found for task {task_name!r}",
             runs,
-            "train once first, or give ckpt_path=/path/to/file.ckpt",
+            f"train once first (python -m mrinet.train experiment={task_name}), or give the "
+            "path of a .ckpt",
         )
     return candidates[-1]
+
+
+def newest_best_checkpoint(log_dir: str, task_name: str) -> str:
+    """Hydra resolver `mrinet_best_ckpt`: the newest best.ckpt of `task_name` (the first stage
+    of configs/experiment/dti_mlp_autocontext.yaml); the resolved path is what the run records."""
+    return str(find_last_checkpoint(log_dir, task_name, "best.ckpt"))
 
 
 def checkpoint_run_dir(ckpt: str | Path) -> Path | None:

@@ -129,11 +129,13 @@ def check_fits_model(checkpoint: dict, model, path: str | Path = "checkpoint") -
 def checkpoint_datamodule(checkpoint: dict, data_cfg=None):
     """The DataModule a checkpoint was trained with (`data_cfg`: its recorded data settings
     plus overrides); an auto-context checkpoint's first stage comes from the copy it carries,
-    not from the recorded path, which may be on another machine or gone."""
+    not from the recorded path, which may be on another machine or gone (unless
+    `data.context_model` is overridden)."""
     from hydra.utils import instantiate
 
-    data_cfg = checkpoint["mrinet"]["data"] if data_cfg is None else data_cfg
+    recorded = checkpoint["mrinet"]["data"]
+    data_cfg = recorded if data_cfg is None else data_cfg
     embedded = checkpoint["mrinet"].get("context_model")
-    if embedded is None:
-        return instantiate(data_cfg, _convert_="all")
+    if embedded is None or data_cfg.get("context_model") != recorded.get("context_model"):
+        return instantiate(data_cfg, _convert_="all")  # none, or another asked for explicitly
     return instantiate(data_cfg, _convert_="all", _partial_=True)(context_model=embedded)

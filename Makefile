@@ -19,7 +19,14 @@ help:
 	@echo "make bench-gpu    benchmarks 1 and 3 on a CUDA GPU (training throughput, batched PI-CS)"
 	@echo "make tensorboard  serve logs/ on http://localhost:6006"
 
-.install.stamp: pyproject.toml
+# the stamps say "installed"; a python that cannot import mrinet (another venv, or uninstalled
+# since) installs again whatever the stamp says
+REINSTALL := $(shell $(PYTHON) -c "import mrinet" 2>/dev/null || echo reinstall)
+
+.PHONY: reinstall
+reinstall:
+
+.install.stamp: pyproject.toml $(REINSTALL)
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e .
 	@touch $@

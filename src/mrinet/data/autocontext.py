@@ -66,8 +66,6 @@ class ContextModel:
                 "data.context_model=<its run dir>/checkpoints/best.ckpt; experiment="
                 "dti_mlp_autocontext takes the newest dti_mlp_context run itself",
             )
-        if isinstance(spec, ContextModel):
-            return spec
         if isinstance(spec, Mapping):
             return cls(spec, "the first stage stored in the checkpoint")
         from mrinet.run.checkpoints import load_checkpoint

@@ -6,7 +6,7 @@ PIP := $(PYTHON) -m pip
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: help install install-dev train train-context train-cnn test test-all test-slurm lint format bench bench-gpu tensorboard clean
+.PHONY: help install install-dev train train-context train-cnn test test-all test-slurm lint format docs bench bench-gpu tensorboard clean
 
 help:
 	@echo "make train        train the DTI MLP on the built-in synthetic data (ARGS='key=value ...')"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-all     every test but the SLURM ones, slow end-to-end runs included"
 	@echo "make test-slurm   end-to-end runs on a one-node SLURM cluster started here (root, apt)"
 	@echo "make lint|format  ruff"
+	@echo "make docs         build the user guide site into site/ (warnings are errors)"
 	@echo "make bench        performance benchmarks (ratios against baselines)"
 	@echo "make bench-gpu    benchmarks 1 and 3 on a CUDA GPU (training throughput, batched PI-CS)"
 	@echo "make tensorboard  serve logs/ on http://localhost:6006"
@@ -32,7 +33,7 @@ reinstall:
 	@touch $@
 
 .install-dev.stamp: .install.stamp pyproject.toml
-	$(PIP) install -e ".[dev,test,sweep]"
+	$(PIP) install -e ".[dev,test,sweep,docs]"
 	# fastMRI is an oracle for tests only; --no-deps because it pins torchvision (a CUDA stack)
 	$(PIP) install --no-deps "fastmri==0.3.0" "runstats>=1.8"
 	@touch $@
@@ -75,6 +76,9 @@ lint: .install-dev.stamp
 format: .install-dev.stamp
 	ruff check --fix src tests scripts
 	ruff format src tests scripts
+
+docs: .install-dev.stamp
+	$(PYTHON) -m mkdocs build --strict
 
 bench: .install-dev.stamp
 	@for f in scripts/bench_*.py; do echo "== $$f"; $(PYTHON) $$f || exit 1; done

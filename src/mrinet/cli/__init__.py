@@ -6,6 +6,12 @@ and tests; raises mrinet errors) and `run()` (the console script `mrinet-<name>`
 The old module paths (`python -m mrinet.reconstruct`, `mrinet.sim.dti_dataset`,
 `mrinet.sim.kspace_dataset`, `mrinet.nets.gradcheck`, `mrinet.slurm.reconstruct_array`) call
 the same `run()`.
+
+train, eval and predict are Hydra commands (their `main` is the `@hydra.main` function and
+the console script); they move here unchanged as cli/train.py, cli/eval.py, cli/predict.py,
+with `mrinet/<name>.py` left as a shim (`from mrinet.cli.<name> import main`, plus the
+`__main__` call: Lightning's DDP launcher re-runs `python -m mrinet.train`), and pyproject's
+`mrinet-<name>` pointed at `mrinet.cli.<name>:main`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = [
     (
         "commands",
-        ["mrinet.train", "mrinet.eval", "mrinet.predict", "mrinet.reconstruct", "mrinet.cli"],
+        [
+            "mrinet.train",
+            "mrinet.eval",
+            "mrinet.predict",
+            "mrinet.reconstruct",
+            "mrinet.cli",
+            "hydra_plugins",  # mrinet's SLURM launcher and Optuna sweeper (src/hydra_plugins)
+        ],
     ),
     ("run glue", ["mrinet.run"]),
     ("lightning", ["mrinet.models", "mrinet.callbacks", "mrinet.data", "mrinet.analysis"]),
@@ -60,9 +67,9 @@ KNOWN_CYCLES = {
 
 
 def module_files() -> dict[str, Path]:
-    """Dotted module name -> file, for every module under src/mrinet."""
+    """Dotted module name -> file, for every module under src/mrinet and src/hydra_plugins."""
     out = {}
-    for path in (SRC / "mrinet").rglob("*.py"):
+    for path in [*(SRC / "mrinet").rglob("*.py"), *(SRC / "hydra_plugins").rglob("*.py")]:
         parts = list(path.relative_to(SRC).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
@@ -109,7 +116,7 @@ def graph() -> dict[str, dict[str, int]]:
         for imported, line in imports_of(name, path):
             while imported not in files and "." in imported:
                 imported = imported.rpartition(".")[0]
-            if imported in files and imported != name and imported.startswith("mrinet"):
+            if imported in files and imported != name:
                 targets.setdefault(imported, line)
     return edges
 

@@ -1,5 +1,5 @@
-"""Imports run one way: no import cycle in src/mrinet, and no import against the layer table of
-docs/architecture.md. A small AST walk over every module (imports inside functions count too;
+"""Imports run one way: no import cycle in src/mrinet and src/hydra_plugins, and no import
+against the layer table of docs/architecture.md. A small AST walk over every module (imports inside functions count too;
 `if __name__ == "__main__":` blocks and `if TYPE_CHECKING:` blocks do not, they never run on
 import). KNOWN lists what the data/ refactor (issue 24, item 1) still has to remove: the test
 fails on any violation not listed AND on a listed one that is gone, so the list only shrinks.

@@ -1,6 +1,6 @@
 """Simulate a DTI cohort in HCP layout: python scripts/make_dti_dataset.py --out DIR --subjects 8."""
 
-from mrinet.sim.dti_dataset import main
+from mrinet.cli.simulate_dti import run
 
 if __name__ == "__main__":
-    main()
+    run()

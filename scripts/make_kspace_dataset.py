@@ -1,6 +1,6 @@
-"""Simulate fastMRI-style multi-coil k-space volumes (thin wrapper of mrinet.sim.kspace_dataset)."""
+"""Simulate fastMRI-style multi-coil k-space volumes (thin wrapper of mrinet-simulate-kspace)."""
 
-from mrinet.sim.kspace_dataset import main
+from mrinet.cli.simulate_kspace import run
 
 if __name__ == "__main__":
-    main()
+    run()

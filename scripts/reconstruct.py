@@ -1,12 +1,6 @@
-"""Undersample and reconstruct fastMRI-style k-space (thin wrapper of mrinet.reconstruct)."""
+"""Undersample and reconstruct fastMRI-style k-space (thin wrapper of mrinet-reconstruct)."""
 
-import sys
-
-from mrinet.errors import MrinetError
-from mrinet.reconstruct import main
+from mrinet.cli.reconstruct import run
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MrinetError as err:
-        sys.exit(f"error: {err}")
+    run()

@@ -87,12 +87,9 @@ def one_run_dir_for_all_ranks(trainer, output_dir: Path, ckpt_path: str | None) 
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
-    launcher = getattr(trainer.strategy, "launcher", None)
-    spawns_scripts = (
-        type(launcher).__name__ == "_SubprocessScriptLauncher"
-        and not launcher.cluster_environment.creates_processes_externally
-        and HydraConfig.initialized()
-    )
+    from mrinet.compat.lightning import spawns_script_copies
+
+    spawns_scripts = spawns_script_copies(trainer.strategy) and HydraConfig.initialized()
     if not spawns_scripts:
         yield
         return

@@ -110,3 +110,22 @@ def test_shrink_equals_pywavelets_soft_thresholding(name, shape):
 def test_default_levels_avoid_padding():
     assert Wavelet2d((320, 320), "haar").padded == (320, 320)
     assert Wavelet2d((192, 192), "db4").levels == 4  # pywt.dwt_max_level(192, 8), as sigpy
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (30, 44)])
+def test_haar_shrink_equals_pywavelets_soft_thresholding(shape):
+    """The fused Haar shrink against PyWavelets (wavedec2, soft threshold of every subband,
+    waverec2), as the Fourier-domain shrink is above; (30, 44) is zero-padded to (32, 48)."""
+    wav = Wavelet2d(shape, "haar")
+    x = _image((1, *shape), 6).to(torch.complex128)
+    got = wav.shrink(x, 0.7)[0].numpy()
+    if wav.padded != shape:
+        padded = np.zeros(wav.padded, complex)
+        padded[: shape[0], : shape[1]] = x[0].numpy()
+    else:
+        padded = x[0].numpy()
+    coeffs = pywt.wavedec2(padded, "haar", mode="periodization", level=wav.levels)
+    soft = [pywt.threshold(coeffs[0], 0.7, "soft")]
+    soft += [tuple(pywt.threshold(c, 0.7, "soft") for c in detail) for detail in coeffs[1:]]
+    expected = pywt.waverec2(soft, "haar", mode="periodization")[: shape[0], : shape[1]]
+    assert np.allclose(got, expected, atol=1e-10)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mrinet.cli.gradcheck import main as gradcheck_main
 from mrinet.errors import ConfigError
 from mrinet.nets.backprop import (
     autograd_grads,
@@ -25,9 +26,6 @@ from mrinet.nets.gradcheck import (
     check_gradients,
     random_problem,
     relative_error,
-)
-from mrinet.nets.gradcheck import (
-    main as gradcheck_main,
 )
 from mrinet.nets.mlp import MLP
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from mrinet.cli.simulate_kspace import main
 from mrinet.io.fastmri import read_kspace_volume
 from mrinet.mri import ifft2c
 from mrinet.sim.kspace import coil_sensitivities, nifti_slices, phantom_slices, simulate_kspace
-from mrinet.sim.kspace_dataset import main, simulate_kspace_dataset
+from mrinet.sim.kspace_dataset import simulate_kspace_dataset
 
 
 def test_phantom_slices_show_t2_contrast_and_fill_the_field_of_view():

@@ -152,7 +152,7 @@ def _as_job_return(outcome: object, overrides: list[str], sweep_dir: Path, num: 
         return outcome
     ret = JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=outcome)
     ret.working_dir = str(sweep_dir / str(num))
-    from mrinet.slurm.jobs import record_failed_job
+    from mrinet.run.failed_jobs import record_failed_job
 
     record_failed_job(sweep_dir, num, overrides, f"{type(outcome).__name__}: {outcome}")
     return ret

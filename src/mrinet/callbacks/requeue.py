@@ -30,6 +30,14 @@ import subprocess
 
 import pytorch_lightning as pl
 
+from mrinet.compat.lightning import (
+    cluster_environment,
+    is_stateful,
+    next_hpc_checkpoint_path,
+    rerun_validation,
+    train_loaders,
+    validates_this_epoch,
+)
 from mrinet.slurm import signals
 
 log = logging.getLogger("mrinet.slurm")
@@ -50,16 +58,14 @@ def slurm_job_id() -> str | None:
 def _auto_requeue_env(trainer: pl.Trainer):
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
-    env = trainer._accelerator_connector.cluster_environment
+    env = cluster_environment(trainer)
     return env if isinstance(env, SLURMEnvironment) and env.auto_requeue else None
 
 
 def _resumable(trainer: pl.Trainer) -> bool:
     """Every training loader can continue mid-epoch (Lightning's state_dict protocol)."""
-    from lightning_fabric.utilities.types import _Stateful
-
-    loader = trainer.fit_loop._combined_loader
-    return loader is not None and all(isinstance(dl, _Stateful) for dl in loader.flattened)
+    loaders = train_loaders(trainer)
+    return loaders is not None and all(is_stateful(dl) for dl in loaders)
 
 
 class RequeueAtSafePoint(pl.Callback):
@@ -94,7 +100,7 @@ class RequeueAtSafePoint(pl.Callback):
             self._maybe_requeue(trainer, save=True)
 
     def _save(self, trainer: pl.Trainer) -> None:
-        path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+        path = next_hpc_checkpoint_path(trainer)
         tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
         trainer.save_checkpoint(tmp)  # every rank (collective); rank 0 writes
         if trainer.is_global_zero:
@@ -137,19 +143,11 @@ class RevalidateAfterRestart(pl.Callback):
             if isinstance(cb, (EarlyStopping, ModelCheckpoint)) and cb.monitor
         }
         missing = [m for m in monitors if m not in trainer.callback_metrics]
-        epoch_loop = trainer.fit_loop.epoch_loop
-        if not missing or not epoch_loop._should_check_val_epoch():
-            return
-        val_loop = epoch_loop.val_loop
-        if val_loop.skip:
+        if not missing or not validates_this_epoch(trainer):
             return
         log.info(
             "resumed at the end of epoch %d without %s: running its validation again",
             trainer.current_epoch,
             ", ".join(sorted(missing)),
         )
-        val_loop.restarting = False
-        val_loop.reset_restart_stage()
-        trainer.validating = True
-        val_loop.run()
-        trainer.training = True
+        rerun_validation(trainer)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from mrinet.compat.lightning import step_without_hooks
+
 
 class GroupedSteps:
     """Mixin for a LightningModule with manual optimisation, `_step`, `_log_now`,
@@ -29,9 +31,7 @@ class GroupedSteps:
                 # _plain_steps_allowed): backward, step, and the loop's step count
                 optimizer.optimizer.zero_grad()
                 loss.backward()
-                optimizer._on_before_step()
-                optimizer.optimizer.step()
-                optimizer._on_after_step()
+                step_without_hooks(optimizer)
             else:
                 optimizer.zero_grad()
                 self.manual_backward(loss)

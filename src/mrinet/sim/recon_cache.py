@@ -1,4 +1,5 @@
-"""The simulated recon-quality data as a cache: k-space simulated and reconstructed once."""
+"""The simulated recon-quality data as a cache: k-space simulated and reconstructed once
+(by mrinet.recon, the same pipeline a user runs on real k-space)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+
+from mrinet.io.atomic import atomic_dir
+from mrinet.io.locks import cache_lock
+from mrinet.recon.driver import reconstruct_dataset
+from mrinet.sim.kspace_dataset import simulate_kspace_dataset
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +26,6 @@ def synthetic_recon_dir(cache_dir: str | Path, params: Mapping) -> Path:
 def ensure_synthetic_recon(cache_dir: str | Path, params: Mapping) -> Path:
     """Simulate k-space and reconstruct it once (temporary folder, then rename); the recon dir.
     One process simulates, others started together wait for it (mrinet.io.locks)."""
-    from mrinet.io.locks import cache_lock
-
     params = dict(params)
     target = synthetic_recon_dir(cache_dir, params)
     with cache_lock(target):
@@ -29,10 +33,6 @@ def ensure_synthetic_recon(cache_dir: str | Path, params: Mapping) -> Path:
 
 
 def _ensure_recon(target: Path, params: dict) -> Path:
-    from mrinet.io.atomic import atomic_dir
-    from mrinet.reconstruct import reconstruct_dataset
-    from mrinet.sim.kspace_dataset import simulate_kspace_dataset
-
     if target.is_dir():
         log.info("synthetic reconstructions: using cached %s", target)
         return target / "recon"

@@ -164,29 +164,3 @@ def submit_and_wait(submit, announce) -> tuple[list, list[object]]:
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-
-def record_failed_job(sweep_dir: Path, num: int, overrides: list[str], error: str) -> None:
-    """job.json for a job that never reported (it died, timed out, was cancelled), then the
-    sweep's summary.csv again: the summary says failed with SLURM's reason, not incomplete."""
-    import json
-
-    from mrinet.io.atomic import atomic_file
-    from mrinet.run.sweep import JOB_FILE, write_summary
-
-    run_dir = Path(sweep_dir) / str(num)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record = {
-        "job": num,
-        "overrides": list(overrides),
-        "status": "failed",
-        "error": error.splitlines()[0][:500],
-        "return_value": None,
-        "run_dir": str(run_dir),
-    }
-    with atomic_file(run_dir / JOB_FILE) as tmp:
-        tmp.write_text(json.dumps(record, indent=2))
-    try:
-        write_summary(sweep_dir)
-    except OSError as err:
-        log.warning("summary.csv not updated: %s", err)

@@ -1,0 +1,252 @@
+"""Imports run one way: no import cycle in src/mrinet and src/hydra_plugins, and no import
+against the layer table of docs/architecture.md. A small AST walk over every module (imports inside functions count too;
+`if __name__ == "__main__":` blocks and `if TYPE_CHECKING:` blocks do not, they never run on
+import). KNOWN lists what the data/ refactor (issue 24, item 1) still has to remove: the test
+fails on any violation not listed AND on a listed one that is gone, so the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# docs/architecture.md, top to bottom: a module may import its own package, any package of a
+# lower layer, and another package of its own layer (sideways, never in a cycle). A unit is
+# the longest matching prefix: `mrinet.data.spec` (DataSpec, a plain record) is a leaf while
+# the rest of `mrinet.data` is a Lightning package; `mrinet` is the package's __init__ only,
+# so a new package fails test_every_module_has_a_layer until it is given a layer here.
+LAYERS = [
+    (
+        "commands",
+        [
+            "mrinet.train",
+            "mrinet.eval",
+            "mrinet.predict",
+            "mrinet.reconstruct",
+            "mrinet.cli",
+            "hydra_plugins",  # mrinet's SLURM launcher and Optuna sweeper (src/hydra_plugins)
+        ],
+    ),
+    ("run glue", ["mrinet.run"]),
+    ("lightning", ["mrinet.models", "mrinet.callbacks", "mrinet.data", "mrinet.analysis"]),
+    ("cluster", ["mrinet.slurm"]),
+    ("pipelines", ["mrinet.recon", "mrinet.sim"]),
+    ("files", ["mrinet.io"]),
+    ("torch core", ["mrinet.nets", "mrinet.mri"]),
+    ("leaves", ["mrinet.errors", "mrinet.utils", "mrinet.compat", "mrinet.data.spec", "mrinet"]),
+]
+
+# third-party frameworks a layer never imports (DESIGN.md: physics and files are plain torch)
+FORBIDDEN_LIBRARIES = {
+    "mrinet.mri": ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf"),
+    "mrinet.nets": ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf"),
+    "mrinet.io": ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf"),
+    "mrinet.recon": ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf"),
+    "mrinet.sim": ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf"),
+}
+
+# Left for the data/ task packages (issue 24 item 1); remove an entry when its import goes.
+KNOWN_LAYER_VIOLATIONS = {
+    # a DataModule loads its first-stage checkpoint itself (run assembles objects, data must not)
+    ("mrinet.data.autocontext", "mrinet.run.checkpoints"),
+}
+KNOWN_CYCLES = {
+    # context -> autocontext -> voxels / dti_volumes -> dti -> context (the issue's data circle)
+    frozenset(
+        {
+            "mrinet.data.autocontext",
+            "mrinet.data.context",
+            "mrinet.data.dti",
+            "mrinet.data.dti_volumes",
+            "mrinet.data.voxels",
+        }
+    ),
+}
+
+
+def module_files() -> dict[str, Path]:
+    """Dotted module name -> file, for every module under src/mrinet and src/hydra_plugins."""
+    out = {}
+    for path in [*(SRC / "mrinet").rglob("*.py"), *(SRC / "hydra_plugins").rglob("*.py")]:
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _runs_on_import(node: ast.If) -> bool:
+    test = ast.unparse(node.test)
+    return not ("__main__" in test and "__name__" in test) and "TYPE_CHECKING" not in test
+
+
+def imports_of(name: str, path: Path) -> list[tuple[str, int]]:
+    """(imported dotted name, line) for every import in the module that runs when imported."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: list[tuple[str, int]] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and not _runs_on_import(child):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, child.lineno) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    anchor = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                found.extend((f"{base}.{alias.name}", child.lineno) for alias in child.names)
+            visit(child)
+
+    visit(ast.parse(path.read_text(), str(path)))
+    return found
+
+
+def graph() -> dict[str, dict[str, int]]:
+    """module -> {imported mrinet module: first line}; `from a import b` counts as a.b when
+    a.b is a module, else as a (the package `a` a submodule import passes through is not an
+    edge, as in grimp/import-linter: else every re-exporting __init__ would be a cycle)."""
+    files = module_files()
+    edges: dict[str, dict[str, int]] = {}
+    for name, path in files.items():
+        targets = edges.setdefault(name, {})
+        for imported, line in imports_of(name, path):
+            while imported not in files and "." in imported:
+                imported = imported.rpartition(".")[0]
+            if imported in files and imported != name:
+                targets.setdefault(imported, line)
+    return edges
+
+
+def unit_of(module: str) -> tuple[int, str]:
+    """(layer index, unit) of a module: the longest prefix named in LAYERS."""
+    best = (-1, -1, "")
+    for index, (_, units) in enumerate(LAYERS):
+        for unit in units:
+            inside = module == unit or (unit != "mrinet" and module.startswith(unit + "."))
+            if inside and len(unit) > best[0]:
+                best = (len(unit), index, unit)
+    assert best[0] > 0, f"{module} is in no layer of LAYERS (docs/architecture.md): add it"
+    return best[1], best[2]
+
+
+def layer_violations() -> set[tuple[str, str]]:
+    """(importer, imported) pairs that import a higher layer."""
+    bad = set()
+    for importer, targets in graph().items():
+        low, _ = unit_of(importer)
+        for imported in targets:
+            high, _ = unit_of(imported)
+            if high < low:
+                bad.add((importer, imported))
+    return bad
+
+
+def cycles() -> set[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    edges = graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: set[frozenset[str]] = set()
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, {}):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.add(frozenset(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            connect(v)
+    return found
+
+
+def test_every_module_has_a_layer():
+    for module in module_files():
+        unit_of(module)
+
+
+def test_no_import_against_the_layer_table():
+    found = layer_violations()
+    edges = graph()
+    new = sorted(found - KNOWN_LAYER_VIOLATIONS)
+    assert not new, "imports against docs/architecture.md's layers:\n" + "\n".join(
+        f"  {a} (line {edges[a][b]}) imports {b}" for a, b in new
+    )
+    gone = sorted(KNOWN_LAYER_VIOLATIONS - found)
+    assert not gone, f"fixed, remove from KNOWN_LAYER_VIOLATIONS: {gone}"
+
+
+def test_no_import_cycle():
+    found = cycles()
+    new = [sorted(c) for c in found - KNOWN_CYCLES]
+    assert not new, f"import cycles: {new}"
+    gone = [sorted(c) for c in KNOWN_CYCLES - found]
+    assert not gone, f"fixed or changed, update KNOWN_CYCLES: {gone}"
+
+
+def test_no_cycle_between_packages():
+    packages: dict[str, set[str]] = {}
+    for importer, targets in graph().items():
+        a = unit_of(importer)[1]
+        for imported in targets:
+            b = unit_of(imported)[1]
+            if a != b and (importer, imported) not in KNOWN_LAYER_VIOLATIONS:
+                packages.setdefault(a, set()).add(b)
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in packages.get(start, ()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    cyclic = sorted(p for p in packages if reaches(p, p, {p}))
+    assert not cyclic, f"packages in an import cycle (sideways imports both ways): {cyclic}"
+
+
+def test_physics_files_and_pipelines_import_no_training_framework():
+    bad = []
+    for name, path in module_files().items():
+        for prefix, libraries in FORBIDDEN_LIBRARIES.items():
+            if name == prefix or name.startswith(prefix + "."):
+                bad += [
+                    f"{name}:{line} imports {imported}"
+                    for imported, line in imports_of(name, path)
+                    if imported.split(".")[0] in libraries
+                ]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_contract_catches_what_it_claims(tmp_path):
+    """The walk sees imports inside functions and skips __main__ blocks (else the test above
+    could pass on a graph it never built)."""
+    module = tmp_path / "probe.py"
+    module.write_text(
+        "import os\n"
+        "def f():\n    from mrinet.run import checkpoints\n"
+        "if __name__ == '__main__':\n    import mrinet.cli\n"
+    )
+    names = [n for n, _ in imports_of("mrinet.mri.probe", module)]
+    assert "mrinet.run.checkpoints" in names and "mrinet.cli" not in names
+    assert unit_of("mrinet.data.spec") == (len(LAYERS) - 1, "mrinet.data.spec")
+    assert unit_of("mrinet.data.voxels")[1] == "mrinet.data"

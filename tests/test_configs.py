@@ -58,11 +58,27 @@ def test_every_debug_mode_composes(debug):
     assert composed("experiment=dti_mlp", f"debug={debug}").task_name == "debug"
 
 
+def input_columns(cfg) -> int:
+    """The input width the net gets at setup (DataSpec.num_inputs: the DataModule's columns)."""
+    from hydra.utils import instantiate
+
+    return len(instantiate(cfg.data, _convert_="all").feature_names)
+
+
 def test_net_sizes_follow_the_data():
+    from hydra.utils import instantiate
+
+    from mrinet.data.spec import DataSpec
+    from mrinet.models.net_builder import build_net
+
     cfg = composed(
         "experiment=dti_mlp", "data.features=[FA,MD]", "data.classes=[thalamus,cortical_wm]"
     )
-    assert cfg.model.net.in_features == 2 and cfg.model.net.num_classes == 2
+    assert "in_features" not in cfg.model.net and "num_classes" not in cfg.model.net
+    spec = DataSpec(classes=cfg.data.classes, input_shape=(input_columns(cfg),))
+    net, sizes = build_net(instantiate(cfg.model.net, _convert_="all"), spec)
+    assert sizes == {"in_features": 2, "num_classes": 2}
+    assert net.layers[0].in_features == 2 and net.layers[-1].out_features == 2
 
 
 def test_context_experiment_sizes_the_net_from_features_and_context():
@@ -72,16 +88,22 @@ def test_context_experiment_sizes_the_net_from_features_and_context():
     # the 16 of [1, 1, 3] not already there (its S = 0 plane is dilation 1's, (0, 0, +-3)
     # dilation 3's)
     assert list(cfg.data.patch_dilation) == [1, 3, [1, 1, 3]] and cfg.data.mirror_train
-    assert cfg.model.net.in_features == 5 + 3 + 5 * (26 + 26 + 16)
-    assert composed("experiment=dti_mlp_context", "data.context=coords").model.net.in_features == 8
+    assert input_columns(cfg) == 5 + 3 + 5 * (26 + 26 + 16)
+    assert input_columns(composed("experiment=dti_mlp_context", "data.context=coords")) == 8
     assert cfg.optimized_metric == "val/dice_macro" and cfg.model.decision == "tuned"
 
 
 def test_autocontext_experiment_adds_the_first_stage_maps_to_the_context_inputs():
+    from mrinet.data.context import context_feature_names
+
     cfg = composed("experiment=dti_mlp_autocontext", *NEEDS["dti_mlp_autocontext"])
-    assert list(cfg.data.context) == ["coords", "patch", "autocontext"]
+    data = cfg.data
+    assert list(data.context) == ["coords", "patch", "autocontext"]
     # dti_mlp_context's inputs, then 3 log-probabilities each with the same 26 + 26 + 16
-    assert cfg.model.net.in_features == 5 + 3 + 5 * 68 + 3 * (1 + 68)
+    columns = context_feature_names(
+        data.features, list(data.context), data.patch_size, data.patch_dilation, data.classes
+    )
+    assert len(columns) == 5 + 3 + 5 * 68 + 3 * (1 + 68)
     assert cfg.task_name == "dti_mlp_autocontext" and cfg.data.mirror_train
 
 

@@ -68,7 +68,11 @@ class LabVoxelDataModule(pl.LightningDataModule):
         maps, classes, names = read_subject(path, self.features)
         unknown = [c for c in self.classes if c not in names]
         if unknown:
-            raise ConfigError(f"{path} has no class {unknown[0]!r} (it has {names})", "data.classes", f"choose from {names}")
+            raise ConfigError(
+                f"{path} has no class {unknown[0]!r} (it has {names})",
+                "data.classes",
+                f"choose from {names}",
+            )
         ours = np.full(classes.shape, -1, dtype=np.int64)
         for index, name in enumerate(self.classes):
             ours[classes == names.index(name)] = index
@@ -85,7 +89,10 @@ class LabVoxelDataModule(pl.LightningDataModule):
                 inside = classes >= 0
                 xs.append(np.stack([maps[f][inside] for f in self.features], axis=1))
                 ys.append(classes[inside])
-            self.rows[name] = (torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)))
+            self.rows[name] = (
+                torch.from_numpy(np.concatenate(xs)),
+                torch.from_numpy(np.concatenate(ys)),
+            )
 
     def data_spec(self) -> DataSpec:
         """What the model needs from this data: classes, scaling, counts, the input width."""

@@ -14,7 +14,11 @@ import numpy as np
 
 CLASS_NAMES = ("thalamus", "corpus_callosum", "cortical_wm")
 # FreeSurfer aparc+aseg codes of each class
-LABEL_CODES = {"thalamus": (10, 49), "corpus_callosum": (251, 252, 253, 254, 255), "cortical_wm": (2, 41)}
+LABEL_CODES = {
+    "thalamus": (10, 49),
+    "corpus_callosum": (251, 252, 253, 254, 255),
+    "cortical_wm": (2, 41),
+}
 
 
 def write_subject(path: str | Path, maps: dict[str, np.ndarray], classes: np.ndarray) -> Path:
@@ -27,11 +31,15 @@ def write_subject(path: str | Path, maps: dict[str, np.ndarray], classes: np.nda
     return path
 
 
-def read_subject(path: str | Path, features: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+def read_subject(
+    path: str | Path, features: list[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
     """(maps by feature name, class volume, class names) of one subject file."""
     with np.load(path) as data:
         missing = [f for f in features if f not in data.files]
         if missing:
-            raise KeyError(f"{path}: no map {missing[0]!r} (maps: {sorted(set(data.files) - {'classes', 'class_names'})})")
+            raise KeyError(
+                f"{path}: no map {missing[0]!r} (maps: {sorted(set(data.files) - {'classes', 'class_names'})})"
+            )
         maps = {f: data[f].astype(np.float32) for f in features}
         return maps, data["classes"].astype(np.int64), [str(c) for c in data["class_names"]]

@@ -25,7 +25,12 @@ class ResMLP(nn.Module):
     the config (mynets/configs/model/net/resmlp.yaml)."""
 
     def __init__(
-        self, in_features: int, num_classes: int, width: int = 64, depth: int = 2, dropout: float = 0.0
+        self,
+        in_features: int,
+        num_classes: int,
+        width: int = 64,
+        depth: int = 2,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.stem = nn.Linear(in_features, width)

@@ -101,8 +101,7 @@ def check_no_shadowing(own: Path, added: list[tuple[str, Path]]) -> None:
                     f"{path} ({origin}) has the same group and name as {first} ({first_origin}): "
                     f"Hydra would take the first and ignore yours",
                     f"{group or '<primary>'}={option}",
-                    f"rename {path.name} (e.g. my_{option}.yaml) and "
-                    "select it by its new name",
+                    f"rename {path.name} (e.g. my_{option}.yaml) and select it by its new name",
                 )
             taken.setdefault(name, (origin, path))
 

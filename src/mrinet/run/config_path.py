@@ -114,7 +114,8 @@ def added_folders(own: Path) -> list[tuple[str, Path]]:
         if folder.resolve() not in seen:
             seen.add(folder.resolve())
             unique.append((origin, folder))
-    check_no_shadowing(own, unique)
+    if unique:
+        check_no_shadowing(own, unique)
     return unique
 
 

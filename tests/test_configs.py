@@ -178,3 +178,77 @@ def test_model_specific_callbacks_run_only_in_their_experiments():
     assert "precise_batch_norm" in composed("experiment=recon_quality_cnn").callbacks
     for experiment in ("dti_mlp", "dti_mlp_backprop"):
         assert "saturation_monitor" in composed(f"experiment={experiment}").callbacks
+
+
+# one DataSpec per kind of input a shipped net takes: voxel rows, images, volumes
+SPECS = {
+    "rows": {"classes": ("a", "b", "c"), "input_shape": (5,)},
+    "images": {"classes": ("reference", "accelerated"), "input_shape": (1, 32, 32)},
+    "volumes": {"classes": ("a", "b", "c"), "input_shape": (5, None, None, None)},
+}
+NETS = {
+    "mlp": "rows",
+    "mlp_backprop": "rows",
+    "cnn": "images",
+    "dense": "images",
+    "unet3d": "volumes",
+}
+
+
+def test_every_net_option_is_listed_here():
+    assert sorted(p.stem for p in (CONFIGS / "model" / "net").glob("*.yaml")) == sorted(NETS)
+
+
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_every_net_option_builds_from_its_own_arguments_and_the_data(net):
+    from hydra.utils import instantiate
+
+    from mrinet.data.spec import DataSpec
+    from mrinet.models.net_builder import build_net
+
+    node = OmegaConf.load(CONFIGS / "model" / "net" / f"{net}.yaml")
+    assert not {"in_features", "in_channels", "num_classes", "image_size"} & set(node)
+    spec = DataSpec(**SPECS[NETS[net]])
+    built, sizes = build_net(instantiate(node, _partial_=True, _convert_="all"), spec)
+    assert sizes["num_classes"] == spec.num_classes and sum(p.numel() for p in built.parameters())
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "scheduler"),
+    [("adam", "none"), ("adamw", "cosine"), ("sgd", "onecycle"), ("gradient_descent", "plateau")],
+)
+def test_every_optimizer_and_scheduler_option_steps(optimizer, scheduler):
+    import torch
+    from hydra.utils import instantiate
+
+    cfg = composed(f"model/optimizer={optimizer}", f"model/scheduler={scheduler}")
+    params = [torch.nn.Parameter(torch.ones(3))]
+    opt = instantiate(cfg.model.optimizer)(params=params)
+    sched = None if cfg.model.scheduler is None else instantiate(cfg.model.scheduler)(optimizer=opt)
+    assert (sched is None) == (scheduler == "none")
+    before = opt.param_groups[0]["lr"]
+    params[0].grad = torch.ones(3)
+    opt.step()
+    assert params[0].detach().lt(1).all()  # a descent step
+    if sched is None:
+        return
+    for _ in range(6 if scheduler == "plateau" else 1):
+        # plateau: no improvement, so the rate drops after `patience` epochs
+        sched.step(1.0) if scheduler == "plateau" else sched.step()
+    assert opt.param_groups[0]["lr"] != before
+
+
+def test_callbacks_default_and_none_keep_their_meaning():
+    assert list(composed().callbacks) == [
+        "model_checkpoint",
+        "early_stopping",
+        "learning_rate_monitor",
+        "progress_bar",
+        "model_summary",
+    ]
+    assert not composed("callbacks=none").get("callbacks")
+    # an experiment's own callbacks are added whatever the callbacks choice
+    assert set(composed("experiment=dti_mlp", "callbacks=none").callbacks) == {
+        "saturation_monitor",
+        "tissue_maps",
+    }

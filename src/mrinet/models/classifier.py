@@ -266,6 +266,8 @@ class Classifier(GroupedSteps, pl.LightningModule):
         return self._confmats[key]
 
     def _num_outputs(self) -> int | None:
+        if self.net is None:  # not built yet: set_data_spec builds it
+            return None
         layers = [m for m in self.net.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv3d))]
         if not layers:
             return None

@@ -112,7 +112,7 @@ def test_an_extension_package_registers_its_folder_by_entry_point(monkeypatch, t
         composed()
 
 
-def test_a_net_without_data_sized_arguments_names_the_fix():
+def test_a_net_without_data_sized_arguments_is_refused_before_any_data_is_read():
     class Fixed(torch.nn.Module):
         def __init__(self, width: int = 4):
             super().__init__()
@@ -120,7 +120,6 @@ def test_a_net_without_data_sized_arguments_names_the_fix():
 
     from mrinet.models.classifier import Classifier
 
-    model = Classifier(functools.partial(Fixed), lambda params: torch.optim.SGD(params, lr=0.1))
     with pytest.raises(ConfigError, match="takes no in_features or in_channels") as info:
-        model.set_data_spec(DataSpec(classes=("a", "b", "c"), input_shape=(5,)))
+        Classifier(functools.partial(Fixed), lambda params: torch.optim.SGD(params, lr=0.1))
     assert info.value.where == "model.net._target_" and "in_features: int" in info.value.fix

@@ -14,7 +14,7 @@ from mrinet.errors import ConfigError, check_choice
 from mrinet.models.decision import tune_offsets, weighting_offsets
 from mrinet.models.grouped_steps import GroupedSteps
 from mrinet.models.metrics import ConfusionCounts, batch_confusion, confusion_metrics
-from mrinet.models.net_builder import build_net, check_logits, net_target
+from mrinet.models.net_builder import build_net, check_logits, check_signature, net_target
 
 # cross_entropy_dice: cross-entropy + (1 - soft Dice averaged over the classes), the usual cost of
 # segmentation nets (nnU-Net): the small structures weigh as much as the large one
@@ -135,6 +135,8 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self._loss_sums: dict[str, list[torch.Tensor]] = {}
         if built:
             self.check_net()
+        else:
+            check_signature(net)  # before the data is read: sizes by name, or a clear error
 
     def check_net(self) -> None:
         """Refuse a net this model cannot train, once it is built (subclasses add checks)."""

@@ -43,11 +43,11 @@ def _parameters(factory: Callable) -> dict[str, inspect.Parameter]:
         return {}
 
 
-def data_sizes(factory: Callable, spec: DataSpec) -> dict:
-    """The constructor arguments that come from the data, by the names the net's signature has."""
+def check_signature(factory: Callable) -> list[str]:
+    """Refuse, before any data is read, a net that mrinet cannot size: its constructor needs
+    `in_features` or `in_channels`, and `num_classes`. Returns its input-size argument names."""
     target = net_target(factory)
     params = _parameters(factory)
-    given = dict(factory.keywords) if isinstance(factory, functools.partial) else {}
     inputs = [name for name in INPUT_ARGS if name in params]
     if not inputs:
         raise ConfigError(
@@ -65,6 +65,14 @@ def data_sizes(factory: Callable, spec: DataSpec) -> dict:
             f"give {target}.__init__ a `num_classes: int` argument and end the net with "
             "num_classes outputs",
         )
+    return inputs
+
+
+def data_sizes(factory: Callable, spec: DataSpec) -> dict:
+    """The constructor arguments that come from the data, by the names the net's signature has."""
+    inputs = check_signature(factory)
+    params = _parameters(factory)
+    given = dict(factory.keywords) if isinstance(factory, functools.partial) else {}
     sizes: dict = {"num_classes": spec.num_classes}
     if spec.num_inputs is not None:
         sizes[inputs[0]] = spec.num_inputs

@@ -252,3 +252,13 @@ def test_callbacks_default_and_none_keep_their_meaning():
         "saturation_monitor",
         "tissue_maps",
     }
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_every_searched_key_exists_in_its_experiment(search):
+    """The search spaces name model.net.*, model.optimizer.*, data.* keys of the composed
+    experiment (read from the file: no sweeper plugin needed)."""
+    params = OmegaConf.load(CONFIGS / "hparams_search" / f"{search}.yaml").hydra.sweeper.params
+    cfg = composed(f"experiment={search.removesuffix('_optuna')}")
+    for key in params:
+        assert OmegaConf.select(cfg, key, default="absent") != "absent", key

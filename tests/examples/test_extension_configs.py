@@ -123,3 +123,39 @@ def test_a_net_without_data_sized_arguments_is_refused_before_any_data_is_read()
     with pytest.raises(ConfigError, match="takes no in_features or in_channels") as info:
         Classifier(functools.partial(Fixed), lambda params: torch.optim.SGD(params, lr=0.1))
     assert info.value.where == "model.net._target_" and "in_features: int" in info.value.fix
+
+
+def documented_commands() -> list[list[str]]:
+    """`python -m mrinet.<train|eval|predict> ...` lines of docs/extending.md's code blocks."""
+    import shlex
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "extending.md").read_text()
+    blocks = text.split("```")[1::2]  # inside the fences
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [
+        shlex.split(line)[2:]
+        for line in lines
+        if line.startswith(
+            ("python -m mrinet.train", "python -m mrinet.eval", "python -m mrinet.predict")
+        )
+    ]
+
+
+def test_extending_docs_commands_compose_with_the_examples_folders(monkeypatch):
+    """Each documented command composes as written once the examples' folders are on the
+    search path (paths the user fills in, `<run>` and `...`, are set to a stand-in)."""
+    folders = [OWN_NET / "mynets" / "configs", EXAMPLES / "own_data" / "labvoxels" / "configs"]
+    monkeypatch.setenv(ENV, __import__("os").pathsep.join(map(str, folders)))
+    found = documented_commands()
+    assert {c[0] for c in found} == {"mrinet.train", "mrinet.eval", "mrinet.predict"}
+    register_resolvers()
+    for tokens in found:
+        command, args = tokens[0].split(".")[1], [t for t in tokens[1:] if t != "-m"]
+        # a sweep: its first value; trusted_modules: the checkpoint allowlist's key (it may
+        # not exist in this version's eval/predict configs)
+        args = [a.split(",")[0] if "model.net.width" in a else a for a in args]
+        args = ["++" + a if a.startswith("trusted_modules=") else a for a in args]
+        args = [a.replace("<run>", "x").replace("...", "x") for a in args]
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(command, overrides=args)
+        assert cfg.task_name, tokens

@@ -4,6 +4,7 @@ config folders that are missing or shadow mrinet's are refused with the fix (fas
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def test_parts_swap_by_group(own_net):
 
 
 def test_a_config_folder_that_does_not_exist_is_named(monkeypatch, tmp_path):
-    monkeypatch.setenv(ENV, f"{tmp_path}{__import__('os').pathsep}{tmp_path / 'missing'}")
+    monkeypatch.setenv(ENV, f"{tmp_path}{os.pathsep}{tmp_path / 'missing'}")
     with pytest.raises(ConfigError, match=r"missing' in MRINET_CONFIG_PATH does not exist"):
         composed()
     with pytest.raises(ConfigError, match=r"in hydra\.searchpath does not exist") as info:
@@ -145,7 +146,7 @@ def test_extending_docs_commands_compose_with_the_examples_folders(monkeypatch):
     """Each documented command composes as written once the examples' folders are on the
     search path (paths the user fills in, `<run>` and `...`, are set to a stand-in)."""
     folders = [OWN_NET / "mynets" / "configs", EXAMPLES / "own_data" / "labvoxels" / "configs"]
-    monkeypatch.setenv(ENV, __import__("os").pathsep.join(map(str, folders)))
+    monkeypatch.setenv(ENV, os.pathsep.join(map(str, folders)))
     found = documented_commands()
     assert {c[0] for c in found} == {"mrinet.train", "mrinet.eval", "mrinet.predict"}
     register_resolvers()
@@ -159,3 +160,20 @@ def test_extending_docs_commands_compose_with_the_examples_folders(monkeypatch):
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             cfg = compose(command, overrides=args)
         assert cfg.task_name, tokens
+
+
+def test_config_dir_and_searchpath_add_a_users_folder_on_the_command_line(cli, tmp_path):
+    """Hydra's own switches, as a user types them (the net's module on PYTHONPATH)."""
+    folder = OWN_NET / "mynets" / "configs"
+    env = {"PYTHONPATH": os.pathsep.join([str(OWN_NET), str(EXAMPLES.parent / "src")])}
+    for switch in (["--config-dir", str(folder)], [f"hydra.searchpath=[file://{folder}]"]):
+        proc = cli(
+            "mrinet.train", *switch, "experiment=dti_resmlp", "--cfg", "job", cwd=tmp_path, env=env
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "_target_: mynets.ResMLP" in proc.stdout and "hidden_dims" not in proc.stdout
+    missing = cli("mrinet.train", f"hydra.searchpath=[file://{tmp_path / 'nope'}]", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert (
+        "in hydra.searchpath does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    )

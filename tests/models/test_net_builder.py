@@ -147,3 +147,14 @@ def test_checkpoints_written_before_net_groups_load_and_predict_the_same(name):
         proba = model.predict_proba(x)
     torch.testing.assert_close(proba, torch.tensor(expected["proba"]), rtol=0, atol=1e-6)
     assert model.predict_classes(x).tolist() == expected["classes"]
+
+
+def test_data_without_an_input_shape_needs_the_width_in_the_net_config():
+    spec = DataSpec(classes=("a", "b"))  # a DataModule written before input_shape
+    with pytest.raises(ConfigError, match=r"does not say its input width") as info:
+        build_net(functools.partial(MLP, hidden_dims=[4]), spec)
+    assert (
+        info.value.where == "model.net.in_features" and "input_shape=(features,)" in info.value.fix
+    )
+    net, sizes = build_net(functools.partial(MLP, hidden_dims=[4], in_features=6), spec)
+    assert sizes == {"num_classes": 2} and net.layers[0].in_features == 6

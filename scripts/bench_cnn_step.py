@@ -65,7 +65,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    fast = ConvNet(norm=args.norm)  # configs/model/cnn.yaml defaults
+    fast = ConvNet(norm=args.norm)  # configs/model/net/cnn.yaml defaults
     plain = plain_reference(fast)
     gen = torch.Generator().manual_seed(1)
     images = torch.randn(args.batch, 1, args.size, args.size, generator=gen)

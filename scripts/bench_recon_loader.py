@@ -71,10 +71,10 @@ def loader_rate(recon_dir: Path, epochs: int, batch_size: int, **kwargs) -> tupl
 
 
 def training_rate(batch_size: int, size: int, steps: int) -> float:
-    """Median images/s of forward + backward + Adam of the default ConvNet (configs/model/cnn)."""
+    """Median images/s of forward + backward + Adam of the default ConvNet (configs/model/net/cnn.yaml)."""
     from mrinet.nets.cnn import ConvNet
 
-    net = ConvNet()  # defaults = configs/model/cnn.yaml: [16,32,64,64], batch norm, stride
+    net = ConvNet()  # defaults = configs/model/net/cnn.yaml: [16,32,64,64], batch norm, stride
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(batch_size, 1, size, size, generator=gen)

@@ -58,11 +58,27 @@ def test_every_debug_mode_composes(debug):
     assert composed("experiment=dti_mlp", f"debug={debug}").task_name == "debug"
 
 
+def input_columns(cfg) -> int:
+    """The input width the net gets at setup (DataSpec.num_inputs: the DataModule's columns)."""
+    from hydra.utils import instantiate
+
+    return len(instantiate(cfg.data, _convert_="all").feature_names)
+
+
 def test_net_sizes_follow_the_data():
+    from hydra.utils import instantiate
+
+    from mrinet.data.spec import DataSpec
+    from mrinet.models.net_builder import build_net
+
     cfg = composed(
         "experiment=dti_mlp", "data.features=[FA,MD]", "data.classes=[thalamus,cortical_wm]"
     )
-    assert cfg.model.net.in_features == 2 and cfg.model.net.num_classes == 2
+    assert "in_features" not in cfg.model.net and "num_classes" not in cfg.model.net
+    spec = DataSpec(classes=cfg.data.classes, input_shape=(input_columns(cfg),))
+    net, sizes = build_net(instantiate(cfg.model.net, _convert_="all"), spec)
+    assert sizes == {"in_features": 2, "num_classes": 2}
+    assert net.layers[0].in_features == 2 and net.layers[-1].out_features == 2
 
 
 def test_context_experiment_sizes_the_net_from_features_and_context():
@@ -72,16 +88,22 @@ def test_context_experiment_sizes_the_net_from_features_and_context():
     # the 16 of [1, 1, 3] not already there (its S = 0 plane is dilation 1's, (0, 0, +-3)
     # dilation 3's)
     assert list(cfg.data.patch_dilation) == [1, 3, [1, 1, 3]] and cfg.data.mirror_train
-    assert cfg.model.net.in_features == 5 + 3 + 5 * (26 + 26 + 16)
-    assert composed("experiment=dti_mlp_context", "data.context=coords").model.net.in_features == 8
+    assert input_columns(cfg) == 5 + 3 + 5 * (26 + 26 + 16)
+    assert input_columns(composed("experiment=dti_mlp_context", "data.context=coords")) == 8
     assert cfg.optimized_metric == "val/dice_macro" and cfg.model.decision == "tuned"
 
 
 def test_autocontext_experiment_adds_the_first_stage_maps_to_the_context_inputs():
+    from mrinet.data.context import context_feature_names
+
     cfg = composed("experiment=dti_mlp_autocontext", *NEEDS["dti_mlp_autocontext"])
-    assert list(cfg.data.context) == ["coords", "patch", "autocontext"]
+    data = cfg.data
+    assert list(data.context) == ["coords", "patch", "autocontext"]
     # dti_mlp_context's inputs, then 3 log-probabilities each with the same 26 + 26 + 16
-    assert cfg.model.net.in_features == 5 + 3 + 5 * 68 + 3 * (1 + 68)
+    columns = context_feature_names(
+        data.features, list(data.context), data.patch_size, data.patch_dilation, data.classes
+    )
+    assert len(columns) == 5 + 3 + 5 * 68 + 3 * (1 + 68)
     assert cfg.task_name == "dti_mlp_autocontext" and cfg.data.mirror_train
 
 
@@ -156,3 +178,87 @@ def test_model_specific_callbacks_run_only_in_their_experiments():
     assert "precise_batch_norm" in composed("experiment=recon_quality_cnn").callbacks
     for experiment in ("dti_mlp", "dti_mlp_backprop"):
         assert "saturation_monitor" in composed(f"experiment={experiment}").callbacks
+
+
+# one DataSpec per kind of input a shipped net takes: voxel rows, images, volumes
+SPECS = {
+    "rows": {"classes": ("a", "b", "c"), "input_shape": (5,)},
+    "images": {"classes": ("reference", "accelerated"), "input_shape": (1, 32, 32)},
+    "volumes": {"classes": ("a", "b", "c"), "input_shape": (5, None, None, None)},
+}
+NETS = {
+    "mlp": "rows",
+    "mlp_backprop": "rows",
+    "cnn": "images",
+    "dense": "images",
+    "unet3d": "volumes",
+}
+
+
+def test_every_net_option_is_listed_here():
+    assert sorted(p.stem for p in (CONFIGS / "model" / "net").glob("*.yaml")) == sorted(NETS)
+
+
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_every_net_option_builds_from_its_own_arguments_and_the_data(net):
+    from hydra.utils import instantiate
+
+    from mrinet.data.spec import DataSpec
+    from mrinet.models.net_builder import build_net
+
+    node = OmegaConf.load(CONFIGS / "model" / "net" / f"{net}.yaml")
+    assert not {"in_features", "in_channels", "num_classes", "image_size"} & set(node)
+    spec = DataSpec(**SPECS[NETS[net]])
+    built, sizes = build_net(instantiate(node, _partial_=True, _convert_="all"), spec)
+    assert sizes["num_classes"] == spec.num_classes and sum(p.numel() for p in built.parameters())
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "scheduler"),
+    [("adam", "none"), ("adamw", "cosine"), ("sgd", "onecycle"), ("gradient_descent", "plateau")],
+)
+def test_every_optimizer_and_scheduler_option_steps(optimizer, scheduler):
+    import torch
+    from hydra.utils import instantiate
+
+    cfg = composed(f"model/optimizer={optimizer}", f"model/scheduler={scheduler}")
+    params = [torch.nn.Parameter(torch.ones(3))]
+    opt = instantiate(cfg.model.optimizer)(params=params)
+    sched = None if cfg.model.scheduler is None else instantiate(cfg.model.scheduler)(optimizer=opt)
+    assert (sched is None) == (scheduler == "none")
+    before = opt.param_groups[0]["lr"]
+    params[0].grad = torch.ones(3)
+    opt.step()
+    assert params[0].detach().lt(1).all()  # a descent step
+    if sched is None:
+        return
+    for _ in range(6 if scheduler == "plateau" else 1):
+        # plateau: no improvement, so the rate drops after `patience` epochs
+        sched.step(1.0) if scheduler == "plateau" else sched.step()
+    assert opt.param_groups[0]["lr"] != before
+
+
+def test_callbacks_default_and_none_keep_their_meaning():
+    assert list(composed().callbacks) == [
+        "model_checkpoint",
+        "early_stopping",
+        "learning_rate_monitor",
+        "progress_bar",
+        "model_summary",
+    ]
+    assert not composed("callbacks=none").get("callbacks")
+    # an experiment's own callbacks are added whatever the callbacks choice
+    assert set(composed("experiment=dti_mlp", "callbacks=none").callbacks) == {
+        "saturation_monitor",
+        "tissue_maps",
+    }
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_every_searched_key_exists_in_its_experiment(search):
+    """The search spaces name model.net.*, model.optimizer.*, data.* keys of the composed
+    experiment (read from the file: no sweeper plugin needed)."""
+    params = OmegaConf.load(CONFIGS / "hparams_search" / f"{search}.yaml").hydra.sweeper.params
+    cfg = composed(f"experiment={search.removesuffix('_optuna')}")
+    for key in params:
+        assert OmegaConf.select(cfg, key, default="absent") != "absent", key

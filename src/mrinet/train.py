@@ -29,6 +29,7 @@ from mrinet.run.entry import (
     scalar_metrics,
     write_json,
 )
+from mrinet.run.net_record import record_built_net
 
 log = logging.getLogger("mrinet.train")
 register_resolvers()
@@ -141,7 +142,8 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     # the model/data contract: what the model needs from the data, once the splits are known
     datamodule.prepare_data()
     datamodule.setup("fit")
-    model.set_data_spec(datamodule.data_spec())
+    model.set_data_spec(datamodule.data_spec())  # builds the net, sized by the data
+    record_built_net(cfg, model)
     callbacks = [
         *instantiate_list(cfg.get("callbacks")),
         RunInfoInCheckpoint(run_info(cfg, datamodule)),

@@ -316,6 +316,7 @@ class DTIDataModule(pl.LightningDataModule):
             input_std=torch.clamp(x.std(0), min=1e-6),
             class_weights=weights,
             class_counts=counts,
+            input_shape=(x.shape[1],),
         )
 
     # ---- loaders ---------------------------------------------------------------------------

@@ -284,6 +284,7 @@ class DTIVolumeDataModule(DTIDataModule):
             input_mean=x.mean(1),
             input_std=torch.clamp(x.std(1), min=1e-6),
             class_counts=self._counts("train"),
+            input_shape=(x.shape[0], None, None, None),  # whole volumes or crops of any size
         )
 
     def example_subject(self, split: str = "val") -> dict | None:

@@ -176,7 +176,11 @@ class ReconQualityDataModule(pl.LightningDataModule):
         are normalised per image, so there is no input scaling to carry)."""
         require_splits("train" in self.indexes)
         labels = torch.from_numpy(self.indexes["train"].labels)
-        return DataSpec(classes=self.classes, class_counts=class_counts(labels, self.classes))
+        return DataSpec(
+            classes=self.classes,
+            class_counts=class_counts(labels, self.classes),
+            input_shape=(1, *self.crop),
+        )
 
     @property
     def preloaded(self) -> bool:

@@ -32,6 +32,10 @@ class DataSpec:
     the training split (None: inputs are used as served, e.g. images normalised per image).
     class_weights (C,): loss weights (None: unweighted). class_counts (C,): training samples
     per class, whose frequencies are the class priors (logit adjustment, baselines).
+    input_shape: one sample's shape without the batch dimension, None where the size varies:
+    (F,) voxel rows, (C, H, W) images, (F, None, None, None) volumes of any size; its first
+    entry sizes the net's first layer (`in_features` / `in_channels`). None: not recorded
+    (checkpoints from before it; their net config carries the sizes).
     """
 
     classes: tuple[str, ...]
@@ -39,8 +43,17 @@ class DataSpec:
     input_std: tuple[float, ...] | None = None
     class_weights: tuple[float, ...] | None = None
     class_counts: tuple[int, ...] | None = field(default=None)
+    input_shape: tuple[int | None, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.input_shape is not None:
+            shape = tuple(None if d is None else int(d) for d in self.input_shape)
+            if not shape or shape[0] is None or any(d is not None and d < 1 for d in shape):
+                raise ValueError(
+                    f"DataSpec: input_shape {list(self.input_shape)} needs a known first entry "
+                    "(features or channels) and sizes >= 1"
+                )
+            object.__setattr__(self, "input_shape", shape)
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         for name in ("input_mean", "input_std", "class_weights"):
             object.__setattr__(self, name, _floats(getattr(self, name)))
@@ -64,6 +77,11 @@ class DataSpec:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def num_inputs(self) -> int | None:
+        """Width of dim 1 of an input batch: features of a voxel row, channels of an image."""
+        return None if self.input_shape is None else self.input_shape[0]
+
     def tensor(self, name: str) -> torch.Tensor | None:
         """One of the numeric fields as a float32 tensor (None where the field is None)."""
         values = getattr(self, name)
@@ -82,6 +100,7 @@ class DataSpec:
             "input_std": None if self.input_std is None else list(self.input_std),
             "class_weights": None if self.class_weights is None else list(self.class_weights),
             "class_counts": None if self.class_counts is None else list(self.class_counts),
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
         }
 
     @classmethod
@@ -94,6 +113,7 @@ class DataSpec:
                 input_std=values.get("input_std"),
                 class_weights=values.get("class_weights"),
                 class_counts=values.get("class_counts"),
+                input_shape=values.get("input_shape"),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(

@@ -27,7 +27,7 @@ class BackpropClassifier(Classifier):
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | Callable[..., nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable | None = None,
         loss: str = "quadratic",
@@ -44,8 +44,11 @@ class BackpropClassifier(Classifier):
         super().__init__(
             net, optimizer, loss=loss, output_activation=output_activation, **classifier_args
         )
-        check_supported(net, loss, self.backprop_output_activation)  # fail before training
         self.automatic_optimization = False
+
+    def check_net(self) -> None:
+        """The hand-derived gradients exist for the lecture's plain MLP only: fail before training."""
+        check_supported(self.net, self.loss_name, self.backprop_output_activation)
 
     @property
     def backprop_output_activation(self) -> str:

@@ -14,6 +14,7 @@ from mrinet.errors import ConfigError, check_choice
 from mrinet.models.decision import tune_offsets, weighting_offsets
 from mrinet.models.grouped_steps import GroupedSteps
 from mrinet.models.metrics import ConfusionCounts, batch_confusion, confusion_metrics
+from mrinet.models.net_builder import build_net, check_logits, check_signature, net_target
 
 # cross_entropy_dice: cross-entropy + (1 - soft Dice averaged over the classes), the usual cost of
 # segmentation nets (nnU-Net): the small structures weigh as much as the large one
@@ -69,7 +70,10 @@ class Classifier(GroupedSteps, pl.LightningModule):
     What the model needs from its data arrives as one `DataSpec` (`set_data_spec`, called by
     the entry point after `datamodule.setup`; stored in the checkpoint): class names, and the
     training split's input statistics and class weights as buffers, so inputs are standardised
-    inside the model and a checkpoint predicts on raw data.
+    inside the model and a checkpoint predicts on raw data. `net` is a module, or a factory
+    (a net config with `_partial_: true`) that `set_data_spec` calls with the data's input
+    width and class count (mrinet.models.net_builder), so a net config names only its own
+    arguments.
     Metrics come from one confusion matrix per stage, updated with a bincount each step and
     turned into accuracy, balanced accuracy and per-class Dice/F1 at epoch end (cheap, DDP-exact).
     The predicted class is argmax(logits + logit_offset) (`decision`): with `tuned`, the offsets
@@ -79,7 +83,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | Callable[..., nn.Module],
         optimizer: Callable[..., torch.optim.Optimizer],
         loss: str = "cross_entropy",
         output_activation: str = "softmax",
@@ -104,7 +108,11 @@ class Classifier(GroupedSteps, pl.LightningModule):
         check_choice(decision, DECISIONS, "model.decision")
         self.decision = decision
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
-        self.net = net
+        # a factory is built by set_data_spec, sized by the data (net_sizes: what it filled in)
+        built = isinstance(net, nn.Module)
+        self.net_factory = None if built else net
+        self.net: nn.Module | None = net if built else None
+        self.net_sizes: dict = {}
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.loss_name, self.output_activation = loss, output_activation
         self.class_names = list(class_names) if class_names else None
@@ -125,6 +133,13 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self._confmats = nn.ModuleDict()  # one ConfusionCounts per stage, synced at epoch end
         self._counts: dict[str, torch.Tensor] = {}  # this process's counts of the running epoch
         self._loss_sums: dict[str, list[torch.Tensor]] = {}
+        if built:
+            self.check_net()
+        else:
+            check_signature(net)  # before the data is read: sizes by name, or a clear error
+
+    def check_net(self) -> None:
+        """Refuse a net this model cannot train, once it is built (subclasses add checks)."""
 
     # ---- data-derived state (the DataSpec), saved in the checkpoint ------------------------
     def set_data_spec(self, spec: DataSpec) -> None:
@@ -138,6 +153,9 @@ class Classifier(GroupedSteps, pl.LightningModule):
                 "model.class_names",
                 "drop model.class_names (the data's class names are used) or give one per class",
             )
+        if self.net is None:  # the first layer and the output layer come from the data
+            self.net, self.net_sizes = build_net(self.net_factory, spec)
+            self.check_net()
         outputs = self._num_outputs()
         if outputs is not None and outputs != spec.num_classes:
             raise ConfigError(
@@ -250,6 +268,8 @@ class Classifier(GroupedSteps, pl.LightningModule):
         return self._confmats[key]
 
     def _num_outputs(self) -> int | None:
+        if self.net is None:  # not built yet: set_data_spec builds it
+            return None
         layers = [m for m in self.net.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv3d))]
         if not layers:
             return None
@@ -259,6 +279,8 @@ class Classifier(GroupedSteps, pl.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch[0], batch[1]
         logits = self(x)
+        if self.class_names and (logits.ndim < 2 or logits.shape[1] != len(self.class_names)):
+            check_logits(logits, len(self.class_names), net_target(type(self.net)))
         dense = None
         if logits.ndim > 2:  # a segmentation net: its labelled voxels are the samples
             dense, (logits, y) = logits, labelled_voxels(logits, y)

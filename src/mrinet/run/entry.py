@@ -21,8 +21,6 @@ def register_resolvers() -> None:
     """OmegaConf resolvers used by the configs (must exist before Hydra composes)."""
     if not OmegaConf.has_resolver("len"):
         OmegaConf.register_new_resolver("len", lambda x: len(x))
-    if not OmegaConf.has_resolver("mrinet_inputs"):  # configs/model/mlp*.yaml: in_features
-        OmegaConf.register_new_resolver("mrinet_inputs", model_inputs)
     if not OmegaConf.has_resolver("mrinet_cwd"):  # configs/paths/default.yaml: root_dir
         OmegaConf.register_new_resolver("mrinet_cwd", launch_cwd)
     if not OmegaConf.has_resolver("mrinet_run_dir"):  # configs/hydra/default.yaml: run.dir
@@ -49,22 +47,6 @@ def register_resolvers() -> None:
         from mrinet.run.sweep import optuna_direction
 
         OmegaConf.register_new_resolver("optuna_direction", optuna_direction)
-
-
-def model_inputs(features, context="none", patch_size=3, patch_dilation=1, classes=()) -> int:
-    """Resolver `mrinet_inputs`: input columns of a voxel model, data.features + spatial context
-    (one patch per entry of a data.patch_dilation list; autocontext: one log-probability map
-    per class of data.classes, which the first stage must share)."""
-    from mrinet.data.context import context_feature_names
-
-    if context is not None and not isinstance(context, str):
-        context = list(context)
-    if not isinstance(patch_dilation, (int, str)):
-        patch_dilation = list(patch_dilation)
-    names = context_feature_names(
-        list(features), context, int(patch_size), patch_dilation, list(classes or ())
-    )
-    return len(names)
 
 
 def launch_cwd(*, _root_: DictConfig) -> str:

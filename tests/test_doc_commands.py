@@ -9,6 +9,7 @@ modules must be importable by name and `python scripts/x.py` files must exist.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shlex
 from pathlib import Path
@@ -22,6 +23,10 @@ from mrinet.run.config_dir import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+EXAMPLE_CONFIGS = [
+    ROOT / "examples" / "own_net" / "mynets" / "configs",
+    ROOT / "examples" / "own_data" / "labvoxels" / "configs",
+]
 HYDRA_COMMANDS = {"train": "train", "eval": "eval", "predict": "predict", "export": "export"}
 PLACEHOLDER = re.compile(r"<[^>]+>|\.\.\.|^[A-Z_]+$|=[A-Z_]+$|=[A-Z_]+/")
 
@@ -74,6 +79,10 @@ def commands() -> list[tuple[str, list[str]]]:
 COMMANDS = commands()
 
 
+def path_of(where: str) -> str:
+    return where.rsplit(":", 1)[0]
+
+
 def first_values(overrides: list[str]) -> list[list[str]]:
     """The override lists a multirun line expands to, one per value of each sweep (zipped: a
     sweep of n values gives n lists, the other sweeps cycling), enough to compose each value."""
@@ -102,7 +111,7 @@ def test_the_docs_show_commands():
 
 
 @pytest.mark.parametrize(("where", "tokens"), COMMANDS, ids=[w for w, _ in COMMANDS])
-def test_documented_command_is_valid(where, tokens):
+def test_documented_command_is_valid(where, tokens, monkeypatch):
     if tokens[0] == "make":
         targets = re.findall(r"^([a-zA-Z][\w-]*):", (ROOT / "Makefile").read_text(), re.M)
         assert tokens[1] in targets, f"{where}: no make target {tokens[1]!r}"
@@ -121,6 +130,8 @@ def test_documented_command_is_valid(where, tokens):
         del args[i : i + 2]
     if any(PLACEHOLDER.search(a) for a in args):
         pytest.skip(f"{where}: a placeholder stands in for a user's path")
+    if path_of(where) == "extending.md":  # the walkthrough adds the examples' config folders
+        monkeypatch.setenv("MRINET_CONFIG_PATH", os.pathsep.join(map(str, EXAMPLE_CONFIGS)))
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir(), version_base="1.3"):
         for overrides in first_values(args):

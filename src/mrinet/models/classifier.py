@@ -220,7 +220,10 @@ class Classifier(GroupedSteps, pl.LightningModule):
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities as the cost defines them (softmax, or sigmoid outputs renormalised),
         reweighted by exp(logit_offset): their argmax is `predict_classes`."""
-        logits = self(x)
+        return self.probabilities(self(x))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> `predict_proba`'s probabilities (shared with mrinet.export's graph)."""
         if self.loss_name == "quadratic" and self.output_activation == "sigmoid":
             a = torch.sigmoid(logits)
         else:

@@ -16,7 +16,6 @@ import json
 import linecache
 import logging
 import os
-import sys
 import traceback
 import warnings
 from pathlib import Path
@@ -225,18 +224,6 @@ def untraceable(err: BaseException, wrapper: ExportedClassifier, fmt: str) -> Ex
     return _named_error(fmt, *found, reason)
 
 
-def _net_frame(frame, net: nn.Module) -> tuple | None:
-    """The innermost frame of `frame`'s stack that runs a module of `net`: (module, its name
-    in the model, file, line); None when the code is not the net's."""
-    names = {id(m): ("net." + name if name else "net") for name, m in net.named_modules()}
-    while frame is not None:
-        owner = frame.f_locals.get("self")
-        if owner is not None and id(owner) in names:
-            return owner, names[id(owner)], frame.f_code.co_filename, frame.f_lineno
-        frame = frame.f_back
-    return None
-
-
 def _named_error(fmt: str, owner, name: str, filename: str, lineno: int, reason: str):
     op = linecache.getline(filename, lineno).strip() or "?"
     return ExportError(
@@ -265,22 +252,17 @@ def _onnx_bytes(
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     batch = torch.export.Dim("batch", min=1)
-    chatter = io.StringIO()  # the exporter prints graph dumps of every strategy it tries
-    try:
-        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
-            program = torch.onnx.export(
-                wrapper,
-                (example,),
-                dynamo=True,
-                input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
-                dynamic_shapes=({0: batch},),
-                opset_version=opset,
-                external_data=False,
-                verbose=False,
-            )
-    finally:
-        log.debug("torch.onnx.export said:\n%s", chatter.getvalue())
+    program = torch.onnx.export(
+        wrapper,
+        (example,),
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+        dynamic_shapes=({0: batch},),
+        opset_version=opset,
+        external_data=False,
+        verbose=False,
+    )
     proto = program.model_proto
     for key, value in (("mrinet", json.dumps(meta)), ("classes", json.dumps(meta["classes"]))):
         entry = proto.metadata_props.add()
@@ -290,35 +272,22 @@ def _onnx_bytes(
 
 
 def _torchscript_bytes(wrapper: ExportedClassifier, example: torch.Tensor, meta: dict) -> bytes:
+    # torch.jit.trace freezes a branch on a tensor's value without a word (a TracerWarning that
+    # shape checks raise too): torch.export first, which refuses exactly those, naming the line
+    torch.export.export(
+        wrapper, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), strict=False
+    )
     model = wrapper.model
     # the tracer reads every attribute; a LightningModule's `trainer` raises unless it is told
     # it is being traced (what LightningModule.to_torchscript does)
     model._jit_is_scripting = True
-    frozen: list[tuple] = []
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("always", torch.jit.TracerWarning)
-            shown = warnings.showwarning
-
-            def note(message, category, *args, **kwargs):
-                if issubclass(category, torch.jit.TracerWarning):
-                    spot = _net_frame(sys._getframe(1), model.net)
-                    if spot is not None:
-                        frozen.append((*spot, str(message)))
-                    else:  # mrinet's own static checks (`if buffer.numel()`): constant sizes
-                        log.debug("tracing: %s", message)
-                    return
-                shown(message, category, *args, **kwargs)
-
-            warnings.showwarning = note
+            # shape and size checks become constants of the fixed-size graph (checked above)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             traced = torch.jit.trace(wrapper, (example,), check_trace=False)
     finally:
         del model._jit_is_scripting
-    if frozen:
-        # a tensor's value turned into a Python value inside the net is frozen into the
-        # trace (a branch, a loop count, .item()): refuse rather than export a wrong graph
-        owner, name, filename, lineno, reason = frozen[0]
-        raise _named_error("torchscript", owner, name, filename, lineno, reason)
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer, _extra_files={"mrinet.json": json.dumps(meta)})
     return buffer.getvalue()
@@ -393,8 +362,14 @@ def export_model(
             wrapper(example)  # an error of the model itself is not a tracing error
     except Exception as err:
         raise untraceable(err, wrapper, "eager") from err
+    chatter = io.StringIO()  # torch.export prints the graph of every strategy it tries
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with (
+            torch.no_grad(),
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(chatter),
+            contextlib.redirect_stderr(chatter),
+        ):
             # ImageClassifier keeps its last logits for its figures: harmless in a graph
             warnings.filterwarnings("ignore", message=".*was assigned during export.*")
             if fmt == "onnx":
@@ -405,6 +380,8 @@ def export_model(
         raise
     except Exception as err:
         raise untraceable(err, wrapper, fmt) from err
+    finally:
+        log.debug("the exporter said:\n%s", chatter.getvalue())
     with atomic_file(output) as tmp:
         tmp.write_bytes(data)
         if verify:

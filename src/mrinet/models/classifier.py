@@ -391,15 +391,13 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self._epoch_end("test")
 
     def tensorboard(self):
-        """The run's TensorBoard SummaryWriter, or None when no TensorBoard logger is attached."""
-        from pytorch_lightning.loggers import TensorBoardLogger
+        """The run's figure writer (TensorBoard's add_figure/add_scalar/add_text, to TensorBoard
+        and MLflow: mrinet.run.trackers.RunWriter), or None without such a logger or off rank 0."""
+        from mrinet.run.trackers import run_writer
 
-        if not self._trainer or self.trainer.sanity_checking:
+        if not self._trainer or self.trainer.sanity_checking or self.global_rank != 0:
             return None
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger) and self.global_rank == 0:
-                return logger.experiment
-        return None
+        return run_writer(self.loggers)
 
     def _log_confusion_figure(self, confmat: torch.Tensor, names: list[str], stage: str) -> None:
         writer = self.tensorboard()

@@ -85,6 +85,7 @@ def cnn(tmp_path_factory, data_dir, cli):
     return {"dir": run_dir, "work": work, "files": exported_files(cli, run_dir, work)}
 
 
+@pytest.mark.slow
 def test_mlp_export_equals_predict_on_a_subject(mlp, data_dir, cli):
     import nibabel as nib
 
@@ -120,6 +121,7 @@ def test_mlp_export_equals_predict_on_a_subject(mlp, data_dir, cli):
         np.testing.assert_array_equal(got_c + 1, tissue[keep], err_msg=fmt)
 
 
+@pytest.mark.slow
 def test_mlp_export_equals_eval_on_the_test_split(mlp, cli):
     from mrinet.run.checkpoints import build_model, checkpoint_datamodule, load_checkpoint
 
@@ -142,6 +144,7 @@ def test_mlp_export_equals_eval_on_the_test_split(mlp, cli):
         assert accuracy == pytest.approx(evaluated["test/acc"], abs=1e-6), fmt
 
 
+@pytest.mark.slow
 def test_cnn_export_takes_raw_images_and_equals_eval(cnn, cli):
     from omegaconf import OmegaConf
 
@@ -172,6 +175,7 @@ def test_cnn_export_takes_raw_images_and_equals_eval(cnn, cli):
         assert accuracy == pytest.approx(evaluated["test/acc"], abs=1e-6), fmt
 
 
+@pytest.mark.slow
 def test_files_carry_their_metadata(mlp):
     import onnx
 
@@ -184,14 +188,14 @@ def test_files_carry_their_metadata(mlp):
     assert json.loads(extra["mrinet.json"])["format"] == "torchscript"
 
 
-def test_unknown_format_and_unwritable_output_are_clear_errors(mlp, cli):
-    ckpt = mlp["dir"] / "checkpoints" / "best.ckpt"
-    proc = export(cli, ckpt, "tflite", mlp["work"] / "m.tflite", mlp["work"])
+def test_unknown_format_and_unwritable_output_are_clear_errors(tmp_path, cli):
+    ckpt = tmp_path / "never-read.ckpt"  # both are refused before the checkpoint is read
+    proc = export(cli, ckpt, "tflite", tmp_path / "m.tflite", tmp_path)
     assert proc.returncode == 1 and "unknown format 'tflite'" in proc.stderr, proc.stderr[-2000:]
     assert "format=<one of onnx, torchscript>" in proc.stderr
-    blocker = mlp["work"] / "a-file"
+    blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    proc = export(cli, ckpt, "onnx", blocker / "model.onnx", mlp["work"])
+    proc = export(cli, ckpt, "onnx", blocker / "model.onnx", tmp_path)
     assert proc.returncode == 1 and "cannot write the exported model" in proc.stderr
     assert str(blocker / "model.onnx") in proc.stderr and "Traceback" not in proc.stderr
 
@@ -210,15 +214,17 @@ class Branchy(nn.Module):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_untraceable_net_names_the_module_and_the_op(mlp, fmt, tmp_path):
-    from mrinet.export import ExportError, export_model
-    from mrinet.run.checkpoints import build_model, load_checkpoint
+def test_untraceable_net_names_the_module_and_the_op(fmt, tmp_path):
+    from functools import partial
 
-    checkpoint = load_checkpoint(mlp["dir"] / "checkpoints" / "best.ckpt")
-    model = build_model(checkpoint)
-    model.net = nn.Sequential(Branchy(model.net))
+    from mrinet.data.spec import DataSpec
+    from mrinet.export import ExportError, export_model
+    from mrinet.models.classifier import Classifier
+
+    model = Classifier(nn.Sequential(Branchy(nn.Linear(3, 2))), partial(torch.optim.Adam))
+    model.set_data_spec(DataSpec(classes=["a", "b"], input_mean=[0] * 3, input_std=[1] * 3))
     with pytest.raises(ExportError) as caught:
-        export_model(model, checkpoint["mrinet"], fmt, tmp_path / f"m.{fmt}")
+        export_model(model, {"data": {"features": ["x", "y", "z"]}}, fmt, tmp_path / "m.out")
     message = str(caught.value)
     assert "module 'net.0'" in message and "Branchy" in message, message
     assert "`if x.sum() > 0:`" in message and "fix:" in message

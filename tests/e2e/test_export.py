@@ -243,3 +243,54 @@ def test_graph_normalisation_equals_the_data_pipelines(method):
     want = normalize_images(x.clone(), method, 99.0)
     got = PerImageNormalization(method, 99.0)(x)
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_context_mlp_export_equals_predict(tmp_path, data_dir, cli):
+    """A context MLP's rows are the features then the context columns mrinet builds for a
+    subject (mrinet.data.voxels.subject_context): fed those, the export equals predict."""
+    import nibabel as nib
+
+    from mrinet.data.context import ContextSpec
+    from mrinet.data.voxels import read_subject, subject_context
+    from mrinet.run.checkpoints import load_checkpoint
+    from tests.conftest import TINY_CONTEXT_RUN
+
+    run_dir = tmp_path / "run"
+    overrides = ["experiment=dti_mlp_context", *TINY_CONTEXT_RUN, "extras.num_threads=1"]
+    train_run(cli, *overrides, run_dir=run_dir, data_dir=data_dir, cwd=tmp_path)
+    ckpt = run_dir / "checkpoints" / "best.ckpt"
+    path = tmp_path / "context.onnx"
+    proc = export(cli, ckpt, "onnx", path, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    subject = sorted((data_dir / "dti_synthetic").glob("*/sub-*"))[0]
+    out = tmp_path / "pred" / "tissue.nii.gz"
+    proc = cli(
+        "mrinet.predict",
+        f"ckpt_path={ckpt}",
+        f"input={subject}",
+        f"output={out}",
+        "mask=labels",
+        f"hydra.run.dir={tmp_path / 'predict'}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tissue = np.asarray(nib.load(out).dataobj)
+    proba = np.asarray(nib.load(out.with_name("tissue_proba.nii.gz")).dataobj)
+    keep = tissue > 0
+    data_cfg = load_checkpoint(ckpt)["mrinet"]["data"]
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    features = list(data_cfg["features"])
+    maps, affine = read_subject(subject, features)
+    context = ContextSpec.from_data_config(data_cfg)
+    x = np.concatenate(
+        [
+            np.stack([maps[f][keep] for f in features], axis=1),
+            subject_context(subject, maps, features, keep, affine, context),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    assert [meta["inputs"]["shape"][1]] == [x.shape[1]] and x.shape[1] > len(features)
+    got_p, got_c = run_file(path, x)
+    np.testing.assert_allclose(got_p, proba[keep], atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(got_c + 1, tissue[keep])

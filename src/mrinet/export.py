@@ -101,7 +101,7 @@ def first_layer(net: nn.Module) -> nn.Module | None:
 def describe_inputs(model: nn.Module, info: dict) -> dict:
     """What the exported model takes: kind, shape, and (voxels) the column names and units."""
     data = info.get("data", {})
-    if getattr(model.net, "dense_output", False):
+    if getattr(model.net, "dense_output", False) or isinstance(first_layer(model.net), nn.Conv3d):
         raise ExportError(
             f"{type(model.net).__name__} classifies whole volumes (a segmentation net): export "
             "supports voxel models (one feature row per voxel) and image classifiers",
@@ -361,7 +361,12 @@ def export_model(
         with torch.no_grad():
             wrapper(example)  # an error of the model itself is not a tracing error
     except Exception as err:
-        raise untraceable(err, wrapper, "eager") from err
+        raise ExportError(
+            f"the model fails on inputs of shape {list(example.shape)} before any tracing "
+            f"({type(err).__name__}: {str(err).strip()[:300]})",
+            "model.net",
+            "check that the checkpoint loads and predicts (mrinet.eval ckpt_path=...)",
+        ) from err
     chatter = io.StringIO()  # torch.export prints the graph of every strategy it tries
     try:
         with (

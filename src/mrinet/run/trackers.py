@@ -24,10 +24,10 @@ def local_store(run_dir: str | Path) -> tuple[str, str]:
 def check_server(uri: str, timeout: float = 10.0) -> None:
     """A tracking server that does not answer is a clear error now, not minutes of retries later."""
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as answer:
-            if answer.status == 200:
-                return
-            problem = f"HTTP {answer.status}"
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answers (a proxy or an authenticating server may refuse /health itself)
     except (urllib.error.URLError, OSError, ValueError) as err:
         problem = str(getattr(err, "reason", err))
     raise ConfigError(

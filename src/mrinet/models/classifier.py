@@ -238,7 +238,10 @@ class Classifier(GroupedSteps, pl.LightningModule):
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities as the cost defines them (softmax, or sigmoid outputs renormalised),
         reweighted by exp(logit_offset): their argmax is `predict_classes`."""
-        logits = self(x)
+        return self.probabilities(self(x))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> `predict_proba`'s probabilities (shared with mrinet.export's graph)."""
         if self.loss_name == "quadratic" and self.output_activation == "sigmoid":
             a = torch.sigmoid(logits)
         else:
@@ -410,15 +413,13 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self._epoch_end("test")
 
     def tensorboard(self):
-        """The run's TensorBoard SummaryWriter, or None when no TensorBoard logger is attached."""
-        from pytorch_lightning.loggers import TensorBoardLogger
+        """The run's figure writer (TensorBoard's add_figure/add_scalar/add_text, to TensorBoard
+        and MLflow: mrinet.run.trackers.RunWriter), or None without such a logger or off rank 0."""
+        from mrinet.run.trackers import run_writer
 
-        if not self._trainer or self.trainer.sanity_checking:
+        if not self._trainer or self.trainer.sanity_checking or self.global_rank != 0:
             return None
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger) and self.global_rank == 0:
-                return logger.experiment
-        return None
+        return run_writer(self.loggers)
 
     def _log_confusion_figure(self, confmat: torch.Tensor, names: list[str], stage: str) -> None:
         writer = self.tensorboard()

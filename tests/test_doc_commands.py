@@ -27,6 +27,10 @@ EXAMPLE_CONFIGS = [
     ROOT / "examples" / "own_net" / "mynets" / "configs",
     ROOT / "examples" / "own_data" / "labvoxels" / "configs",
 ]
+# [project.scripts] of pyproject.toml (read by pattern: tomllib needs Python 3.11)
+SCRIPTS = dict(
+    re.findall(r'^(mrinet-[\w-]+) = "([\w.:]+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+)
 HYDRA_COMMANDS = {"train": "train", "eval": "eval", "predict": "predict", "export": "export"}
 PLACEHOLDER = re.compile(r"<[^>]+>|\.\.\.|^[A-Z_]+$|=[A-Z_]+$|=[A-Z_]+/")
 
@@ -70,7 +74,7 @@ def commands() -> list[tuple[str, list[str]]]:
                 elif tokens[1].startswith("scripts/"):
                     found.append((f"{path.name}:{number}", tokens[1:]))
             elif tokens[0].startswith("mrinet-"):
-                found.append((f"{path.name}:{number}", ["mrinet." + tokens[0][7:], *tokens[1:]]))
+                found.append((f"{path.name}:{number}", tokens))
             elif tokens[0] == "make" and len(tokens) > 1:
                 found.append((f"{path.name}:{number}", tokens))
     return found
@@ -120,8 +124,11 @@ def test_documented_command_is_valid(where, tokens, monkeypatch):
         assert (ROOT / tokens[0]).is_file(), f"{where}: {tokens[0]} does not exist"
         return
     module = tokens[0]
+    if module.startswith("mrinet-"):
+        assert module in SCRIPTS, f"{where}: no console script {module} in pyproject.toml"
+        module = SCRIPTS[module].split(":")[0]
     assert importlib.util.find_spec(module) is not None, f"{where}: no module {module}"
-    name = module.split(".", 1)[1] if "." in module else ""
+    name = module.rsplit(".", 1)[1] if "." in module else ""
     if name not in HYDRA_COMMANDS:
         return
     args = [t for t in tokens[1:] if t not in ("-m", "--multirun")]

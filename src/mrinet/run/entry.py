@@ -120,7 +120,11 @@ def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], obje
 
 
 def apply_extras(cfg: DictConfig) -> None:
-    """Thread count, warning filters and the config printout, before anything heavy runs."""
+    """Thread count, warning filters and the config printout, before anything heavy runs
+    (and which modules a checkpoint's config may name: mrinet.run.trust)."""
+    from mrinet.run import trust
+
+    trust.configure_from(cfg)
     extras = cfg.get("extras") or {}
     if extras.get("ignore_warnings"):
         for pattern in (

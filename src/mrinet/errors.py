@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno as _errno
 from pathlib import Path
 
 
@@ -43,4 +44,45 @@ def check_choice(value, choices, key: str, what: str | None = None):
         f"unknown {what or key.rsplit('.', 1)[-1]} {value!r}",
         key,
         f"{key}=<one of {', '.join(map(str, choices))}>",
+    )
+
+
+class DiskFullError(MrinetError):
+    """A write failed because the device or the user's quota is full (ENOSPC, EDQUOT, EFBIG)."""
+
+
+FULL_ERRNOS = frozenset(
+    getattr(_errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(_errno, name)
+)
+
+
+def disk_full_error(err: OSError, path: str | Path | None = None, needed: int | None = None):
+    """The DiskFullError for `err` (an ENOSPC/EDQUOT/EFBIG write of `path`), saying how much
+    space the write needed when known and how much is free."""
+    import errno
+    import os
+    import shutil
+
+    path = path or err.filename
+    what = "no space left on device"
+    if err.errno != errno.ENOSPC:  # a quota or the largest file size: the same remedy
+        what += f" ({os.strerror(err.errno or 0).lower()})"
+    details = []
+    if needed:
+        details.append(f"it needed more than the {needed:,} bytes written")
+    if path is not None:
+        folder = Path(path).parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            details.append(f"{shutil.disk_usage(folder).free:,} bytes are free there")
+        except OSError:
+            pass
+    return DiskFullError(
+        f"{what} writing {path if path is not None else 'a file'}"
+        + (f" ({'; '.join(details)})" if details else ""),
+        path,
+        "free space on that device (or raise your quota), or point paths.log_dir / "
+        "paths.data_dir / the output at another disk, then run the same command again: "
+        "finished outputs are kept and only the missing ones are redone",
     )

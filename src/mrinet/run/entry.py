@@ -86,14 +86,47 @@ def launch_cwd(*, _root_: DictConfig) -> str:
 
 
 def mrinet_cause(err: BaseException) -> MrinetError | None:
-    """The MrinetError behind `err`, also when Hydra's instantiate or Lightning wrapped it."""
-    seen = set()
+    """The MrinetError behind `err`, also when Hydra's instantiate or Lightning wrapped it
+    (a full disk behind it: a DiskFullError)."""
+    seen, first = set(), err
     while err is not None and id(err) not in seen:
         if isinstance(err, MrinetError):
             return err
         seen.add(id(err))
         err = err.__cause__ or err.__context__
+    return disk_full_cause(first)
+
+
+def disk_full_cause(err: BaseException | None) -> MrinetError | None:
+    """A full device or quota (ENOSPC, EDQUOT, EFBIG) anywhere behind `err` (a library's
+    write: TensorBoard, Lightning's checkpoint) as one DiskFullError naming the file."""
+    from mrinet.errors import FULL_ERRNOS, disk_full_error
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in FULL_ERRNOS:
+            return disk_full_error(err, err.filename or _written_file(err))
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
     return None
+
+
+def _written_file(err: BaseException) -> str | None:
+    """The file a library was writing when `err` was raised (innermost frame's local)."""
+    import os
+
+    tb, found = err.__traceback__, None
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        for name in ("filename", "path", "filepath", "file", "fname", "name"):
+            value = local.get(name)
+            if isinstance(value, bytes):
+                value = os.fsdecode(value)
+            if isinstance(value, (str, os.PathLike)) and os.sep in os.fspath(value):
+                found = os.fspath(value)
+                break
+        tb = tb.tb_next
+    return found
 
 
 def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
@@ -101,6 +134,7 @@ def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], obje
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig):
+        quiet_about_full_disks()
         try:
             return task(cfg)
         except Exception as raised:
@@ -117,6 +151,30 @@ def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], obje
             raise SystemExit(1) from None
 
     return wrapper
+
+
+def quiet_about_full_disks() -> None:
+    """A full disk is reported once, as a DiskFullError: a writer thread that dies of it
+    (TensorBoard's; the main thread re-raises its error) and a log file that can no longer be
+    written print no traceback of their own."""
+    import logging as logging_module
+    import threading
+
+    from mrinet.errors import FULL_ERRNOS
+
+    logging_module.raiseExceptions = False  # a log file on the full disk: records go on to stderr
+    default = threading.excepthook
+    if getattr(default, "mrinet", False):
+        return
+
+    def hook(args) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in FULL_ERRNOS:
+            log.debug("writer thread %s: %s", getattr(args.thread, "name", "?"), args.exc_value)
+            return
+        default(args)
+
+    hook.mrinet = True
+    threading.excepthook = hook
 
 
 def apply_extras(cfg: DictConfig) -> None:

@@ -56,16 +56,26 @@ FULL_ERRNOS = frozenset(
 )
 
 
-def disk_full_error(err: OSError, path: str | Path | None = None, needed: int | None = None):
+def is_disk_full(err: BaseException) -> bool:
+    """ENOSPC, EDQUOT or EFBIG, also from libraries that give only the message (HDF5)."""
+    if isinstance(err, OSError) and err.errno is not None:
+        return err.errno in FULL_ERRNOS
+    if not isinstance(err, (OSError, RuntimeError)):  # h5py: RuntimeError with HDF5's message
+        return False
+    text = str(err).lower()
+    return any(m in text for m in ("no space left on device", "disk quota exceeded", "errno = 28"))
+
+
+def disk_full_error(err: BaseException, path: str | Path | None = None, needed: int | None = None):
     """The DiskFullError for `err` (an ENOSPC/EDQUOT/EFBIG write of `path`), saying how much
     space the write needed when known and how much is free."""
     import errno
     import os
     import shutil
 
-    path = path or err.filename
+    path = path or getattr(err, "filename", None)
     what = "no space left on device"
-    if err.errno != errno.ENOSPC:  # a quota or the largest file size: the same remedy
+    if getattr(err, "errno", None) not in (None, errno.ENOSPC):  # a quota or the largest file size: same remedy
         what += f" ({os.strerror(err.errno or 0).lower()})"
     details = []
     if needed:

@@ -25,7 +25,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # HDF5 reports a full disk as a RuntimeError
         full = _full(err, path, tmp)
         if full is None:
             raise
@@ -48,7 +48,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
         else:
             os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # HDF5 reports a full disk as a RuntimeError
         full = _full(err, path, tmp)
         if full is None:
             raise
@@ -58,12 +58,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
-def _full(err: OSError, path: Path, tmp: Path):
+def _full(err: Exception, path: Path, tmp: Path):
     """A full device or quota: one DiskFullError naming the final file (the temporary is
     removed, the previous file keeps its name); None for other errors."""
-    from mrinet.errors import FULL_ERRNOS, disk_full_error
+    from mrinet.errors import disk_full_error, is_disk_full
 
-    if err.errno not in FULL_ERRNOS:
+    if not is_disk_full(err):
         return None
     written = _size(tmp)
     return disk_full_error(err, path, written or None)

@@ -100,11 +100,11 @@ def mrinet_cause(err: BaseException) -> MrinetError | None:
 def disk_full_cause(err: BaseException | None) -> MrinetError | None:
     """A full device or quota (ENOSPC, EDQUOT, EFBIG) anywhere behind `err` (a library's
     write: TensorBoard, Lightning's checkpoint) as one DiskFullError naming the file."""
-    from mrinet.errors import FULL_ERRNOS, disk_full_error
+    from mrinet.errors import disk_full_error, is_disk_full
 
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, OSError) and err.errno in FULL_ERRNOS:
+        if is_disk_full(err):
             return disk_full_error(err, err.filename or _written_file(err))
         seen.add(id(err))
         err = err.__cause__ or err.__context__
@@ -160,7 +160,7 @@ def quiet_about_full_disks() -> None:
     import logging as logging_module
     import threading
 
-    from mrinet.errors import FULL_ERRNOS
+    from mrinet.errors import is_disk_full
 
     logging_module.raiseExceptions = False  # a log file on the full disk: records go on to stderr
     default = threading.excepthook
@@ -168,7 +168,7 @@ def quiet_about_full_disks() -> None:
         return
 
     def hook(args) -> None:
-        if isinstance(args.exc_value, OSError) and args.exc_value.errno in FULL_ERRNOS:
+        if is_disk_full(args.exc_value):
             log.debug("writer thread %s: %s", getattr(args.thread, "name", "?"), args.exc_value)
             return
         default(args)

@@ -96,7 +96,11 @@ def manifest_problems(folder: str | Path) -> dict[str, str] | None:
     try:
         record = json.loads((folder / MANIFEST).read_text())
         entries = dict(record["files"]) if record.get("format") == MANIFEST_FORMAT else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        if entries is not None:  # {relative path: [size, sha1]}, else not ours
+            entries = {str(k): (int(v[0]), str(v[1])) for k, v in entries.items() if len(v) == 2}
+            if len(entries) != len(record["files"]):
+                entries = None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         entries = None
     if entries is None:
         return None

@@ -66,7 +66,12 @@ def is_disk_full(err: BaseException) -> bool:
     return any(m in text for m in ("no space left on device", "disk quota exceeded", "errno = 28"))
 
 
-def disk_full_error(err: BaseException, path: str | Path | None = None, needed: int | None = None):
+def disk_full_error(
+    err: BaseException,
+    path: str | Path | None = None,
+    written: int | None = None,
+    needed: int | None = None,
+):
     """The DiskFullError for `err` (an ENOSPC/EDQUOT/EFBIG write of `path`), saying how much
     space the write needed when known and how much is free."""
     import errno
@@ -79,7 +84,9 @@ def disk_full_error(err: BaseException, path: str | Path | None = None, needed: 
         what += f" ({os.strerror(err.errno or 0).lower()})"
     details = []
     if needed:
-        details.append(f"it needed more than the {needed:,} bytes written")
+        details.append(f"it needed {needed:,} bytes")
+    elif written:
+        details.append(f"it needed more than the {written:,} bytes written")
     if path is not None:
         folder = Path(path).parent
         while not folder.exists() and folder != folder.parent:

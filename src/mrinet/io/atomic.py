@@ -66,7 +66,7 @@ def _full(err: Exception, path: Path, tmp: Path):
     if not is_disk_full(err):
         return None
     written = _size(tmp)
-    return disk_full_error(err, path, written or None)
+    return disk_full_error(err, path, written=written or None)
 
 
 def _size(path: Path) -> int:

@@ -26,13 +26,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
         import torch
 
+        from mrinet.errors import DiskFullError, disk_full_error
         from mrinet.io.atomic import atomic_file
 
         buffer = io.BytesIO()  # as Lightning does; a full disk then fails in a plain write
         torch.save(checkpoint, buffer)
         os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-        with atomic_file(path) as tmp, open(tmp, "wb") as handle:
-            handle.write(buffer.getbuffer())
+        try:
+            with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+                handle.write(buffer.getbuffer())
+        except DiskFullError as err:  # the size is known here: say it
+            cause = err.__cause__ if err.__cause__ is not None else err
+            raise disk_full_error(cause, path, needed=buffer.getbuffer().nbytes) from cause
         return None
 
 

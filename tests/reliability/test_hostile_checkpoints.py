@@ -299,3 +299,26 @@ def test_checker_refuses_before_importing(gadgets):
     for good in ("mrinet.nets.mlp.MLP", "torch.nn.Linear", "torch.optim.Adam",
                  "torch.optim.lr_scheduler.CosineAnnealingLR"):  # fmt: skip
         check_target(good, "x.ckpt")
+
+
+def test_a_hostile_first_stage_given_as_data_context_model_is_refused(
+    tiny_dti_run, gadgets, tmp_path, capsys, cli
+):
+    """data.context_model=<a downloaded first stage> (experiment=dti_mlp_autocontext): its
+    recorded configs are checked like any checkpoint's, before it is built, by train and by
+    eval (a `python -m mrinet.eval` process: data overrides come from its command line)."""
+    first, key, target = write_hostile(
+        tiny_dti_run["ckpt"], "module_with_import_side_effect", gadgets, tmp_path
+    )
+    context = ["data.context=[autocontext]", f"data.context_model={first}"]
+    overrides = [*entry_overrides("train", "null", tiny_dti_run, tmp_path / "o"), *context]
+    err = guarded_run("train", overrides, capsys)
+    assert_clear(err, "UntrustedTargetError", str(first), key, target)
+    proc = cli(
+        "mrinet.eval", f"ckpt_path={tiny_dti_run['ckpt']}", *context,
+        f"hydra.run.dir={tmp_path / 'e'}", *QUIET, cwd=tmp_path,
+        env={"PYTHONPATH": f"{Path(__file__).parents[2] / 'src'}:{gadgets['lib']}"},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert_clear(proc.stderr, "UntrustedTargetError", str(first), key, target)
+    assert not gadgets["marker"].exists() and gadgets["module"] not in sys.modules

@@ -120,3 +120,28 @@ def test_predict_into_a_read_only_folder_is_refused_before_loading(read_only, tm
         capsys,
     )
     assert_clear(err, "output=", "read-only")
+
+
+def test_a_device_already_full_is_refused_up_front(tmp_path, capsys):
+    """Hydra writes the run's .hydra/ before mrinet's code runs: a full device is said before
+    that, as one DiskFullError (not Hydra's traceback)."""
+    from tests.reliability.test_full_disk import fill
+
+    point = tmp_path / "full"
+    point.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(point)], capture_output=True
+    )
+    if proc.returncode:
+        pytest.skip("needs root to mount a tmpfs (CI runs as root)")
+    try:
+        fill(point, 4096)
+        from mrinet.run.preflight import CheckOutputDirs
+
+        cfg = compose_with_hydra("train", [f"paths.root_dir={tmp_path}", f"paths.log_dir={point}/logs"])
+        with pytest.raises(SystemExit):
+            CheckOutputDirs().on_run_start(config=cfg)
+        assert_clear(capsys.readouterr().err, "DiskFullError", "no space left on device", point)
+        assert sorted(p.name for p in point.iterdir()) == ["filler"]
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)

@@ -162,7 +162,16 @@ def quiet_about_full_disks() -> None:
 
     from mrinet.errors import is_disk_full
 
-    logging_module.raiseExceptions = False  # a log file on the full disk: records go on to stderr
+    handle_error = logging_module.Handler.handleError
+    if not getattr(handle_error, "mrinet", False):
+
+        def quiet_handle_error(self, record) -> None:
+            if is_disk_full(sys.exc_info()[1]):  # a log file on the full disk: stderr goes on
+                return
+            handle_error(self, record)
+
+        quiet_handle_error.mrinet = True
+        logging_module.Handler.handleError = quiet_handle_error
     default = threading.excepthook
     if getattr(default, "mrinet", False):
         return

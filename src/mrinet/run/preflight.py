@@ -1,8 +1,8 @@
 """Folders a run will write, checked before Hydra creates anything: read-only, or a file in
 the way, is refused up front naming the config key (not a traceback from deep inside).
 
-Writability is tested by creating (and deleting) a temporary file in the folder, or in its
-nearest existing parent when it does not exist yet: permission bits say nothing for root
+Writability is tested by writing (and deleting) a 64 KiB temporary file in the folder, or in
+its nearest existing parent when it does not exist yet (a device already full is refused too): permission bits say nothing for root
 (who may write a chmod 555 folder, but not a read-only mount), and os.access answers for the
 permission bits only.
 """
@@ -19,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mrinet.errors import ConfigError, disk_full_error, is_disk_full
 
+PROBE_BYTES = 64 * 1024  # the least a run needs to start (its configs and logs)
+
 
 def check_writable_dir(path: str | Path, key: str) -> Path:
     """`path` is, or can become, a folder this process can write; else a ConfigError naming
@@ -32,19 +34,26 @@ def check_writable_dir(path: str | Path, key: str) -> Path:
         raise ConfigError(
             f"{key}={path} cannot be created: {existing} is a file, not a folder", key, fix
         )
+    name = None
     try:
         fd, name = tempfile.mkstemp(prefix=".mrinet-write-test-", dir=existing)
-        os.close(fd)
-        os.unlink(name)
+        # a device already full: said now, not in a traceback from Hydra's first write
+        with os.fdopen(fd, "wb") as probe:  # writes all of it, or raises
+            probe.write(bytes(PROBE_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as err:
         if is_disk_full(err):
-            raise disk_full_error(err, existing / ".mrinet-write-test") from err
+            raise disk_full_error(err, path, needed=PROBE_BYTES) from err
         raise ConfigError(
             f"{key}={path} is not writable: {err.strerror or err} in {existing}"
             + (" (a read-only filesystem)" if err.errno == 30 else ""),
             key,
             fix,
         ) from err
+    finally:
+        if name is not None:
+            os.unlink(name)
     return path
 
 

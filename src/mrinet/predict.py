@@ -165,6 +165,10 @@ def predict(cfg: DictConfig) -> Path:
         raise DataNotFoundError(
             "subject folder not found", subject_dir, "give input=<one subject's folder>"
         )
+    from mrinet.run.preflight import check_writable_dir
+
+    output = Path(cfg.output) if cfg.output else subject_dir / "mrinet_tissue.nii.gz"
+    check_writable_dir(output.parent, "output")  # before minutes of work, not after
     checkpoint = load_checkpoint(cfg.ckpt_path)
     data_cfg = checkpoint["mrinet"]["data"]
     if "features" not in data_cfg or "label_map" not in data_cfg:
@@ -182,7 +186,6 @@ def predict(cfg: DictConfig) -> Path:
     classes, probabilities, affine = predict_subject(
         model, subject_dir, data_cfg, source, cfg.mask, int(cfg.batch_size), layout, context
     )
-    output = Path(cfg.output) if cfg.output else subject_dir / "mrinet_tissue.nii.gz"
     stem = output.name[: -len(".nii.gz")] if output.name.endswith(".nii.gz") else output.stem
     proba_path = output.with_name(f"{stem}_proba{''.join(output.suffixes) or '.nii.gz'}")
     save_nifti(output, classes, affine)

@@ -156,6 +156,9 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all"
     )
+    from mrinet.run.checkpoint_io import use_atomic_checkpoints
+
+    use_atomic_checkpoints(trainer)  # a full disk never truncates the previous checkpoint
 
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:

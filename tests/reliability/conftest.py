@@ -79,3 +79,47 @@ def cohort(tmp_path, write_subject) -> Path:
         maps, labels = subject_maps(s)
         write_subject(root / f"sub-{s}", maps, labels)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dti_run(tmp_path_factory) -> dict:
+    """ONE tiny DTI MLP run (NIfTI subjects, one epoch, in-process) shared by the suites that
+    need a real checkpoint: its work dir, subjects, best.ckpt and the overrides that made it."""
+    from hydra import compose, initialize_config_dir
+
+    from mrinet.io.nifti import save_nifti
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
+    from mrinet.train import train
+
+    work = tmp_path_factory.mktemp("tiny-dti")
+    affine = np.diag([-2.0, 2.0, 2.0, 1.0])
+    for s in range(4):
+        maps, labels = subject_maps(s)
+        for name, values in maps.items():
+            save_nifti(work / "subjects" / f"sub-{s}" / f"{name}.nii.gz", values, affine, np.float32)
+        save_nifti(work / "subjects" / f"sub-{s}" / "aparc+aseg.nii.gz", labels, affine, np.int32)
+    overrides = [
+        "experiment=dti_mlp",
+        "data.source=nifti",
+        f"data.subjects_dir={work / 'subjects'}",
+        "data.split=[0.5,0.25,0.25]",
+        "trainer.max_epochs=1",
+        "extras.num_threads=1",
+        *QUIET,
+    ]
+    out = work / "run"
+    register_resolvers()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[*overrides, f"paths.output_dir={out}", f"paths.root_dir={out}"],
+        )
+    train(cfg)
+    return {
+        "work": work,
+        "subjects": work / "subjects",
+        "run": out,
+        "ckpt": out / "checkpoints" / "best.ckpt",
+        "overrides": overrides,
+    }

@@ -23,6 +23,8 @@ from mrinet.sim.dti_cache import ensure_synthetic_cohort
 log = logging.getLogger(__name__)
 
 SOURCES = ("synthetic", "nifti", "dwi", "table")
+# the voxel cache's layout (mrinet.io.integrity): another tag is another version's, rebuilt
+VOXEL_CACHE_FORMAT = "voxels-2"
 
 
 def check_positive(key: str, value, example: int) -> int:
@@ -177,16 +179,18 @@ class DTIDataModule(pl.LightningDataModule):
         import pandas as pd
 
         from mrinet.io.atomic import atomic_file
+        from mrinet.io.integrity import read_npz_cache
 
         model_key = self.context.model.key if self.context.model is not None else ""
-        if cache.is_file():
-            with np.load(cache) as saved:
-                saved_key = str(saved["model_key"]) if "model_key" in saved.files else ""
-                if saved_key == model_key:
-                    subjects = pd.Categorical.from_codes(
-                        saved["codes"], categories=saved["names"].tolist()
-                    )
-                    return Voxels(saved["features"], saved["labels"], subjects)
+        # corrupt, truncated or another version's: warned about, deleted, None (rebuilt below)
+        saved = read_npz_cache(cache, VOXEL_CACHE_FORMAT, ("features", "labels", "codes", "names"))
+        if saved is not None:
+            saved_key = str(saved["model_key"]) if "model_key" in saved else ""
+            if saved_key == model_key:
+                subjects = pd.Categorical.from_codes(
+                    saved["codes"], categories=saved["names"].tolist()
+                )
+                return Voxels(saved["features"], saved["labels"], subjects)
             log.info("voxel cache %s holds another first stage's columns: rebuilding it", cache)
         voxels = load_subjects(
             root, self.features, self.classes, self.label_map, self.label_file, context=self.context
@@ -199,6 +203,7 @@ class DTIDataModule(pl.LightningDataModule):
                 labels=voxels.labels,
                 codes=voxels.subjects.codes,
                 names=names,
+                cache_format=np.asarray(VOXEL_CACHE_FORMAT),
                 **({"model_key": np.asarray(model_key)} if model_key else {}),
             )
         return voxels

@@ -25,6 +25,11 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # HDF5 reports a full disk as a RuntimeError
+        full = _full(err, path, tmp)
+        if full is None:
+            raise
+        raise full from err
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -36,16 +41,41 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         yield tmp
         if path.exists():  # another process finished first: keep theirs, drop ours
             shutil.rmtree(tmp)
         else:
             os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # HDF5 reports a full disk as a RuntimeError
+        full = _full(err, path, tmp)
+        if full is None:
+            raise
+        raise full from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _full(err: Exception, path: Path, tmp: Path):
+    """A full device or quota: one DiskFullError naming the final file (the temporary is
+    removed, the previous file keeps its name); None for other errors."""
+    from mrinet.errors import disk_full_error, is_disk_full
+
+    if not is_disk_full(err):
+        return None
+    written = _size(tmp)
+    return disk_full_error(err, path, written=written or None)
+
+
+def _size(path: Path) -> int:
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 _TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}(\..+)?$")

@@ -102,6 +102,9 @@ def save_nifti(path: str | Path, data, affine, dtype=None) -> Path:
         suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
     with atomic_file(path) as tmp:
         tmp_named = tmp.with_name(tmp.name + suffix)  # nibabel picks compression from the suffix
-        nib.save(img, str(tmp_named))
-        tmp_named.replace(tmp)
+        try:
+            nib.save(img, str(tmp_named))
+            tmp_named.replace(tmp)
+        finally:
+            tmp_named.unlink(missing_ok=True)  # a failed write (full disk) leaves no temporary
     return path

@@ -45,6 +45,9 @@ def load_checkpoint(path: str | Path) -> dict:
             path,
             "give a checkpoint written by mrinet.train",
         )
+    from mrinet.run.trust import check_config
+
+    check_config(checkpoint["mrinet"], path, "mrinet")  # data, never code: before any use
     return checkpoint
 
 
@@ -52,6 +55,9 @@ def build_model(checkpoint: dict, path: str | Path = "checkpoint"):
     """Instantiate the LightningModule recorded in the checkpoint and load its weights."""
     from hydra.utils import instantiate
 
+    from mrinet.run.trust import check_config
+
+    check_config(checkpoint["mrinet"]["model"], path, "mrinet.model")
     model = instantiate(checkpoint["mrinet"]["model"])
     try:
         model.load_state_dict(checkpoint["state_dict"])
@@ -133,9 +139,12 @@ def checkpoint_datamodule(checkpoint: dict, data_cfg=None):
     `data.context_model` is overridden)."""
     from hydra.utils import instantiate
 
+    from mrinet.run.trust import check_config
+
     recorded = checkpoint["mrinet"]["data"]
     data_cfg = recorded if data_cfg is None else data_cfg
     embedded = checkpoint["mrinet"].get("context_model")
+    check_config({"data": recorded, "context_model": embedded}, "checkpoint", "mrinet")
     if embedded is None or data_cfg.get("context_model") != recorded.get("context_model"):
         return instantiate(data_cfg, _convert_="all")  # none, or another asked for explicitly
     return instantiate(data_cfg, _convert_="all", _partial_=True)(context_model=embedded)

@@ -68,14 +68,47 @@ def launch_cwd(*, _root_: DictConfig) -> str:
 
 
 def mrinet_cause(err: BaseException) -> MrinetError | None:
-    """The MrinetError behind `err`, also when Hydra's instantiate or Lightning wrapped it."""
-    seen = set()
+    """The MrinetError behind `err`, also when Hydra's instantiate or Lightning wrapped it
+    (a full disk behind it: a DiskFullError)."""
+    seen, first = set(), err
     while err is not None and id(err) not in seen:
         if isinstance(err, MrinetError):
             return err
         seen.add(id(err))
         err = err.__cause__ or err.__context__
+    return disk_full_cause(first)
+
+
+def disk_full_cause(err: BaseException | None) -> MrinetError | None:
+    """A full device or quota (ENOSPC, EDQUOT, EFBIG) anywhere behind `err` (a library's
+    write: TensorBoard, Lightning's checkpoint) as one DiskFullError naming the file."""
+    from mrinet.errors import disk_full_error, is_disk_full
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if is_disk_full(err):
+            return disk_full_error(err, err.filename or _written_file(err))
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
     return None
+
+
+def _written_file(err: BaseException) -> str | None:
+    """The file a library was writing when `err` was raised (innermost frame's local)."""
+    import os
+
+    tb, found = err.__traceback__, None
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        for name in ("filename", "path", "filepath", "file", "fname", "name"):
+            value = local.get(name)
+            if isinstance(value, bytes):
+                value = os.fsdecode(value)
+            if isinstance(value, (str, os.PathLike)) and os.sep in os.fspath(value):
+                found = os.fspath(value)
+                break
+        tb = tb.tb_next
+    return found
 
 
 def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
@@ -83,6 +116,7 @@ def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], obje
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig):
+        quiet_about_full_disks()
         try:
             return task(cfg)
         except Exception as raised:
@@ -101,8 +135,45 @@ def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], obje
     return wrapper
 
 
+def quiet_about_full_disks() -> None:
+    """A full disk is reported once, as a DiskFullError: a writer thread that dies of it
+    (TensorBoard's; the main thread re-raises its error) and a log file that can no longer be
+    written print no traceback of their own."""
+    import logging as logging_module
+    import threading
+
+    from mrinet.errors import is_disk_full
+
+    handle_error = logging_module.Handler.handleError
+    if not getattr(handle_error, "mrinet", False):
+
+        def quiet_handle_error(self, record) -> None:
+            if is_disk_full(sys.exc_info()[1]):  # a log file on the full disk: stderr goes on
+                return
+            handle_error(self, record)
+
+        quiet_handle_error.mrinet = True
+        logging_module.Handler.handleError = quiet_handle_error
+    default = threading.excepthook
+    if getattr(default, "mrinet", False):
+        return
+
+    def hook(args) -> None:
+        if is_disk_full(args.exc_value):
+            log.debug("writer thread %s: %s", getattr(args.thread, "name", "?"), args.exc_value)
+            return
+        default(args)
+
+    hook.mrinet = True
+    threading.excepthook = hook
+
+
 def apply_extras(cfg: DictConfig) -> None:
-    """Thread count, warning filters and the config printout, before anything heavy runs."""
+    """Thread count, warning filters and the config printout, before anything heavy runs
+    (and which modules a checkpoint's config may name: mrinet.run.trust)."""
+    from mrinet.run import trust
+
+    trust.configure_from(cfg)
     extras = cfg.get("extras") or {}
     if extras.get("ignore_warnings"):
         for pattern in (

@@ -50,12 +50,14 @@ def ensure_synthetic_cohort(cache_dir: str | Path, params: Mapping) -> Path:
 
 
 def _ensure_cohort(target: Path, params: Mapping) -> Path:
+    from mrinet.io.integrity import MANIFEST, write_manifest
     from mrinet.sim.dti_dataset import simulate_dti_cohort
 
     settings = dict(params)
     expected = int(settings.get("subjects", 8))
+    _drop_bad_subjects(target, expected)
     existing = [p for p in target.glob("sub-*") if p.is_dir()] if target.is_dir() else []
-    if len(existing) >= expected:
+    if len(existing) >= expected and (target / MANIFEST).is_file():
         log.info("synthetic DTI cohort: using cached %s", target)
         return target
     log.info(
@@ -64,4 +66,36 @@ def _ensure_cohort(target: Path, params: Mapping) -> Path:
         target,
     )
     simulate_dti_cohort(target, **settings)
+    write_manifest(target)  # sizes and checksums: a later corruption is found, not read
     return target
+
+
+def _drop_bad_subjects(target: Path, expected: int) -> None:
+    """Remove (with a warning naming the file) the subjects whose files no longer match the
+    cohort's manifest, so they are simulated again; a whole cohort without one (another mrinet
+    version's) is simulated again."""
+    from mrinet.io.integrity import MANIFEST, manifest_problems, remove_tree
+
+    if not target.is_dir():
+        return
+    problems = manifest_problems(target)
+    subjects = [p for p in target.glob("sub-*") if p.is_dir()]
+    if problems is None:
+        if len(subjects) >= expected:  # complete but unverifiable: another version wrote it
+            log.warning(
+                "synthetic DTI cohort %s has no %s (written by another mrinet version): "
+                "simulating it again",
+                target,
+                MANIFEST,
+            )
+            for subject in subjects:
+                remove_tree(subject)
+        return  # fewer: an interrupted simulation, resumed with the missing subjects
+    bad = sorted({name.split("/", 1)[0] for name in problems})
+    for name, why in sorted(problems.items()):
+        log.warning("synthetic DTI cohort file %s is %s: simulating its subject again",
+                    target / name, why)  # fmt: skip
+    for subject in bad:
+        remove_tree(target / subject)
+    if bad:
+        (target / MANIFEST).unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mrinet.io.atomic import atomic_dir
+from mrinet.io.integrity import manifest_problems, remove_tree, write_manifest
 from mrinet.io.locks import cache_lock
 from mrinet.recon.driver import reconstruct_dataset
 from mrinet.sim.kspace_dataset import simulate_kspace_dataset
@@ -34,8 +35,18 @@ def ensure_synthetic_recon(cache_dir: str | Path, params: Mapping) -> Path:
 
 def _ensure_recon(target: Path, params: dict) -> Path:
     if target.is_dir():
-        log.info("synthetic reconstructions: using cached %s", target)
-        return target / "recon"
+        problems = manifest_problems(target)
+        if problems == {}:
+            log.info("synthetic reconstructions: using cached %s", target)
+            return target / "recon"
+        for name, why in sorted((problems or {}).items()):
+            log.warning("synthetic reconstruction cache file %s is %s", target / name, why)
+        log.warning(
+            "synthetic reconstruction cache %s %s: simulating it again",
+            target,
+            "does not match its manifest" if problems else "has no manifest (another version)",
+        )
+        remove_tree(target)
     log.info("synthetic reconstructions: simulating %s into %s", params, target)
     sim = dict(params.get("simulation", {}))
     with atomic_dir(target) as tmp:
@@ -43,4 +54,5 @@ def _ensure_recon(target: Path, params: dict) -> Path:
         for recon in params.get("reconstructions", []):
             reconstruct_dataset(tmp / "kspace", tmp / "recon", **dict(recon))
         (tmp / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
+        write_manifest(tmp)  # sizes and checksums: a later corruption is found, not read
     return target / "recon"

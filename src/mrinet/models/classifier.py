@@ -414,8 +414,8 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     def tensorboard(self):
         """The run's figure writer (TensorBoard's add_figure/add_scalar/add_text, to TensorBoard
-        and MLflow: mrinet.run.trackers.RunWriter), or None without such a logger or off rank 0."""
-        from mrinet.run.trackers import run_writer
+        and MLflow: mrinet.models.run_writer.RunWriter), or None without such a logger or off rank 0."""
+        from mrinet.models.run_writer import run_writer
 
         if not self._trainer or self.trainer.sanity_checking or self.global_rank != 0:
             return None

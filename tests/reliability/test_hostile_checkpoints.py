@@ -10,6 +10,7 @@ appear, and no module outside the allowed ones may be imported.
 from __future__ import annotations
 
 import copy
+import os
 import pickle
 import sys
 import uuid
@@ -164,6 +165,12 @@ def entry_overrides(entry: str, ckpt: Path, run: dict, out: Path) -> list[str]:
     return [*run["overrides"], f"ckpt_path={ckpt}", *paths]
 
 
+def gadget_path(gadgets: dict) -> dict:
+    """A subprocess environment in which the attacker's module is importable."""
+    src = Path(__file__).parents[2] / "src"
+    return {"PYTHONPATH": os.pathsep.join([str(src), str(gadgets["lib"]), os.environ.get("PYTHONPATH", "")])}
+
+
 def not_allowed(modules) -> list[str]:
     return sorted(
         m for m in modules if not any(m == a or m.startswith(a + ".") for a in ALLOWED_IMPORTS)
@@ -191,7 +198,7 @@ def test_eval_cli_exits_1_on_each_hostile_checkpoint(tiny_dti_run, gadgets, tmp_
     ckpt, key, target = write_hostile(tiny_dti_run["ckpt"], case, gadgets, tmp_path)
     proc = cli(
         "mrinet.eval", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'e'}", *QUIET,
-        cwd=tmp_path, env={"PYTHONPATH": f"{Path(__file__).parents[2] / 'src'}:{gadgets['lib']}"},
+        cwd=tmp_path, env=gadget_path(gadgets),
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert_clear(proc.stderr, "UntrustedTargetError", str(ckpt), key, target)
@@ -206,7 +213,7 @@ def test_eval_cli_refuses_a_module_with_an_import_side_effect(tiny_dti_run, gadg
     )
     proc = cli(
         "mrinet.eval", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'e'}", *QUIET,
-        cwd=tmp_path, env={"PYTHONPATH": f"{Path(__file__).parents[2] / 'src'}:{gadgets['lib']}"},
+        cwd=tmp_path, env=gadget_path(gadgets),
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert_clear(proc.stderr, "UntrustedTargetError", str(ckpt), key, target)
@@ -317,7 +324,7 @@ def test_a_hostile_first_stage_given_as_data_context_model_is_refused(
     proc = cli(
         "mrinet.eval", f"ckpt_path={tiny_dti_run['ckpt']}", *context,
         f"hydra.run.dir={tmp_path / 'e'}", *QUIET, cwd=tmp_path,
-        env={"PYTHONPATH": f"{Path(__file__).parents[2] / 'src'}:{gadgets['lib']}"},
+        env=gadget_path(gadgets),
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert_clear(proc.stderr, "UntrustedTargetError", str(first), key, target)

@@ -66,6 +66,7 @@ class MrinetOptunaSweeper(Sweeper):
         pruner_options: Any = None,
         heartbeat_s: float = 30.0,
         grace_s: float = 120.0,
+        async_trials: bool = True,
     ) -> None:
         def plain(value: Any) -> Any:
             return (
@@ -86,6 +87,7 @@ class MrinetOptunaSweeper(Sweeper):
             k: v for k, v in (plain(pruner_options) or {}).items() if v is not None
         }
         self.heartbeat_s, self.grace_s = float(heartbeat_s), float(grace_s)
+        self.async_trials = bool(async_trials)
         self.config: DictConfig | None = None
         self.hydra_context: Any = None
         self.launcher: Any = None
@@ -230,8 +232,10 @@ class MrinetOptunaSweeper(Sweeper):
         self.stop_reason: str | None = None
         try:
             self._recover(first=True)
-            if self._async() and not self._in_process():
+            if self._async() and not self._in_process() and self.async_trials:
                 self._run_async()
+            elif not self._in_process() and self.n_jobs > 1:
+                self._run_batches()
             else:
                 if self.n_jobs > 1:
                     log.info(
@@ -384,6 +388,33 @@ class MrinetOptunaSweeper(Sweeper):
                 studies.interrupt(self.study, self.store, trial, "its sweeper was interrupted")
                 raise
             self._tell(trial, ret)
+            self._recover()
+
+    def _run_batches(self) -> None:
+        """Batch-synchronous trials (async_trials=false, or a launcher without submit/poll):
+        n_jobs trials asked together, the next batch once the slowest of them ended."""
+        from mrinet.run import study as studies
+
+        while self.stop_reason is None:
+            batch = []
+            for _ in range(min(self.n_jobs, self._slots_left())):
+                batch.append(self._ask())
+            if not batch:
+                break
+            numbers = [t.number for t, _ in batch]
+            try:
+                if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+                    rets = self.launcher.launch([o for _, o in batch], initial_job_idx=numbers[0])
+                else:  # another sweeper took numbers in between: job number = trial number
+                    rets = [
+                        self.launcher.launch([o], initial_job_idx=t.number)[0] for t, o in batch
+                    ]
+            except BaseException:
+                for trial, _ in batch:
+                    studies.interrupt(self.study, self.store, trial, "its sweeper was interrupted")
+                raise
+            for (trial, _), ret in zip(batch, rets):
+                self._tell(trial, ret)
             self._recover()
 
     def _run_async(self) -> None:

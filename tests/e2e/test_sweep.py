@@ -122,8 +122,9 @@ def test_optuna_config_direction_follows_optimized_mode(mode, direction):
     sweeper = cfg.hydra.sweeper
     assert sweeper.direction == direction
     assert sweeper.storage is None and sweeper.n_jobs == 4 and sweeper.max_failure_rate == 0.5
-    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
-    assert sweeper.sampler.seed == cfg.seed == 12345
+    assert sweeper._target_.endswith("mrinet_optuna.optuna_sweeper.MrinetOptunaSweeper")
+    assert sweeper.sampler == "tpe" and sweeper.pruner == "none"
+    assert sweeper.seed == cfg.seed == 12345
     assert "model.net.hidden_dims" in sweeper.params and "model.optimizer.lr" in sweeper.params
 
 

@@ -317,6 +317,8 @@ class MrinetOptunaSweeper(Sweeper):
     def _slots_left(self) -> int:
         from mrinet.run import study as studies
 
+        if getattr(self, "grid_done", False):
+            return 0
         counts = studies.count(self.study)
         return self.n_trials - counts.finished - counts.running
 
@@ -361,7 +363,15 @@ class MrinetOptunaSweeper(Sweeper):
         if error is not None:
             self.store.set_trial_user_attr(tid, "mrinet_error", error[:500])
             state, values = TrialState.FAIL, None
-        self.study.tell(trial.number, values, state=state, skip_if_finished=True)
+        try:
+            self.study.tell(trial.number, values, state=state, skip_if_finished=True)
+        except RuntimeError as err:
+            # GridSampler calls study.stop() once its grid is covered, which only works inside
+            # study.optimize; the trial is stored before that (Optuna's tell stores it in a
+            # `finally`): the grid is done, ask no more
+            if "Study.stop" not in str(err):
+                raise
+            self.grid_done = True
         self.done_here += 1
         self.failed_here += state == TrialState.FAIL
         log.info(

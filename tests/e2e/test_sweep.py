@@ -230,3 +230,50 @@ def test_slurm_launcher_asks_no_gpu_for_a_cpu_trainer():
     cfg = compose_train("experiment=dti_mlp", "trainer=ddp_cpu", "hydra/launcher=slurm")
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["tasks_per_node"] == 2 and launcher["gpus_per_node"] == 0
+
+
+def test_pruned_trial_stops_early_keeps_its_checkpoints_and_says_pruned(tmp_path, data_dir, cli):
+    """The Lightning side of pruning: a tiny-model trial whose val/dice_macro is worse than the
+    first trial's at the same epoch stops there (median pruner), PRUNED in the journal study,
+    `pruned` in summary.csv with the epochs it ran, its checkpoints kept."""
+    optuna = pytest.importorskip("optuna")
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = tmp_path / "study.journal"
+    proc = cli(
+        "mrinet.train",
+        "-m",
+        *tiny(data_dir, tmp_path),
+        "trainer.max_epochs=4",
+        "hparams_search=dti_mlp_optuna",
+        f"hydra.sweeper.storage=journal:{journal}",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler=grid",
+        "hydra.sweeper.seed=1",  # the grid's order: lr 3e-3 first, then 1e-7 (learns nothing)
+        "hydra.sweeper.pruner=median",
+        "hydra.sweeper.pruner_options.n_startup_trials=1",
+        "model.optimizer.lr=choice(3e-3,1e-7)",
+        "model.optimizer.weight_decay=0",
+        "model.net.hidden_dims=[16]",
+        "model.net.dropout=0",
+        "data.batch_size=512",
+        cwd=tmp_path,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    study = optuna.load_study(
+        study_name="dti_mlp", storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    first, second = study.trials
+    assert first.state.name == "COMPLETE" and first.params["model.optimizer.lr"] == 3e-3
+    assert sorted(first.intermediate_values) == [0, 1, 2, 3]  # one report per validation epoch
+    assert second.state.name == "PRUNED", second
+    assert second.last_step < 3
+    rows = read_summary(only_sweep_dir(tmp_path))
+    assert [r["state"] for r in rows] == ["complete", "pruned"]
+    assert rows[0]["epochs"] == "4" and int(rows[1]["epochs"]) == second.last_step + 1
+    assert float(rows[1]["val/dice_macro"]) == pytest.approx(second.value, rel=1e-5)
+    pruned_dir = Path(rows[1]["run_dir"])
+    assert (pruned_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (pruned_dir / "checkpoints" / "best.ckpt").is_file()
+    assert "1 trial(s) pruned" in proc.stdout

@@ -249,6 +249,15 @@ class MrinetOptunaSweeper(Sweeper):
             if persistent:
                 self.heartbeat.stop()
         self._report_best()
+        if self.stop_reason and "optimized_metric" in self.stop_reason:
+            _refuse(
+                MrinetError(
+                    self.stop_reason,
+                    "optimized_metric",
+                    "set optimized_metric to a metric the model logs in validation (the error "
+                    "lists them), or hydra.sweeper.pruner=none",
+                )
+            )
         if self.stop_reason:
             _refuse(
                 MrinetError(
@@ -380,6 +389,10 @@ class MrinetOptunaSweeper(Sweeper):
             state.name.lower(),
             f": {error}" if error else (f" with value {values:.6g}" if values is not None else ""),
         )
+        if error and error.startswith("ConfigError: optimized_metric"):
+            # the metric itself is wrong (not logged in validation): every trial would fail
+            self.stop_reason = f"trial {trial.number}: {error}; no new trials started"
+            return
         rate = self.failed_here / self.done_here
         if self.done_here >= self.n_jobs and rate > float(self.max_failure_rate):
             self.stop_reason = (

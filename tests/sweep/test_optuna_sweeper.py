@@ -339,3 +339,22 @@ def test_the_sweep_extra_downgrades_nothing_here():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "downgrades nothing" in proc.stdout
+
+
+def test_relative_storages_are_against_the_launch_dir(tmp_path):
+    """journal:study.journal and sqlite:///optuna.db: files in the launch dir, and every job
+    is told the absolute path (it may run elsewhere)."""
+    for storage, path in (
+        ("journal:study.journal", tmp_path / "study.journal"),
+        ("sqlite:///optuna.db", tmp_path / "optuna.db"),
+    ):
+        proc = toy(tmp_path, f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=1")
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+        assert path.is_file()
+        told = [
+            (s / "0" / ".hydra" / "hydra.yaml").read_text()
+            for s in sweep_dirs(tmp_path)
+            if (s / "0").is_dir()
+        ]
+        assert any(f"MRINET_OPTUNA_STORAGE: {storage.split(':')[0]}:" in t for t in told)
+        assert any(str(path) in t for t in told), told

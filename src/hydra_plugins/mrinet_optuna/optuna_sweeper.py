@@ -230,21 +230,26 @@ class MrinetOptunaSweeper(Sweeper):
             self.heartbeat.start()
         self.done_here = self.failed_here = 0
         self.stop_reason: str | None = None
+        from mrinet.slurm.jobs import interrupt_on_signals
+
+        # SIGTERM/SIGHUP (kill, a closed login session) end the sweep as Ctrl-C does: the
+        # trials in flight are cancelled and marked interrupted, to run first on resume
         try:
-            self._recover(first=True)
-            if self._async() and not self._in_process() and self.async_trials:
-                self._run_async()
-            elif not self._in_process() and self.n_jobs > 1:
-                self._run_batches()
-            else:
-                if self.n_jobs > 1:
-                    log.info(
-                        "%s runs one trial at a time (n_jobs=%d ignored): use "
-                        "hydra/launcher=local or slurm for parallel, asynchronous trials",
-                        type(self.launcher).__name__,
-                        self.n_jobs,
-                    )
-                self._run_sequential()
+            with interrupt_on_signals():
+                self._recover(first=True)
+                if self._async() and not self._in_process() and self.async_trials:
+                    self._run_async()
+                elif not self._in_process() and self.n_jobs > 1:
+                    self._run_batches()
+                else:
+                    if self.n_jobs > 1:
+                        log.info(
+                            "%s runs one trial at a time (n_jobs=%d ignored): use "
+                            "hydra/launcher=local or slurm for parallel, asynchronous trials",
+                            type(self.launcher).__name__,
+                            self.n_jobs,
+                        )
+                    self._run_sequential()
         finally:
             if persistent:
                 self.heartbeat.stop()
@@ -442,47 +447,43 @@ class MrinetOptunaSweeper(Sweeper):
 
     def _run_async(self) -> None:
         from mrinet.run import study as studies
-        from mrinet.slurm.jobs import interrupt_on_signals
 
         self.launcher.start_trials()
         inflight: dict[str, Any] = {}
         poll_s = float(getattr(self.launcher, "poll_s", 1.0))
-        with interrupt_on_signals():
-            try:
-                while True:
-                    while (
-                        self.stop_reason is None
-                        and len(inflight) < self.n_jobs
-                        and self._slots_left() > 0
-                    ):
-                        trial, overrides = self._ask()
-                        try:
-                            key = self.launcher.submit_trial(overrides, trial.number)
-                        except BaseException:
-                            studies.interrupt(self.study, self.store, trial, "not submitted")
-                            raise
-                        inflight[key] = trial
-                    if not inflight:
-                        break
-                    finished = self.launcher.poll_trials()
-                    for key, ret in finished.items():
-                        self._tell(inflight.pop(key), ret)
-                    self._recover()
-                    if not finished:
-                        time.sleep(poll_s)
-            except BaseException:
-                if inflight:
-                    self.launcher.cancel_trials(list(inflight))
-                    for trial in inflight.values():
-                        studies.interrupt(
-                            self.study, self.store, trial, "its sweeper was interrupted"
-                        )
-                    log.warning(
-                        "sweep interrupted: trial(s) %s failed and queued to run again first "
-                        "(run the same command to resume)",
-                        ", ".join(str(t.number) for t in inflight.values()),
-                    )
-                raise
+        try:
+            while True:
+                while (
+                    self.stop_reason is None
+                    and len(inflight) < self.n_jobs
+                    and self._slots_left() > 0
+                ):
+                    trial, overrides = self._ask()
+                    try:
+                        key = self.launcher.submit_trial(overrides, trial.number)
+                    except BaseException:
+                        studies.interrupt(self.study, self.store, trial, "not submitted")
+                        raise
+                    inflight[key] = trial
+                if not inflight:
+                    break
+                finished = self.launcher.poll_trials()
+                for key, ret in finished.items():
+                    self._tell(inflight.pop(key), ret)
+                self._recover()
+                if not finished:
+                    time.sleep(poll_s)
+        except BaseException:
+            if inflight:
+                self.launcher.cancel_trials(list(inflight))
+                for trial in inflight.values():
+                    studies.interrupt(self.study, self.store, trial, "its sweeper was interrupted")
+                log.warning(
+                    "sweep interrupted: trial(s) %s failed and queued to run again first "
+                    "(run the same command to resume)",
+                    ", ".join(str(t.number) for t in inflight.values()),
+                )
+            raise
 
     def _report_best(self) -> None:
         from optuna.trial import TrialState

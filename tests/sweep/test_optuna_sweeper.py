@@ -358,3 +358,44 @@ def test_relative_storages_are_against_the_launch_dir(tmp_path):
         ]
         assert any(f"MRINET_OPTUNA_STORAGE: {storage.split(':')[0]}:" in t for t in told)
         assert any(str(path) in t for t in told), told
+
+
+def test_sigterm_cancels_local_trials_and_marks_them_interrupted(tmp_path):
+    """kill (SIGTERM) of an asynchronous local sweep: its trial processes end, the study says
+    interrupted and holds their parameters queued to run first."""
+    storage = f"journal:{tmp_path / 'study.journal'}"
+    log = tmp_path / "sweep.log"
+    sweeper = start_toy(
+        tmp_path,
+        log,
+        "hydra/launcher=local",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "epochs=30",
+        "epoch_s=1.0",
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            running = list((tmp_path / "sweeps").glob("*/*/times.json"))
+            if len(running) == 2:
+                break
+            time.sleep(0.3)
+        assert len(running) == 2, log.read_text()[-2000:]
+        pids = [json.loads(p.read_text())["pid"] for p in running]
+        sweeper.send_signal(signal.SIGTERM)
+        assert sweeper.wait(60) != 0
+    finally:
+        if sweeper.poll() is None:
+            os.killpg(sweeper.pid, signal.SIGKILL)
+    time.sleep(2)
+    for pid in pids:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        ), f"trial process {pid} still runs"
+    study = optuna.load_study(study_name="toy", storage=journal_or_url(storage))
+    found = sorted(t.state.name for t in study.trials)
+    assert found == ["FAIL", "FAIL", "WAITING", "WAITING"], found
+    assert "run the same command to resume" in log.read_text()

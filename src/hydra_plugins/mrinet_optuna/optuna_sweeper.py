@@ -385,6 +385,8 @@ class MrinetOptunaSweeper(Sweeper):
             # `finally`): the grid is done, ask no more
             if "Study.stop" not in str(err):
                 raise
+            if not getattr(self, "grid_done", False):
+                log.info("the grid is covered: no more trials (n_trials=%d)", self.n_trials)
             self.grid_done = True
         self.done_here += 1
         self.failed_here += state == TrialState.FAIL

@@ -77,6 +77,15 @@ def pruning(args: argparse.Namespace) -> None:
     results = {}
     for label, pruner in (("unpruned", "none"), ("pruned", args.pruner)):
         journal = work / f"{label}.journal"
+        if label == "unpruned" and args.unpruned_journal:  # the same search, run before
+            journal, took = Path(args.unpruned_journal), float("nan")
+            study = journal_study(journal, "dti_mlp")
+            results[label] = (trial_epochs(study), study.best_value, took, 0)
+            print(
+                f"unpruned  (from {journal}) trial-epochs {results[label][0]:4d}  best "
+                f"val/dice_macro {study.best_value:.4f}"
+            )
+            continue
         extra = [f"hydra.sweeper.storage=journal:{journal}", f"hydra.sweeper.pruner={pruner}"]
         if pruner != "none":
             extra += [f"hydra.sweeper.pruner_options.{kv}" for kv in args.pruner_option]
@@ -190,6 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-size", default="full", help="full (the default cohort) or tiny")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--unpruned-journal",
+        default=None,
+        help="reuse the unpruned study of an earlier run of the same search (a journal file)",
+    )
     a = sub.add_parser("async")
     a.add_argument("--app", choices=("train", "toy"), default="train")
     a.add_argument("--trials", type=int, default=8)

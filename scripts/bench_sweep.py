@@ -1,6 +1,7 @@
 """Benchmark mrinet's Optuna sweeper (issue 22): what pruning saves, what async trials save.
 
     python scripts/bench_sweep.py pruning [--trials 24] [--pruner hyperband] [--data-size full]
+        [--pruner-option reduction_factor=4] [--unpruned-journal PATH]
     python scripts/bench_sweep.py async [--app train|toy] [--trials 8] [--slots 2]
 
 pruning: the same search (`experiment=dti_mlp hparams_search=dti_mlp_optuna`, the default
@@ -32,10 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
     """Run `cmd`; its wall time in seconds (exits on failure with its output's tail)."""
+    full = {**os.environ, **(env or {})}
+    if env and "PYTHONPATH" in env and os.environ.get("PYTHONPATH"):  # keep the caller's too
+        full["PYTHONPATH"] = env["PYTHONPATH"] + os.pathsep + os.environ["PYTHONPATH"]
     start = time.perf_counter()
-    proc = subprocess.run(
-        cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True
-    )
+    proc = subprocess.run(cmd, cwd=cwd, env=full, capture_output=True, text=True)
     took = time.perf_counter() - start
     if proc.returncode != 0:
         print((proc.stdout + proc.stderr)[-4000:], file=sys.stderr)
@@ -88,7 +90,10 @@ def pruning(args: argparse.Namespace) -> None:
             continue
         extra = [f"hydra.sweeper.storage=journal:{journal}", f"hydra.sweeper.pruner={pruner}"]
         if pruner != "none":
-            extra += [f"hydra.sweeper.pruner_options.{kv}" for kv in args.pruner_option]
+            options = args.pruner_option or (
+                ["reduction_factor=4"] if pruner == "hyperband" else []  # docs/benchmarks.md
+            )
+            extra += [f"hydra.sweeper.pruner_options.{kv}" for kv in options]
         took = run([*common, *extra], cwd=work, env={"PYTHONPATH": str(ROOT / "src")})
         study = journal_study(journal, "dti_mlp")
         states = [t.state.name for t in study.get_trials(deepcopy=False)]
@@ -194,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         "--pruner-option",
         action="append",
         default=[],
-        help="KEY=VALUE for hydra.sweeper.pruner_options (repeatable)",
+        help="KEY=VALUE for hydra.sweeper.pruner_options (repeatable; hyperband default: "
+        "reduction_factor=4)",
     )
     p.add_argument("--data-size", default="full", help="full (the default cohort) or tiny")
     p.add_argument("--data-dir", default=None)

@@ -128,6 +128,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     from hydra.utils import instantiate
 
     from mrinet.callbacks import RequeueAtSafePoint, RevalidateAfterRestart, RunInfoInCheckpoint
+    from mrinet.callbacks.optuna_pruning import sweep_trial_callbacks
     from mrinet.slurm import signals
 
     signals.install_if_slurm()  # a requeue signal during data simulation is kept for later
@@ -150,6 +151,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         # resume safe at any instant: checkpoints only between steps, revalidate if needed
         RequeueAtSafePoint(),
         RevalidateAfterRestart(),
+        *sweep_trial_callbacks(cfg),  # a trial of mrinet's Optuna sweeper: report, prune
     ]
     loggers = instantiate_list(cfg.get("logger"))
     check_accelerator(cfg.trainer)
@@ -201,6 +203,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
                 "optimized_metric": cfg.get("optimized_metric"),
                 "optimized_value": metrics.get(cfg.get("optimized_metric")),
                 "test": test_metrics,
+                "epochs": int(trainer.current_epoch),
                 "final": {k: v for k, v in metrics.items() if not k.startswith("test/")},
             },
         )

@@ -122,8 +122,9 @@ def test_optuna_config_direction_follows_optimized_mode(mode, direction):
     sweeper = cfg.hydra.sweeper
     assert sweeper.direction == direction
     assert sweeper.storage is None and sweeper.n_jobs == 4 and sweeper.max_failure_rate == 0.5
-    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
-    assert sweeper.sampler.seed == cfg.seed == 12345
+    assert sweeper._target_.endswith("mrinet_optuna.optuna_sweeper.MrinetOptunaSweeper")
+    assert sweeper.sampler == "tpe" and sweeper.pruner == "none"
+    assert sweeper.seed == cfg.seed == 12345
     assert "model.net.hidden_dims" in sweeper.params and "model.optimizer.lr" in sweeper.params
 
 
@@ -229,3 +230,126 @@ def test_slurm_launcher_asks_no_gpu_for_a_cpu_trainer():
     cfg = compose_train("experiment=dti_mlp", "trainer=ddp_cpu", "hydra/launcher=slurm")
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["tasks_per_node"] == 2 and launcher["gpus_per_node"] == 0
+
+
+def test_pruned_trial_stops_early_keeps_its_checkpoints_and_says_pruned(tmp_path, data_dir, cli):
+    """The Lightning side of pruning: a tiny-model trial whose val/dice_macro is worse than the
+    first trial's at the same epoch stops there (median pruner), PRUNED in the journal study,
+    `pruned` in summary.csv with the epochs it ran, its checkpoints kept."""
+    optuna = pytest.importorskip("optuna")
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = tmp_path / "study.journal"
+    proc = cli(
+        "mrinet.train",
+        "-m",
+        *tiny(data_dir, tmp_path),
+        "trainer.max_epochs=4",
+        "hparams_search=dti_mlp_optuna",
+        f"hydra.sweeper.storage=journal:{journal}",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler=grid",
+        "hydra.sweeper.seed=1",  # the grid's order: lr 3e-3 first, then 1e-7 (learns nothing)
+        "hydra.sweeper.pruner=median",
+        "hydra.sweeper.pruner_options.n_startup_trials=1",
+        "model.optimizer.lr=choice(3e-3,1e-7)",
+        "model.optimizer.weight_decay=0",
+        "model.net.hidden_dims=[16]",
+        "model.net.dropout=0",
+        "data.batch_size=512",
+        cwd=tmp_path,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    study = optuna.load_study(
+        study_name="dti_mlp", storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    first, second = study.trials
+    assert first.state.name == "COMPLETE" and first.params["model.optimizer.lr"] == 3e-3
+    assert sorted(first.intermediate_values) == [0, 1, 2, 3]  # one report per validation epoch
+    assert second.state.name == "PRUNED", second
+    assert second.last_step < 3
+    rows = read_summary(only_sweep_dir(tmp_path))
+    assert [r["state"] for r in rows] == ["complete", "pruned"]
+    assert rows[0]["epochs"] == "4" and int(rows[1]["epochs"]) == second.last_step + 1
+    assert float(rows[1]["val/dice_macro"]) == pytest.approx(second.value, rel=1e-5)
+    pruned_dir = Path(rows[1]["run_dir"])
+    assert (pruned_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (pruned_dir / "checkpoints" / "best.ckpt").is_file()
+    assert "1 trial(s) pruned" in proc.stdout
+
+
+@pytest.mark.slow
+def test_pruning_under_ddp_stops_every_rank_at_the_same_epoch(tmp_path, data_dir, cli):
+    """trainer=ddp_cpu (2 ranks): rank 0 alone reports, its verdict reaches rank 1, both stop
+    (the job ends instead of hanging in the next epoch's collectives)."""
+    optuna = pytest.importorskip("optuna")
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    journal = tmp_path / "study.journal"
+    proc = cli(
+        "mrinet.train",
+        "-m",
+        *tiny(data_dir, tmp_path),
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=6",
+        "hparams_search=dti_mlp_optuna",
+        f"hydra.sweeper.storage=journal:{journal}",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler=grid",
+        "hydra.sweeper.seed=1",  # lr 3e-3 first, then 1e-7
+        "hydra.sweeper.pruner=median",
+        "hydra.sweeper.pruner_options.n_startup_trials=1",
+        "model.optimizer.lr=choice(3e-3,1e-7)",
+        "model.optimizer.weight_decay=0",
+        "model.net.hidden_dims=[16]",
+        "model.net.dropout=0",
+        "data.batch_size=512",
+        cwd=tmp_path,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    first, second = optuna.load_study(study_name="dti_mlp", storage=storage).trials
+    assert first.state.name == "COMPLETE" and second.state.name == "PRUNED"
+    # one report per epoch (rank 0 only: a second rank would not add steps, but its writes
+    # would show as duplicate journal entries)
+    import json as _json
+
+    steps = [
+        (op["trial_id"], op["step"])
+        for op in map(_json.loads, journal.read_text().splitlines())
+        if "intermediate_value" in op
+    ]
+    assert len(steps) == len(set(steps)) == 6 + len(second.intermediate_values)
+    rows = read_summary(only_sweep_dir(tmp_path))
+    assert [r["state"] for r in rows] == ["complete", "pruned"]
+    assert int(rows[1]["epochs"]) == second.last_step + 1 < 6
+
+
+@pytest.mark.slow
+def test_pruning_on_a_metric_never_logged_in_validation_stops_the_sweep(tmp_path, data_dir, cli):
+    """A val/ name the model does not log: the first trial says which ones it logs, and the
+    sweep starts no other trial (every one would fail the same way)."""
+    proc = cli(
+        "mrinet.train",
+        "-m",
+        *tiny(data_dir, tmp_path),
+        "trainer.max_epochs=2",
+        "hparams_search=dti_mlp_optuna",
+        f"hydra.sweeper.storage=journal:{tmp_path / 'study.journal'}",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.pruner=median",
+        "optimized_metric=val/nosuch",
+        "callbacks.early_stopping.monitor=val/loss",
+        "callbacks.model_checkpoint.monitor=val/loss",
+        "callbacks.model_checkpoint.mode=min",
+        cwd=tmp_path,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert "optimized_metric 'val/nosuch' is not logged during validation" in out
+    assert "where: optimized_metric" in out and "val/dice_macro" in out
+    rows = read_summary(only_sweep_dir(tmp_path))
+    assert len(rows) == 1 and rows[0]["state"] == "failed"

@@ -36,39 +36,38 @@ def test_killed_sweep_resumes_its_persistent_study_where_it_stopped(work, data_d
     log = work / "first.out"
     first = start_train(work, *command, log=log)
     try:
-        # the first batch of 2 done and the second submitted: kill the login-node process
-        def batch_2() -> list[str]:
-            found = re.findall(r"submitted SLURM job\(s\) (.+)", log.read_text())
-            return found[1].split() if len(found) == 2 else []
+        # 2 trials done and the 2 others running (asynchronous: each submitted as a slot
+        # freed): kill the login-node process
+        def two_done_two_running() -> bool:
+            found = states()
+            return found.count("COMPLETE") == 2 and found.count("RUNNING") == 2
 
-        second = wait_until(batch_2, 300, poll=0.2, what="batch 2 to be submitted")
+        wait_until(two_done_two_running, 300, poll=0.2, what="2 trials done, 2 running")
         first.terminate()
         assert first.wait(60) != 0
     finally:
         stop(first)
+    ids = re.findall(r"submitted SLURM job\(s\) (\S+)", log.read_text())
+    assert len(ids) == 4  # job i runs trial i (one sweeper)
+    study = optuna.load_study(study_name="cluster", storage=storage)
+    interrupted = [t for t in study.trials if t.user_attrs.get("mrinet_interrupted")]
+    assert len(interrupted) == 2
     wait_until(
         lambda: all(s not in ("RUNNING", "COMPLETING") for _, s in jobs_under(work)),
         60,
         what="jobs cancelled",
     )
-    assert [scontrol_job(j)["JobState"] for j in second] == ["CANCELLED", "CANCELLED"]
-    assert states() == ["COMPLETE", "COMPLETE", "RUNNING", "RUNNING"]
-    interrupted = [
-        t.params for t in optuna.load_study(study_name="cluster", storage=storage).trials[2:]
-    ]
+    assert [scontrol_job(ids[t.number])["JobState"] for t in interrupted] == ["CANCELLED"] * 2
+    # the terminated sweeper failed its running trials and queued their parameters first
+    assert sorted(states()) == sorted(["COMPLETE"] * 2 + ["FAIL"] * 2 + ["WAITING"] * 2)
 
     again = run_train(work, *command)
     out = again.stdout + again.stderr
     assert again.returncode == 0, out[-3000:]
     assert "resuming study 'cluster': 2 trial(s) done, 0 failed, 2 interrupted" in out
     study = optuna.load_study(study_name="cluster", storage=storage)
-    assert [t.state.name for t in study.trials] == [
-        "COMPLETE",
-        "COMPLETE",
-        "FAIL",
-        "FAIL",
-        "COMPLETE",
-        "COMPLETE",
-    ]
+    assert sorted(t.state.name for t in study.trials) == sorted(["COMPLETE"] * 4 + ["FAIL"] * 2)
     # the interrupted trials were the ones run again, and only they
-    assert [t.params for t in study.trials[4:]] == interrupted
+    retried = sorted((t.user_attrs["mrinet_retry_of"], t.params) for t in study.trials[4:])
+    assert retried == sorted((t.number, t.params) for t in interrupted)
+    assert all(t.state.name == "COMPLETE" for t in study.trials[4:])

@@ -1,68 +1,516 @@
-"""mrinet's Optuna sweeper: hydra-optuna-sweeper's, resuming a persistent study where it stopped.
+"""mrinet's Optuna sweeper: Optuna's ask-and-tell API (Optuna >= 4) on Hydra 1.3.
 
-With `hydra.sweeper.storage=sqlite:///optuna.db` the same command run again (after the login-node
-process was killed, or to extend a study) loads the study instead of starting over. The stock
-sweeper then ran `n_trials` more, and the trials the killed process had in flight stayed
-RUNNING in the database forever. Here, before sweeping a study that exists:
-- trials left RUNNING (their process is gone) are marked FAIL and their parameters queued
-  again, so they are the first ones run;
-- `n_trials` counts the whole study: only the trials still missing are run;
-- job numbers (run dirs, summary rows) continue after the study's trials.
-Only for persistent storage (an in-memory study always starts fresh). Concurrent sweepers on
-one study (several login nodes) are not supported: their running trials would look stale.
+Replaces hydra-optuna-sweeper (stuck on optuna < 3) with the same config surface
+(configs/hydra/sweeper/optuna.yaml: params in Hydra's sweep grammar, direction, n_trials, n_jobs,
+max_failure_rate, sampler + seed, storage, study_name) and adds:
+- asynchronous trials: with mrinet's local and SLURM launchers, `n_jobs` trials run at once and
+  the next one is asked for and started the moment one ends (the sampler sees every finished
+  trial at each ask); other launchers (Hydra's basic one) run trials one after the other;
+- pruning (`pruner=median|hyperband|successive_halving`): each trial reports its
+  optimized_metric per validation epoch to the study, from wherever it runs, and stops on
+  the pruner's word (mrinet.callbacks.optuna_pruning);
+- shared studies: `storage=journal:<path>` (Optuna's journal file, safe on NFS) or an RDB URL;
+  several sweepers can feed one study at once: trial numbers are job numbers (run dirs never
+  collide), `n_trials` counts the whole study, and only trials whose sweeper stopped beating
+  are failed and run again (mrinet.run.study, liveness);
+- resume: the same command again continues an interrupted study, its interrupted trials first.
+Settings are checked before the first trial: each bad one is a clear error naming its key.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from pathlib import Path
 from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("mrinet.sweep")
 
-try:  # Hydra imports every plugin module at start-up: without the [sweep] extra, define nothing
-    from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-except ImportError:
-    OptunaSweeper = None
-
-if OptunaSweeper is not None:
-
-    class MrinetOptunaSweeper(OptunaSweeper):
-        """OptunaSweeper resuming an interrupted persistent study (see the module docstring)."""
-
-        def sweep(self, arguments: list[str]) -> Any:
-            resume_study(self.sweeper)
-            return self.sweeper.sweep(arguments)
+ENV = "hydra.job.env_set."
 
 
-def resume_study(impl) -> None:
-    """Fail and requeue the stale RUNNING trials of an existing study; shorten n_trials."""
-    if not impl.storage:
-        return
-    import optuna
-    from optuna.trial import TrialState
+def _refuse(err: Exception) -> None:
+    """One clear message and exit 1 before anything runs (no Hydra traceback)."""
+    import sys
 
-    try:
-        study = optuna.load_study(study_name=impl.study_name, storage=impl.storage)
-    except KeyError:  # a new study: the sweeper creates it
-        return
-    trials = study.get_trials(deepcopy=False)
-    stale = [t for t in trials if t.state == TrialState.RUNNING]
-    for trial in stale:
-        study._storage.set_trial_state(trial._trial_id, TrialState.FAIL)
-        study.enqueue_trial(dict(trial.params))
-    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    # the interrupted trials are queued first and count among the remaining ones
-    remaining = max(int(impl.n_trials) - len(done) - len(failed), 0)
-    impl.job_idx = len(trials)
-    log.info(
-        "resuming study %r: %d trial(s) done, %d failed, %d interrupted (run again first); "
-        "%d of n_trials=%d to run",
-        impl.study_name,
-        len(done),
-        len(failed),
-        len(stale),
-        remaining,
-        impl.n_trials,
-    )
-    impl.n_trials = remaining
+    print(f"\nmrinet: {type(err).__name__}: {err}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def _quote(text: str) -> str:
+    """A Hydra override value, quoted (paths with spaces, JSON)."""
+    return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class MrinetOptunaSweeper(Sweeper):
+    """Hydra sweeper on Optuna's ask-and-tell API (see the module docstring)."""
+
+    def __init__(
+        self,
+        params: Any = None,
+        direction: str = "maximize",
+        study_name: str | None = None,
+        storage: str | None = None,
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        max_failure_rate: float = 0.0,
+        sampler: Any = "tpe",
+        seed: int | None = None,
+        sampler_options: Any = None,
+        pruner: str | None = "none",
+        pruner_options: Any = None,
+        heartbeat_s: float = 30.0,
+        grace_s: float = 120.0,
+        async_trials: bool = True,
+    ) -> None:
+        def plain(value: Any) -> Any:
+            return (
+                OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            )
+
+        self.params = plain(params) or {}
+        self.direction = str(direction)
+        self.study_name = study_name
+        self.storage = storage
+        self.n_trials, self.n_jobs = n_trials, n_jobs
+        self.max_failure_rate = max_failure_rate
+        self.sampler_name, self.seed = plain(sampler), seed
+        self.sampler_options = plain(sampler_options) or {}
+        self.pruner_name = "none" if pruner in (None, False) else str(pruner)
+        # the config declares every pruner's keys as null: pass the ones given
+        self.pruner_options = {
+            k: v for k, v in (plain(pruner_options) or {}).items() if v is not None
+        }
+        self.heartbeat_s, self.grace_s = float(heartbeat_s), float(grace_s)
+        self.async_trials = bool(async_trials)
+        self.config: DictConfig | None = None
+        self.hydra_context: Any = None
+        self.launcher: Any = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # ------------------------------------------------------------ checks, before any trial
+
+    def _check_numbers(self) -> None:
+        from mrinet.errors import ConfigError
+
+        key = "hydra.sweeper"
+        if self.direction not in ("maximize", "minimize"):
+            raise ConfigError(
+                f"unknown direction {self.direction!r}",
+                f"{key}.direction",
+                "set optimized_mode=max|min (the search configs derive direction from it)",
+            )
+        for name, low in (("n_trials", 1), ("n_jobs", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(
+                    f"{name} must be an integer >= {low}, got {value!r}",
+                    f"{key}.{name}",
+                    f"{key}.{name}=<integer >= {low}>",
+                )
+        rate = self.max_failure_rate
+        if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
+            raise ConfigError(
+                f"max_failure_rate must be a number in [0, 1], got {rate!r}",
+                f"{key}.max_failure_rate",
+                f"{key}.max_failure_rate=0.5 (stop when more than half the trials fail)",
+            )
+        if not self.study_name:
+            raise ConfigError(
+                "the study has no name", f"{key}.study_name", f"{key}.study_name=<name>"
+            )
+
+    def _in_process(self) -> bool:
+        return type(self.launcher).__name__ == "BasicLauncher"
+
+    def _async(self) -> bool:
+        return all(
+            hasattr(self.launcher, m)
+            for m in ("start_trials", "submit_trial", "poll_trials", "cancel_trials")
+        )
+
+    def _prepare(self, arguments: list[str]) -> None:
+        """Everything that can be wrong, checked before the study is touched."""
+        from mrinet.errors import ConfigError
+        from mrinet.run import study as studies
+
+        assert self.config is not None
+        self._check_numbers()
+        self.space, self.fixed = studies.search_space(
+            self.params, list(arguments), self.hydra_context.config_loader
+        )
+        if not self.space:
+            raise ConfigError(
+                "nothing to search: no parameter with choice(), range() or interval()",
+                "hydra.sweeper.params",
+                "add e.g. hydra.sweeper.params.model.optimizer.lr='tag(log, interval(1e-4, 1e-2))'",
+            )
+        options = dict(self.sampler_options)
+        if str(self.sampler_name).lower() == "tpe" and self.n_jobs > 1:
+            # parallel asks: running trials count as "lies", so no two ask the same point
+            options.setdefault("constant_liar", True)
+        self.sampler = studies.make_sampler(self.sampler_name, self.seed, options, self.space)
+        self.pruner = studies.make_pruner(self.pruner_name, self.pruner_options)
+        pruning = self.pruner_name.lower() != "none"
+        metric = OmegaConf.select(self.config, "optimized_metric", default=None)
+        if pruning and metric is not None and not str(metric).startswith("val"):
+            raise ConfigError(
+                f"pruner={self.pruner_name} compares trials by optimized_metric per validation "
+                f"epoch, but {metric!r} is not a validation metric",
+                "optimized_metric",
+                "set optimized_metric to a val/... metric the model logs (e.g. val/loss, "
+                "val/dice_macro), or hydra.sweeper.pruner=none",
+            )
+        launch_dir = OmegaConf.select(self.config, "hydra.runtime.cwd", default=None) or "."
+        self.spec = studies.parse_storage(self.storage, launch_dir)
+        if pruning and self.spec.kind == "memory" and not self._in_process():
+            raise ConfigError(
+                f"pruner={self.pruner_name} needs a storage the trials' processes can reach: "
+                f"an in-memory study lives only in this process ({type(self.launcher).__name__} "
+                "runs trials elsewhere)",
+                "hydra.sweeper.storage",
+                "hydra.sweeper.storage=journal:./optuna.journal (or an RDB URL such as "
+                "sqlite:///optuna.db)",
+            )
+        self._validate_probe()
+        self.store = studies.open_storage(self.spec)
+        self.study = studies.open_study(
+            self.store, str(self.study_name), self.direction, self.sampler, self.pruner
+        )
+
+    def _validate_probe(self) -> None:
+        """Compose one job's config (first choice / lower bound of each parameter)."""
+        from mrinet.errors import ConfigError
+
+        probe = list(self.fixed)
+        for p in self.space:
+            dist = p.distribution
+            probe.append(p.override(dist.choices[0] if hasattr(dist, "choices") else dist.low))
+        try:
+            self.validate_batch_is_legal([probe])
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(
+                f"the sweep's overrides do not compose into a config: {first}",
+                "hydra.sweeper.params",
+                "check each swept key exists in the config (prefix + to add a new one)",
+            ) from None
+
+    # ------------------------------------------------------------ the sweep
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from mrinet.errors import MrinetError
+        from mrinet.run import study as studies
+
+        try:
+            self._prepare(arguments)
+        except MrinetError as err:
+            _refuse(err)
+        assert self.config is not None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        self._tell_jobs()
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self.sweep_dir = sweep_dir
+        self.heartbeat = studies.Heartbeat(self.study, self.heartbeat_s)
+        persistent = self.spec.kind != "memory"
+        if persistent:
+            self.heartbeat.start()
+        self.done_here = self.failed_here = 0
+        self.stop_reason: str | None = None
+        from mrinet.slurm.jobs import interrupt_on_signals
+
+        # SIGTERM/SIGHUP (kill, a closed login session) end the sweep as Ctrl-C does: the
+        # trials in flight are cancelled and marked interrupted, to run first on resume
+        try:
+            with interrupt_on_signals():
+                self._recover(first=True)
+                if self._async() and not self._in_process() and self.async_trials:
+                    self._run_async()
+                elif not self._in_process() and self.n_jobs > 1:
+                    self._run_batches()
+                else:
+                    if self.n_jobs > 1:
+                        log.info(
+                            "%s runs one trial at a time (n_jobs=%d ignored): use "
+                            "hydra/launcher=local or slurm for parallel, asynchronous trials",
+                            type(self.launcher).__name__,
+                            self.n_jobs,
+                        )
+                    self._run_sequential()
+        finally:
+            if persistent:
+                self.heartbeat.stop()
+        self._report_best()
+        if self.stop_reason and "optimized_metric" in self.stop_reason:
+            _refuse(
+                MrinetError(
+                    self.stop_reason,
+                    "optimized_metric",
+                    "set optimized_metric to a metric the model logs in validation (the error "
+                    "lists them), or hydra.sweeper.pruner=none",
+                )
+            )
+        if self.stop_reason:
+            _refuse(
+                MrinetError(
+                    self.stop_reason,
+                    "hydra.sweeper.max_failure_rate",
+                    "fix the failing trials (see summary.csv) or raise "
+                    "hydra.sweeper.max_failure_rate",
+                )
+            )
+        return None
+
+    def _tell_jobs(self) -> None:
+        """The study, storage and pruner every trial's job reports to, as `hydra.job.env_set`
+        overrides of the master config (Hydra composes each job from its overrides; the
+        variables are set while the job runs, on any machine); each job adds its number."""
+        from omegaconf import open_dict, read_write
+
+        from mrinet.run import trial_report as report
+
+        assert self.config is not None
+        env = {
+            report.ENV_TRIAL: "",
+            report.ENV_STUDY: str(self.study_name),
+            report.ENV_STORAGE: self.spec.url,
+            report.ENV_PRUNER: self.pruner_name.lower(),
+            report.ENV_PRUNER_OPTIONS: json.dumps(self.pruner_options),
+        }
+        node = self.config.hydra.overrides
+        with read_write(node), open_dict(node):
+            node.hydra = [*node.hydra, *(f"++{ENV}{k}={_quote(v)}" for k, v in env.items())]
+
+    def _recover(self, first: bool = False) -> None:
+        """Fail and requeue trials whose sweeper is gone; on the first call, say where the
+        study stands."""
+        from mrinet.run import study as studies
+
+        if self.spec.kind != "memory":
+            now = time.time()
+            if first or now - getattr(self, "_last_recovery", 0.0) > self.heartbeat_s:
+                self._last_recovery = now
+                for trial in studies.stale_trials(self.study, self.grace_s):
+                    if trial.user_attrs.get(studies.OWNER) == self.heartbeat.id:
+                        continue
+                    if studies.interrupt(self.study, self.store, trial, "its sweeper stopped"):
+                        log.warning(
+                            "trial %d was left RUNNING by a sweeper that stopped: failed, and "
+                            "its parameters queued to run again first",
+                            trial.number,
+                        )
+        if not first:
+            return
+        counts = studies.count(self.study)
+        if counts.finished or counts.interrupted or counts.running or counts.waiting:
+            log.info(
+                "resuming study %r: %d trial(s) done, %d failed, %d interrupted (run again "
+                "first); %d of n_trials=%d to run%s",
+                self.study_name,
+                counts.complete + counts.pruned,
+                counts.failed,
+                counts.waiting,
+                max(self.n_trials - counts.finished - counts.running, 0),
+                self.n_trials,
+                f" ({counts.running} running elsewhere)" if counts.running else "",
+            )
+
+    def _slots_left(self) -> int:
+        from mrinet.run import study as studies
+
+        if getattr(self, "grid_done", False):
+            return 0
+        counts = studies.count(self.study)
+        return self.n_trials - counts.finished - counts.running
+
+    def _ask(self) -> tuple[Any, list[str]]:
+        """Ask the study for a trial (a queued retry first) and its job's overrides."""
+        from mrinet.run import study as studies
+        from mrinet.run import trial_report as report
+
+        trial = self.study.ask({p.key: p.distribution for p in self.space})
+        tid = studies.trial_id(self.store, str(self.study_name), trial.number)
+        self.store.set_trial_user_attr(tid, studies.OWNER, self.heartbeat.id)
+        self.store.set_trial_user_attr(
+            tid, studies.RUN_DIR, str(self.sweep_dir / str(trial.number))
+        )
+        overrides = [
+            *self.fixed,
+            *(p.override(trial.params[p.key]) for p in self.space),
+            f"{ENV}{report.ENV_TRIAL}={trial.number}",  # the rest: _tell_jobs
+        ]
+        return trial, overrides
+
+    def _tell(self, trial: Any, ret: JobReturn) -> None:
+        """The job's outcome into the study: COMPLETE, PRUNED (the job stopped on the pruner's
+        word) or FAIL (an error, no value, a non-finite value)."""
+        from optuna.trial import TrialState
+
+        from mrinet.run import study as studies
+        from mrinet.run.sweep import first_line
+
+        tid = studies.trial_id(self.store, str(self.study_name), trial.number)
+        frozen = self.store.get_trial(tid)
+        error = None
+        if ret.status != JobStatus.COMPLETED:
+            error = first_line(ret._return_value) if ret._return_value is not None else "failed"
+        if error is None and studies.PRUNED_AT in frozen.user_attrs:
+            state, values = TrialState.PRUNED, None
+        elif error is None:
+            value = studies.finite(ret.return_value)
+            if value is None:
+                error = f"the job returned {ret.return_value!r}, not a finite number"
+            state, values = TrialState.COMPLETE, value
+        if error is not None:
+            self.store.set_trial_user_attr(tid, "mrinet_error", error[:500])
+            state, values = TrialState.FAIL, None
+        try:
+            self.study.tell(trial.number, values, state=state, skip_if_finished=True)
+        except RuntimeError as err:
+            # GridSampler calls study.stop() once its grid is covered, which only works inside
+            # study.optimize; the trial is stored before that (Optuna's tell stores it in a
+            # `finally`): the grid is done, ask no more
+            if "Study.stop" not in str(err):
+                raise
+            if not getattr(self, "grid_done", False):
+                log.info("the grid is covered: no more trials (n_trials=%d)", self.n_trials)
+            self.grid_done = True
+        self.done_here += 1
+        self.failed_here += state == TrialState.FAIL
+        log.info(
+            "trial %d %s%s",
+            trial.number,
+            state.name.lower(),
+            f": {error}" if error else (f" with value {values:.6g}" if values is not None else ""),
+        )
+        if error and error.startswith("ConfigError: optimized_metric"):
+            # the metric itself is wrong (not logged in validation): every trial would fail
+            self.stop_reason = f"trial {trial.number}: {error}; no new trials started"
+            return
+        rate = self.failed_here / self.done_here
+        if self.done_here >= self.n_jobs and rate > float(self.max_failure_rate):
+            self.stop_reason = (
+                f"{self.failed_here} of this sweep's {self.done_here} trials failed, more than "
+                f"max_failure_rate={self.max_failure_rate}: no new trials started"
+            )
+
+    def _run_sequential(self) -> None:
+        while self.stop_reason is None and self._slots_left() > 0:
+            trial, overrides = self._ask()
+            try:
+                (ret,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+            except BaseException:
+                from mrinet.run import study as studies
+
+                studies.interrupt(self.study, self.store, trial, "its sweeper was interrupted")
+                raise
+            self._tell(trial, ret)
+            self._recover()
+
+    def _run_batches(self) -> None:
+        """Batch-synchronous trials (async_trials=false, or a launcher without submit/poll):
+        n_jobs trials asked together, the next batch once the slowest of them ended."""
+        from mrinet.run import study as studies
+
+        while self.stop_reason is None:
+            batch = []
+            for _ in range(min(self.n_jobs, self._slots_left())):
+                batch.append(self._ask())
+            if not batch:
+                break
+            numbers = [t.number for t, _ in batch]
+            try:
+                if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+                    rets = self.launcher.launch([o for _, o in batch], initial_job_idx=numbers[0])
+                else:  # another sweeper took numbers in between: job number = trial number
+                    rets = [
+                        self.launcher.launch([o], initial_job_idx=t.number)[0] for t, o in batch
+                    ]
+            except BaseException:
+                for trial, _ in batch:
+                    studies.interrupt(self.study, self.store, trial, "its sweeper was interrupted")
+                raise
+            for (trial, _), ret in zip(batch, rets):
+                self._tell(trial, ret)
+            self._recover()
+
+    def _run_async(self) -> None:
+        from mrinet.run import study as studies
+
+        self.launcher.start_trials()
+        inflight: dict[str, Any] = {}
+        poll_s = float(getattr(self.launcher, "poll_s", 1.0))
+        try:
+            while True:
+                while (
+                    self.stop_reason is None
+                    and len(inflight) < self.n_jobs
+                    and self._slots_left() > 0
+                ):
+                    trial, overrides = self._ask()
+                    try:
+                        key = self.launcher.submit_trial(overrides, trial.number)
+                    except BaseException:
+                        studies.interrupt(self.study, self.store, trial, "not submitted")
+                        raise
+                    inflight[key] = trial
+                if not inflight:
+                    break
+                finished = self.launcher.poll_trials()
+                for key, ret in finished.items():
+                    self._tell(inflight.pop(key), ret)
+                self._recover()
+                if not finished:
+                    time.sleep(poll_s)
+        except BaseException:
+            if inflight:
+                self.launcher.cancel_trials(list(inflight))
+                for trial in inflight.values():
+                    studies.interrupt(self.study, self.store, trial, "its sweeper was interrupted")
+                log.warning(
+                    "sweep interrupted: trial(s) %s failed and queued to run again first "
+                    "(run the same command to resume)",
+                    ", ".join(str(t.number) for t in inflight.values()),
+                )
+            raise
+
+    def _report_best(self) -> None:
+        from optuna.trial import TrialState
+
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not done:
+            log.warning("no trial of study %r completed", self.study_name)
+            return
+        best = self.study.best_trial
+        log.info("Best value: %s (trial %d)", best.value, best.number)
+        log.info("Best parameters: %s", best.params)
+        with open(self.sweep_dir / "optimization_results.yaml", "w") as f:
+            OmegaConf.save(
+                OmegaConf.create(
+                    {
+                        "name": "optuna",
+                        "study_name": self.study_name,
+                        "best_trial": best.number,
+                        "best_value": best.value,
+                        "best_params": {k: _plain(v) for k, v in best.params.items()},
+                    }
+                ),
+                f,
+            )
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)

@@ -67,17 +67,14 @@ else:
             job_side.after_job(ret)
             return ret
 
-        def launch(
-            self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-        ) -> Sequence[JobReturn]:
+        def _executor(self):
+            """submitit's SLURM executor, after the checks (partition, tools, resources)."""
             import submitit
-            from hydra.core.singleton import Singleton
-            from hydra.core.utils import filter_overrides
             from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
             from omegaconf import OmegaConf
 
             from mrinet.errors import MrinetError
-            from mrinet.slurm import jobs, partition
+            from mrinet.slurm import partition
 
             assert self.config is not None
             try:
@@ -114,6 +111,18 @@ else:
             sweep_dir = Path(str(self.config.hydra.sweep.dir))
             sweep_dir.mkdir(parents=True, exist_ok=True)
             log.info("Submitit 'slurm' sweep output dir : %s", sweep_dir)
+            return executor
+
+        def launch(
+            self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+        ) -> Sequence[JobReturn]:
+            from hydra.core.singleton import Singleton
+            from hydra.core.utils import filter_overrides
+
+            from mrinet.slurm import jobs
+
+            executor = self._executor()
+            sweep_dir = Path(str(self.config.hydra.sweep.dir))
             job_params = []
             for idx, overrides in enumerate(job_overrides):
                 idx = initial_job_idx + idx
@@ -135,6 +144,51 @@ else:
                 _as_job_return(outcome, job_params[i][0], sweep_dir, initial_job_idx + i)
                 for i, outcome in enumerate(outcomes)
             ]
+
+        # asynchronous trials (mrinet's Optuna sweeper): one SLURM job per trial, submitted
+        # the moment a slot frees; polled with squeue like `launch` waits (mrinet.slurm.jobs)
+        poll_s = 2.0
+
+        def start_trials(self) -> None:
+            """Check the partition and build the executor once, before the first trial."""
+            from mrinet.slurm import jobs
+
+            self._trial_executor = self._executor()
+            self._watcher = jobs.Watcher()
+            self._trials: dict[str, tuple[int, list[str]]] = {}
+
+        def submit_trial(self, overrides: Sequence[str], num: int) -> str:
+            """Submit job `num` now; its key (the SLURM job id)."""
+            from hydra.core.singleton import Singleton
+            from hydra.core.utils import filter_overrides
+
+            log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+            job = self._trial_executor.submit(
+                self,
+                list(overrides),
+                "hydra.sweep.dir",
+                num,
+                f"job_id_for_{num}",
+                Singleton.get_state(),
+            )
+            log.info("submitted SLURM job(s) %s", job.job_id)
+            self._watcher.add([job])
+            self._trials[job.job_id] = (num, list(overrides))
+            return job.job_id
+
+        def poll_trials(self) -> dict[str, JobReturn]:
+            """The trials whose jobs ended since the last poll: {key: JobReturn}."""
+            sweep_dir = Path(str(self.config.hydra.sweep.dir))
+            done = {}
+            for key, outcome in self._watcher.poll().items():
+                num, overrides = self._trials.pop(key)
+                done[key] = _as_job_return(outcome, overrides, sweep_dir, num)
+            return done
+
+        def cancel_trials(self, keys: Sequence[str]) -> None:
+            from mrinet.slurm import jobs
+
+            jobs.cancel(list(keys))
 
 
 def _refuse(err: Exception) -> None:

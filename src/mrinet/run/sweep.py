@@ -2,7 +2,10 @@
 
 A Hydra callback (registered in configs/hydra/default.yaml) so it works with every sweeper and
 launcher: each job writes `job.json` into its own run dir when it ends (ok or failed, on
-whatever machine it ran), then (re)writes `<sweep dir>/summary.csv` from all job dirs. Hydra's
+whatever machine it ran, with its start and end), then (re)writes `<sweep dir>/summary.csv`
+from all job dirs. A trial of mrinet's Optuna sweeper also leaves `trial.json` (epochs run,
+last value, pruned: mrinet.callbacks.optuna_pruning), so each row has a `state`: complete,
+pruned, failed or incomplete (started, never ended: running or killed). Hydra's
 basic sweeper raises after a batch with a failed job and never calls `on_multirun_end`, so the
 per-job rewrite is what keeps the summary complete; `on_multirun_end` writes it once more and
 prints the best runs. `python -m mrinet.run.sweep SWEEP_DIR` rebuilds it by hand (e.g. after a
@@ -16,6 +19,8 @@ import json
 import logging
 import math
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ from mrinet.errors import check_choice
 log = logging.getLogger("mrinet.run.sweep")
 
 JOB_FILE = "job.json"
+TRIAL_FILE = "trial.json"  # mrinet.run.trial_report
 SUMMARY_FILE = "summary.csv"
 DIRECTIONS = {"max": "maximize", "min": "minimize"}
 
@@ -71,10 +77,15 @@ def job_record(config: DictConfig, job_return: Any) -> dict:
         "error": "" if ok else first_line(value),
         "return_value": None,
         "run_dir": str(OmegaConf.select(config, "hydra.runtime.output_dir")),
+        "ended": _stamp(time.time()),
     }
     if ok and isinstance(value, (int, float)):
         record["return_value"] = float(value)
     return record
+
+
+def _stamp(seconds: float | None) -> str:
+    return "" if seconds is None else datetime.fromtimestamp(seconds).isoformat(timespec="seconds")
 
 
 def _read_json(path: Path) -> dict | None:
@@ -102,10 +113,22 @@ def collect_jobs(sweep_dir: str | Path) -> list[dict]:
                 "run_dir": str(job_dir),
             }
         metrics = _read_json(job_dir / "metrics.json") or {}
+        trial = _read_json(job_dir / TRIAL_FILE) or {}
         record["optimized_metric"] = metrics.get("optimized_metric")
         value = metrics.get("optimized_value", record.get("return_value"))
+        if trial.get("pruned") and trial.get("last_value") is not None:
+            value = trial["last_value"]  # the value the pruner judged
         record["optimized_value"] = None if value is None else float(value)
         record["test"] = metrics.get("test", {})
+        record["trial"] = trial
+        record["epochs"] = trial.get("epochs", metrics.get("epochs"))
+        record["state"] = {"ok": "complete", "failed": "failed"}.get(record["status"], "incomplete")
+        if record["state"] == "complete" and trial.get("pruned"):
+            record["state"] = "pruned"
+        if not record.get("started"):
+            started = job_dir / ".hydra"
+            record["started"] = _stamp(started.stat().st_mtime) if started.exists() else ""
+        record.setdefault("ended", "")
         rows.append(record)
     return sorted(rows, key=lambda r: (r["job"], r["run_dir"]))
 
@@ -131,7 +154,20 @@ def write_summary(sweep_dir: str | Path, metric_name: str | None = None) -> Path
     )
     test_keys = sorted({k for r in rows for k in r["test"]})
     varying = sweep_params(rows)
-    header = ["job", "status", "error", "params", metric_name, *test_keys, "overrides", "run_dir"]
+    header = [
+        "job",
+        "state",
+        "status",
+        "error",
+        "params",
+        metric_name,
+        "epochs",
+        "started",
+        "ended",
+        *test_keys,
+        "overrides",
+        "run_dir",
+    ]
     path = sweep_dir / SUMMARY_FILE
     with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
@@ -140,10 +176,14 @@ def write_summary(sweep_dir: str | Path, metric_name: str | None = None) -> Path
             writer.writerow(
                 [
                     r["job"],
+                    r["state"],
                     r["status"],
                     r["error"],
                     " ".join(varying[i]),
                     _fmt(r["optimized_value"]),
+                    "" if r["epochs"] is None else int(r["epochs"]),
+                    r["started"],
+                    r["ended"],
                     *(_fmt(r["test"].get(k)) for k in test_keys),
                     " ".join(r["overrides"]),
                     r["run_dir"],
@@ -163,11 +203,11 @@ def _fmt(value: float | None) -> str:
 
 
 def best_runs(rows: list[dict], mode: str = "max", n: int = 5) -> list[dict]:
-    """The `n` ok jobs with the best optimized value (NaN and missing values last)."""
+    """The `n` complete jobs with the best optimized value (pruned, NaN and missing left out)."""
     ok = [
         r
         for r in rows
-        if r["status"] == "ok"
+        if r.get("state", "complete" if r["status"] == "ok" else r["status"]) == "complete"
         and r["optimized_value"] is not None
         and not math.isnan(r["optimized_value"])
     ]
@@ -196,19 +236,51 @@ def print_best(sweep_dir: str | Path, mode: str = "max", n: int = 5) -> None:
     console = Console(width=max(Console().width, 120))
     console.print(table)
     for r in rows:
-        if r["status"] != "ok":
+        if r["state"] in ("failed", "incomplete"):
             console.print(
-                f"job {r['job']} {r['status']}: {r['error']}  ({' '.join(params[r['run_dir']])})"
+                f"job {r['job']} {r['state']}: {r['error']}  ({' '.join(params[r['run_dir']])})"
             )
-    n_ok = sum(r["status"] == "ok" for r in rows)
+    n_ok = sum(r["state"] == "complete" for r in rows)
+    pruned = [r for r in rows if r["state"] == "pruned"]
+    if pruned:
+        saved = pruning_saved_hours(pruned)
+        console.print(
+            f"{len(pruned)} trial(s) pruned (stopped early on the pruner's word); pruning saved "
+            + ", ".join(f"~{h:.3g} {kind.upper()} hours" for kind, h in saved.items())
+            + " (the epochs they did not run, at their own pace; an upper bound if early "
+            "stopping would have ended them sooner)"
+        )
     console.print(
-        f"{n_ok}/{len(rows)} jobs ok; summary: {Path(sweep_dir) / SUMMARY_FILE}\n"
+        f"{n_ok}/{len(rows)} jobs complete; summary: {Path(sweep_dir) / SUMMARY_FILE}\n"
         f"compare all runs (HPARAMS tab): tensorboard --logdir {sweep_dir}"
     )
 
 
+def pruning_saved_hours(rows: list[dict]) -> dict[str, float]:
+    """Device hours the pruned rows did not spend: (max_epochs - epochs) x their seconds per
+    epoch x devices, per accelerator kind (cpu, gpu)."""
+    saved: dict[str, float] = {}
+    for r in rows:
+        t = r.get("trial") or {}
+        epochs, max_epochs, train_s = t.get("epochs"), t.get("max_epochs"), t.get("train_s")
+        if not epochs or not max_epochs or max_epochs < 0 or train_s is None:
+            continue
+        hours = (max_epochs - epochs) * (train_s / epochs) * int(t.get("devices") or 1) / 3600
+        kind = t.get("accelerator") or "cpu"
+        saved[kind] = saved.get(kind, 0.0) + max(hours, 0.0)
+    return saved or {"cpu": 0.0}
+
+
+_started: dict[str, float] = {}
+
+
 class SweepSummary(Callback):
     """Hydra callback: job.json per job, summary.csv per sweep, best runs printed at the end."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = OmegaConf.select(config, "hydra.runtime.output_dir")
+        if run_dir:
+            _started[str(run_dir)] = time.time()
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from mrinet.run.run_dirs import process_rank
@@ -219,6 +291,7 @@ class SweepSummary(Callback):
 
         try:
             record = job_record(config, job_return)
+            record["started"] = _stamp(_started.pop(record["run_dir"], None))
             run_dir = Path(record["run_dir"])
             run_dir.mkdir(parents=True, exist_ok=True)
             with atomic_file(run_dir / JOB_FILE) as tmp:

@@ -11,10 +11,12 @@ cancelled with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,18 +94,29 @@ class JobEndedWithoutResult(RuntimeError):
     """A SLURM job left the queue (or can never start) without writing its result."""
 
 
-def wait(jobs: list, poll_s: float = 2.0, grace_s: float = 30.0) -> list[object]:
-    """Wait for submitit jobs; per job its result, or a JobEndedWithoutResult (never hangs).
+class Watcher:
+    """Jobs watched to their end one poll at a time (the sweeper's asynchronous loop polls;
+    `wait` loops). `grace_s`: how long a result may lag behind the end of the job (shared
+    file systems)."""
 
-    `grace_s`: how long a result may lag behind the end of the job (shared file systems).
-    """
-    pending = {job.job_id: job for job in jobs}
-    ended_at: dict[str, float] = {}
-    outcome: dict[str, object] = {}
-    announced: set[str] = set()
-    while pending:
-        states = squeue_states(list(pending))
-        for job_id, job in list(pending.items()):
+    def __init__(self, grace_s: float = 30.0) -> None:
+        self.grace_s = grace_s
+        self.pending: dict[str, object] = {}
+        self._ended_at: dict[str, float] = {}
+        self._announced: set[str] = set()
+
+    def add(self, jobs: list) -> None:
+        for job in jobs:
+            self.pending[job.job_id] = job
+
+    def poll(self) -> dict[str, object]:
+        """One look at every pending job: {job id: its result or a JobEndedWithoutResult}
+        for the jobs that ended since the last poll."""
+        outcome: dict[str, object] = {}
+        if not self.pending:
+            return outcome
+        states = squeue_states(list(self.pending))
+        for job_id, job in list(self.pending.items()):
             if Path(job.paths.result_pickle).exists():
                 try:
                     outcome[job_id] = job.results()[0]
@@ -112,31 +125,42 @@ def wait(jobs: list, poll_s: float = 2.0, grace_s: float = 30.0) -> list[object]
                         f"SLURM job {job_id} raised: {str(err).strip().splitlines()[-1][:300]} "
                         f"(log: {job.paths.stderr})"
                     )
-                del pending[job_id]
+                del self.pending[job_id]
                 continue
             state = states.get(job_id)
-            if state is None and job_id in announced:  # purged from the queue after its end
+            if state is None and job_id in self._announced:  # purged from the queue after its end
                 state = JobState("ENDED", "")
             if state is None:
                 continue
-            announced.add(job_id)
+            self._announced.add(job_id)
             if state.state == "PENDING" and state.reason in HOPELESS:
                 cancel([job_id])
                 outcome[job_id] = JobEndedWithoutResult(
                     f"SLURM job {job_id} can never start (Reason={state.reason}): the request "
                     "does not fit the partition; see sinfo and the hydra.launcher keys"
                 )
-                del pending[job_id]
+                del self.pending[job_id]
             elif state.state in ENDED or state.state == "ENDED":
-                first = ended_at.setdefault(job_id, time.monotonic())
-                if time.monotonic() - first > grace_s:
+                first = self._ended_at.setdefault(job_id, time.monotonic())
+                if time.monotonic() - first > self.grace_s:
                     outcome[job_id] = JobEndedWithoutResult(
                         f"SLURM job {job_id} ended {state.state} without a result "
                         f"(log: {job.paths.stderr})"
                     )
-                    del pending[job_id]
-        if pending:
-            time.sleep(poll_s)
+                    del self.pending[job_id]
+        return outcome
+
+
+def wait(jobs: list, poll_s: float = 2.0, grace_s: float = 30.0) -> list[object]:
+    """Wait for submitit jobs; per job its result, or a JobEndedWithoutResult (never hangs)."""
+    watcher = Watcher(grace_s)
+    watcher.add(jobs)
+    outcome: dict[str, object] = {}
+    while True:
+        outcome.update(watcher.poll())
+        if not watcher.pending:
+            break
+        time.sleep(poll_s)
     return [outcome[job.job_id] for job in jobs]
 
 
@@ -164,3 +188,18 @@ def submit_and_wait(submit, announce) -> tuple[list, list[object]]:
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt meanwhile (main thread only), so the
+    caller's cleanup (cancelling jobs, failing trials) runs as for Ctrl-C."""
+    previous = {}
+    try:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, _raise_interrupt)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+

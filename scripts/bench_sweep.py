@@ -1,0 +1,225 @@
+"""Benchmark mrinet's Optuna sweeper (issue 22): what pruning saves, what async trials save.
+
+    python scripts/bench_sweep.py pruning [--trials 24] [--pruner hyperband] [--data-size full]
+        [--pruner-option reduction_factor=4] [--unpruned-journal PATH]
+    python scripts/bench_sweep.py async [--app train|toy] [--trials 8] [--slots 2]
+
+pruning: the same search (`experiment=dti_mlp hparams_search=dti_mlp_optuna`, the default
+cohort, the same sampler seed) twice, without and with a pruner, each in its own journal study.
+Prints the trial-epochs each ran (the sum over trials of the validation epochs reported to the
+study; early stopping included) and their ratio (target <= 0.5), and the best val/dice_macro of
+each (target: within 0.01). Epoch counts do not depend on the machine's load.
+
+async: the same 8 trials whose lengths differ up to 4x (a grid over max_epochs, so both runs
+have exactly the same trials) on `n_jobs` slots of the local launcher, batch by batch
+(`async_trials=false`) and asynchronously; prints both wall times and their ratio (target
+<= 0.75). Wall times depend on the load: measure on a quiet machine. `--app toy` runs the
+tests' toy objective (tests/sweep/toy_app.py: each epoch a sleep), which needs no CPU and so
+shows the scheduling alone, whatever the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
+    """Run `cmd`; its wall time in seconds (exits on failure with its output's tail)."""
+    full = {**os.environ, **(env or {})}
+    if env and "PYTHONPATH" in env and os.environ.get("PYTHONPATH"):  # keep the caller's too
+        full["PYTHONPATH"] = env["PYTHONPATH"] + os.pathsep + os.environ["PYTHONPATH"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=full, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if proc.returncode != 0:
+        print((proc.stdout + proc.stderr)[-4000:], file=sys.stderr)
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return took
+
+
+def journal_study(path: Path, name: str):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
+
+
+def trial_epochs(study) -> int:
+    return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
+
+
+def pruning(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
+    common = [
+        sys.executable,
+        "-m",
+        "mrinet.train",
+        "-m",
+        "experiment=dti_mlp",
+        "hparams_search=dti_mlp_optuna",
+        f"data_size={args.data_size}",
+        f"hydra.sweeper.n_trials={args.trials}",
+        "hydra.sweeper.n_jobs=1",  # trials in this process, one after the other: same order
+        "extras.print_config=false",
+        "callbacks.progress_bar.kind=none",
+        "trainer.enable_model_summary=false",
+        f"extras.num_threads={args.threads}",
+        f"paths.log_dir={work / 'logs'}",
+    ]
+    if args.data_dir:
+        common.append(f"paths.data_dir={args.data_dir}")
+    results = {}
+    for label, pruner in (("unpruned", "none"), ("pruned", args.pruner)):
+        journal = work / f"{label}.journal"
+        if label == "unpruned" and args.unpruned_journal:  # the same search, run before
+            journal, took = Path(args.unpruned_journal), float("nan")
+            study = journal_study(journal, "dti_mlp")
+            results[label] = (trial_epochs(study), study.best_value, took, 0)
+            print(
+                f"unpruned  (from {journal}) trial-epochs {results[label][0]:4d}  best "
+                f"val/dice_macro {study.best_value:.4f}"
+            )
+            continue
+        extra = [f"hydra.sweeper.storage=journal:{journal}", f"hydra.sweeper.pruner={pruner}"]
+        if pruner != "none":
+            options = args.pruner_option or (
+                ["reduction_factor=4"] if pruner == "hyperband" else []  # docs/benchmarks.md
+            )
+            extra += [f"hydra.sweeper.pruner_options.{kv}" for kv in options]
+        took = run([*common, *extra], cwd=work, env={"PYTHONPATH": str(ROOT / "src")})
+        study = journal_study(journal, "dti_mlp")
+        states = [t.state.name for t in study.get_trials(deepcopy=False)]
+        results[label] = (trial_epochs(study), study.best_value, took, states.count("PRUNED"))
+        print(
+            f"{label:9s} pruner={pruner:10s} trial-epochs {results[label][0]:4d}  best "
+            f"val/dice_macro {study.best_value:.4f}  pruned {states.count('PRUNED')}/"
+            f"{len(states)}  wall {took:.0f} s (load-sensitive)"
+        )
+    (e0, b0, _, _), (e1, b1, _, _) = results["unpruned"], results["pruned"]
+    print(
+        f"trial-epochs ratio pruned/unpruned: {e1 / e0:.3f} (target <= 0.5)\n"
+        f"best val/dice_macro: {b1:.4f} vs {b0:.4f}, difference {b1 - b0:+.4f} (target within 0.01)"
+    )
+
+
+def async_vs_batch(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
+    short, long = args.epochs
+    # a grid: 4 lengths from short to long, each twice (copy): both runs run the same trials
+    step = (long - short) / 3
+    lengths = "choice(" + ",".join(str(round(short + i * step)) for i in range(4)) + ")"
+    if args.app == "toy":
+        base = [
+            sys.executable,
+            str(ROOT / "tests" / "sweep" / "toy_app.py"),
+            f"hydra.searchpath=[file://{ROOT / 'configs'}]",
+            f"epochs=choice({short},{long})",
+            f"epoch_s={args.epoch_s}",
+            "x=choice(0.1,0.3,0.5,0.9)",
+        ]
+        env = {"PYTHONPATH": str(ROOT / "src"), "TOY_SWEEP_DIR": str(work / "sweeps")}
+    else:
+        base = [
+            sys.executable,
+            "-m",
+            "mrinet.train",
+            "-m",
+            "experiment=dti_mlp",
+            "hparams_search=dti_mlp_optuna",
+            "data_size=tiny",
+            f"trainer.max_epochs={lengths}",
+            "+copy=choice(0,1)",
+            "callbacks.early_stopping.patience=1000",
+            "model.optimizer.lr=3e-3",
+            "model.optimizer.weight_decay=0",
+            "model.net.hidden_dims=[64,64]",
+            "model.net.dropout=0",
+            "data.batch_size=512",
+            "extras.print_config=false",
+            "callbacks.progress_bar.kind=none",
+            "trainer.enable_model_summary=false",
+            "extras.num_threads=1",
+            f"paths.log_dir={work / 'logs'}",
+        ]
+        if args.data_dir:
+            base.append(f"paths.data_dir={args.data_dir}")
+        env = {"PYTHONPATH": str(ROOT / "src")}
+    base += [
+        "hydra/launcher=local",
+        f"hydra.sweeper.n_trials={args.trials}",
+        f"hydra.sweeper.n_jobs={args.slots}",
+        "hydra.sweeper.sampler=grid",
+    ]
+    if args.app == "train":  # the tiny cohort simulated once, before either timing
+        warm = [
+            sys.executable,
+            "-m",
+            "mrinet.train",
+            "experiment=dti_mlp",
+            "data_size=tiny",
+            "trainer.max_epochs=1",
+            "test=false",
+            "extras.print_config=false",
+            f"paths.log_dir={work / 'warm'}",
+        ]
+        run(warm + ([f"paths.data_dir={args.data_dir}"] if args.data_dir else []), work, env)
+    walls = {}
+    for label, flag in (("batch", "false"), ("async", "true")):
+        walls[label] = run(
+            [
+                *base,
+                f"hydra.sweeper.async_trials={flag}",
+                f"hydra.sweeper.storage=journal:{work / (label + '.journal')}",
+            ],
+            cwd=work,
+            env=env,
+        )
+        print(f"{label:5s}: {args.trials} trials on {args.slots} slots: wall {walls[label]:.1f} s")
+    print(
+        f"async/batch wall time: {walls['async'] / walls['batch']:.3f} (target <= 0.75; "
+        f"{'load-insensitive (sleeping toy trials)' if args.app == 'toy' else 'load-sensitive'})"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("pruning")
+    p.add_argument("--trials", type=int, default=24)
+    p.add_argument("--pruner", default="hyperband")
+    p.add_argument(
+        "--pruner-option",
+        action="append",
+        default=[],
+        help="KEY=VALUE for hydra.sweeper.pruner_options (repeatable; hyperband default: "
+        "reduction_factor=4)",
+    )
+    p.add_argument("--data-size", default="full", help="full (the default cohort) or tiny")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--unpruned-journal",
+        default=None,
+        help="reuse the unpruned study of an earlier run of the same search (a journal file)",
+    )
+    a = sub.add_parser("async")
+    a.add_argument("--app", choices=("train", "toy"), default="train")
+    a.add_argument("--trials", type=int, default=8)
+    a.add_argument("--slots", type=int, default=2)
+    a.add_argument("--epochs", type=int, nargs=2, default=(5, 20), help="shortest, longest")
+    a.add_argument("--epoch-s", type=float, default=1.0, help="toy: seconds per epoch")
+    a.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    (pruning if args.what == "pruning" else async_vs_batch)(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -80,7 +80,10 @@ def disk_full_error(
 
     path = path or getattr(err, "filename", None)
     what = "no space left on device"
-    if getattr(err, "errno", None) not in (None, errno.ENOSPC):  # a quota or the largest file size: same remedy
+    if getattr(err, "errno", None) not in (
+        None,
+        errno.ENOSPC,
+    ):  # a quota or the largest file size: same remedy
         what += f" ({os.strerror(err.errno or 0).lower()})"
     details = []
     if needed:

@@ -128,7 +128,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     from hydra.utils import instantiate
 
     from mrinet.callbacks import RequeueAtSafePoint, RevalidateAfterRestart, RunInfoInCheckpoint
-    from mrinet.callbacks.optuna_pruning import sweep_trial_callbacks
+    from mrinet.run.trial_report import sweep_trial_callbacks
     from mrinet.slurm import signals
 
     signals.install_if_slurm()  # a requeue signal during data simulation is kept for later

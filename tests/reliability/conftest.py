@@ -97,7 +97,9 @@ def tiny_dti_run(tmp_path_factory) -> dict:
     for s in range(4):
         maps, labels = subject_maps(s)
         for name, values in maps.items():
-            save_nifti(work / "subjects" / f"sub-{s}" / f"{name}.nii.gz", values, affine, np.float32)
+            save_nifti(
+                work / "subjects" / f"sub-{s}" / f"{name}.nii.gz", values, affine, np.float32
+            )
         save_nifti(work / "subjects" / f"sub-{s}" / "aparc+aseg.nii.gz", labels, affine, np.int32)
     overrides = [
         "experiment=dti_mlp",

@@ -212,4 +212,3 @@ def test_quiet_full_disk_error_from_a_writer_thread_is_one_message(tmpfs, capsys
         guarded(task)({})
     err = capsys.readouterr().err
     assert_clear(err, "no space left on device", str(point / "tb" / "events.out.tfevents"))
-

@@ -168,7 +168,11 @@ def entry_overrides(entry: str, ckpt: Path, run: dict, out: Path) -> list[str]:
 def gadget_path(gadgets: dict) -> dict:
     """A subprocess environment in which the attacker's module is importable."""
     src = Path(__file__).parents[2] / "src"
-    return {"PYTHONPATH": os.pathsep.join([str(src), str(gadgets["lib"]), os.environ.get("PYTHONPATH", "")])}
+    return {
+        "PYTHONPATH": os.pathsep.join(
+            [str(src), str(gadgets["lib"]), os.environ.get("PYTHONPATH", "")]
+        )
+    }
 
 
 def not_allowed(modules) -> list[str]:
@@ -189,7 +193,10 @@ def test_hostile_checkpoint_is_refused_with_no_side_effect(
     assert not gadgets["marker"].exists(), "the checkpoint ran code"
     assert gadgets["module"] not in sys.modules
     assert not not_allowed(set(sys.modules) - before)
-    assert not (tmp_path / "o" / "p.nii.gz").exists() and not (tmp_path / "o" / "metrics.json").exists()
+    assert (
+        not (tmp_path / "o" / "p.nii.gz").exists()
+        and not (tmp_path / "o" / "metrics.json").exists()
+    )
 
 
 @pytest.mark.slow  # one `python -m mrinet.eval` subprocess per case (exit code 1)
@@ -289,7 +296,9 @@ def test_resuming_ones_own_run_needs_no_option(tiny_dti_run, own_net_module, tmp
         ],
     )
     _, objects = train(cfg)
-    assert type(objects["model"].net).__name__ == "TinyMLP" and objects["trainer"].current_epoch == 2
+    assert (
+        type(objects["model"].net).__name__ == "TinyMLP" and objects["trainer"].current_epoch == 2
+    )
 
 
 def test_checker_refuses_before_importing(gadgets):

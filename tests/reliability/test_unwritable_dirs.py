@@ -92,7 +92,9 @@ def test_sweeps_check_their_sweep_dir(tmp_path, capsys):
     from mrinet.run.preflight import CheckOutputDirs
 
     (tmp_path / "file").write_text("x")
-    cfg = compose_with_hydra("train", [f"paths.root_dir={tmp_path}", f"paths.log_dir={tmp_path}/file"])
+    cfg = compose_with_hydra(
+        "train", [f"paths.root_dir={tmp_path}", f"paths.log_dir={tmp_path}/file"]
+    )
     with pytest.raises(SystemExit):
         CheckOutputDirs().on_multirun_start(config=cfg)
     assert_clear(capsys.readouterr().err, "paths.log_dir=", "is a file")
@@ -138,7 +140,9 @@ def test_a_device_already_full_is_refused_up_front(tmp_path, capsys):
         fill(point, 4096)
         from mrinet.run.preflight import CheckOutputDirs
 
-        cfg = compose_with_hydra("train", [f"paths.root_dir={tmp_path}", f"paths.log_dir={point}/logs"])
+        cfg = compose_with_hydra(
+            "train", [f"paths.root_dir={tmp_path}", f"paths.log_dir={point}/logs"]
+        )
         with pytest.raises(SystemExit):
             CheckOutputDirs().on_run_start(config=cfg)
         assert_clear(capsys.readouterr().err, "DiskFullError", "no space left on device", point)

@@ -16,7 +16,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mrinet.run.trial_report import TrialReporter, write_trial_file
+from mrinet.io.trial_file import write_trial_file
+from mrinet.run.trial_report import TrialReporter
 
 
 def value(x: float, epoch: int) -> float:

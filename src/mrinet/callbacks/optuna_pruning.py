@@ -18,7 +18,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from mrinet.errors import ConfigError
-from mrinet.run.trial_report import TrialReporter, write_trial_file
+from mrinet.io.trial_file import write_trial_file
 
 log = logging.getLogger("mrinet.sweep")
 
@@ -26,7 +26,9 @@ log = logging.getLogger("mrinet.sweep")
 class OptunaPruning(pl.Callback):
     """Per-epoch `monitor` -> the study; `trainer.should_stop` on the pruner's verdict."""
 
-    def __init__(self, monitor: str, run_dir: str | Path, reporter: TrialReporter | None) -> None:
+    def __init__(self, monitor: str, run_dir: str | Path, reporter=None) -> None:
+        """`reporter`: mrinet.run.trial_report.TrialReporter on rank 0 (None elsewhere), built
+        by the run layer, which knows the study."""
         self.monitor, self.run_dir, self.reporter = monitor, Path(run_dir), reporter
         self.started = time.time()
 
@@ -75,15 +77,3 @@ class OptunaPruning(pl.Callback):
                 "train_s": time.time() - self.started,
             },
         )
-
-
-def sweep_trial_callbacks(cfg) -> list[pl.Callback]:
-    """[OptunaPruning] in a run of mrinet's Optuna sweeper, else [] (called by mrinet.train)."""
-    from mrinet.run.trial_report import in_trial
-
-    if not in_trial() or not cfg.get("optimized_metric"):
-        return []
-    from mrinet.run.run_dirs import process_rank
-
-    reporter = TrialReporter.from_env() if process_rank() == 0 else None
-    return [OptunaPruning(str(cfg.optimized_metric), cfg.paths.output_dir, reporter)]

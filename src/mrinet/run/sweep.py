@@ -28,11 +28,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mrinet.errors import check_choice
+from mrinet.io.trial_file import TRIAL_FILE
 
 log = logging.getLogger("mrinet.run.sweep")
 
 JOB_FILE = "job.json"
-TRIAL_FILE = "trial.json"  # mrinet.run.trial_report
 SUMMARY_FILE = "summary.csv"
 DIRECTIONS = {"max": "maximize", "min": "minimize"}
 

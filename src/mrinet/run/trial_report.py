@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("mrinet.sweep")
@@ -23,7 +22,6 @@ ENV_STUDY = "MRINET_OPTUNA_STUDY"
 ENV_STORAGE = "MRINET_OPTUNA_STORAGE"
 ENV_PRUNER = "MRINET_OPTUNA_PRUNER"
 ENV_PRUNER_OPTIONS = "MRINET_OPTUNA_PRUNER_OPTIONS"
-TRIAL_FILE = "trial.json"
 
 
 def in_trial() -> bool:
@@ -135,11 +133,12 @@ class TrialReporter:
             self.storage.set_trial_user_attr(self.trial_id, PRUNED_AT, int(step))
 
 
-def write_trial_file(run_dir: str | Path, record: dict) -> None:
-    """`<run dir>/trial.json`: the trial's number, epochs, last value, pruned (for summary.csv)."""
-    from mrinet.io.atomic import atomic_file
+def sweep_trial_callbacks(cfg) -> list:
+    """[OptunaPruning] in a run of mrinet's Optuna sweeper, else [] (called by mrinet.train)."""
+    if not in_trial() or not cfg.get("optimized_metric"):
+        return []
+    from mrinet.callbacks.optuna_pruning import OptunaPruning  # Lightning: only in a trial
+    from mrinet.run.run_dirs import process_rank
 
-    path = Path(run_dir) / TRIAL_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2))
+    reporter = TrialReporter.from_env() if process_rank() == 0 else None
+    return [OptunaPruning(str(cfg.optimized_metric), cfg.paths.output_dir, reporter)]

@@ -30,7 +30,9 @@ class UntrustedTargetError(CheckpointError):
     """A config read from a file names code mrinet will not run (a function, another module)."""
 
 
-def configure(trusted_modules: Iterable[str] | None = None, own_targets: Iterable[str] = ()) -> None:
+def configure(
+    trusted_modules: Iterable[str] | None = None, own_targets: Iterable[str] = ()
+) -> None:
     """Set this process's trusted modules (the `trusted_modules` option) and the targets of
     the run's own composed config (called by every entry point before a checkpoint is read)."""
     global _trusted_modules, _own_targets
@@ -83,7 +85,9 @@ def check_config(config, where: str | Path, key: str = "") -> None:
     names anything but an allowed class, before anything of it is imported or instantiated."""
     for path, name, value in _walk(config, key):
         if isinstance(value, str) and "${" in value:
-            _refuse(where, path, value, "an OmegaConf interpolation (a recorded config is resolved)")
+            _refuse(
+                where, path, value, "an OmegaConf interpolation (a recorded config is resolved)"
+            )
         if name == "_target_":
             check_target(value, where, path)
 

@@ -126,6 +126,13 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
     """One subject: labels (X,Y,Z) int32 (FreeSurfer's view), tissue (X,Y,Z) int32 (what the
     signals come from), dwi (X,Y,Z,N) (dtype `dwi_dtype`), bvals (N,), bvecs (N,3), t1w (X,Y,Z)
     float32, mask (X,Y,Z) bool, and the pure-tissue ground truth ad/rd (um^2/ms)."""
+    from mrinet.sim.anatomy import single_threaded_blas
+
+    with single_threaded_blas():
+        return _simulate_subject(params, rng)
+
+
+def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     phantom = params.get("phantom") or {}
     anatomy = resolve_anatomy(phantom.get("anatomy"))
     voxel_mm = float(params["grid"]["voxel_mm"])

@@ -170,3 +170,31 @@ def test_orientations_follow_the_anatomy():
     turned = anatomy._rotation(np.deg2rad([0.0, 0.0, 90.0]))  # pose turns the fibres too
     moved = anatomy.fibre_orientations(atlas, points, turned, default)
     assert abs(moved["cc"][1, 0]) > 0.99
+
+
+def test_default_cohort_subject_class_means_in_the_cited_ranges():
+    """Subject 0 of the default cohort (literature preset, mni_aparc, 2 mm): FA/MD class means
+    inside docs/anatomy.md's literature ranges."""
+    from scipy.ndimage import binary_erosion
+
+    from mrinet.mri.dti import fit_tensor, select_volumes
+    from mrinet.sim.dti import simulate
+
+    sim = simulate("literature", np.random.default_rng([0, 0]), phantom={"anatomy": "mni_aparc"})
+    keep = select_volumes(sim["bvals"], 1200.0)
+    fit = fit_tensor(
+        sim["dwi"][..., keep], sim["bvals"][keep], sim["bvecs"][keep], "wls", sim["mask"]
+    )
+    fa, md, labels = fit.fa.numpy(), fit.md.numpy(), sim["labels"]
+
+    def mean(values, codes):
+        return float(values[np.isin(labels, codes)].mean())
+
+    assert mean(fa, STRUCTURES["corpus_callosum"]) > 0.6
+    assert 0.25 <= mean(fa, STRUCTURES["thalamus"]) <= 0.45
+    assert mean(fa, CORTEX) < 0.25
+    assert 0.35 <= mean(fa, STRUCTURES["cerebral_wm"]) <= 0.55
+    assert 0.65 <= mean(md, STRUCTURES["cerebral_wm"]) <= 0.85
+    interior = binary_erosion(np.isin(labels, (4, 43)))  # ventricles free of partial volume
+    assert 2.7 <= float(md[interior].mean()) <= 3.2
+    assert sim["mask"].sum() > (labels > 0).sum()  # the mask holds the unlabelled sulcal CSF

@@ -198,3 +198,39 @@ def test_default_cohort_subject_class_means_in_the_cited_ranges():
     interior = binary_erosion(np.isin(labels, (4, 43)))  # ventricles free of partial volume
     assert 2.7 <= float(md[interior].mean()) <= 3.2
     assert sim["mask"].sum() > (labels > 0).sum()  # the mask holds the unlabelled sulcal CSF
+
+
+SMALL_COHORT = {
+    "phantom": {"anatomy": "mni_aparc"},
+    "grid": {"shape": [20, 24, 20], "voxel_mm": 4.0},  # a central 80 x 96 x 80 mm block
+    "single_shell": {"n_b0": 2, "n_dirs": 12, "bval": 1000.0},
+}
+
+
+def test_anatomical_cohort_reads_through_the_nifti_path(tmp_path):
+    """Subject folders of the anatomical phantom read as real subjects do (data.voxels)."""
+    from mrinet.data.voxels import load_subjects
+    from mrinet.sim.dti_dataset import simulate_dti_cohort
+
+    simulate_dti_cohort(tmp_path, 1, seed=3, workers=1, **SMALL_COHORT)
+    label_map = {"thalamus": [10, 49], "corpus_callosum": [251, 252, 253, 254, 255]}
+    voxels = load_subjects(
+        tmp_path,
+        ["T1w", "FA", "MD", "AD", "RD"],
+        ["thalamus", "corpus_callosum", "cortical_wm"],
+        {**label_map, "cortical_wm": [2, 41]},
+    )
+    assert set(np.unique(voxels.labels)) == {0, 1, 2} and np.isfinite(voxels.features).all()
+
+
+@pytest.mark.slow
+def test_cohort_written_by_two_processes_equals_one(tmp_path):
+    """The anatomical cohort is simulated by a process pool; subjects do not depend on it."""
+    from mrinet.io.nifti import load_nifti
+    from mrinet.sim.dti_dataset import simulate_dti_cohort
+
+    serial = simulate_dti_cohort(tmp_path / "one", 2, seed=3, workers=1, **SMALL_COHORT)
+    pooled = simulate_dti_cohort(tmp_path / "two", 2, seed=3, workers=2, **SMALL_COHORT)
+    for a, b in zip(serial, pooled):
+        for name in ("aparc+aseg.nii.gz", "data.nii.gz", "T1w.nii.gz"):
+            np.testing.assert_array_equal(load_nifti(a / name)[0], load_nifti(b / name)[0])

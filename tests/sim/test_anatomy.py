@@ -234,3 +234,30 @@ def test_cohort_written_by_two_processes_equals_one(tmp_path):
     for a, b in zip(serial, pooled):
         for name in ("aparc+aseg.nii.gz", "data.nii.gz", "T1w.nii.gz"):
             np.testing.assert_array_equal(load_nifti(a / name)[0], load_nifti(b / name)[0])
+
+
+def test_wmparc_splits_white_matter_by_depth_and_keeps_aseg_elsewhere():
+    atlas = load_atlas()
+    wmparc = anatomy.load_wmparc()
+    wm = np.isin(atlas.labels, (2, 41))
+    np.testing.assert_array_equal(wmparc[~wm], atlas.labels[~wm])
+    codes = set(np.unique(wmparc[wm]))
+    assert codes <= {5001, 5002, *range(3001, 3036), *range(4001, 4036)}
+    assert {5001, 5002, 3028, 4028} <= codes  # deep WM and superior frontal WM, both sides
+    left_near = np.isin(wmparc, range(3001, 3036)).sum()
+    assert 0.3 < left_near / (atlas.labels == 2).sum() < 0.9  # FreeSurfer: ~half of WM
+    assert not np.isin(wmparc[atlas.labels == 2], range(4001, 4036)).any()  # own hemisphere
+
+
+def test_simulated_subject_writes_wmparc_on_request(tmp_path):
+    from mrinet.io.nifti import load_nifti
+    from mrinet.sim.dti_dataset import simulate_dti_cohort
+
+    settings = {**SMALL_COHORT, "phantom": {"anatomy": "mni_aparc", "wmparc": True}}
+    (folder,) = simulate_dti_cohort(tmp_path, 1, seed=3, workers=1, **settings)
+    labels, wmparc = (load_nifti(folder / n)[0] for n in ("aparc+aseg.nii.gz", "wmparc.nii.gz"))
+    wm = np.isin(labels, (2, 41))
+    np.testing.assert_array_equal(wmparc[~wm], labels[~wm])
+    assert np.isin(wmparc[wm], [5001, 5002, *range(3001, 3036), *range(4001, 4036)]).all()
+    with pytest.raises(ConfigError, match=r"phantom\.wmparc"):
+        simulate_dti_cohort(tmp_path / "geo", 1, phantom={"wmparc": True})

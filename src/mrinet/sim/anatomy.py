@@ -257,6 +257,29 @@ def load_atlas() -> Atlas:
     )
 
 
+WMPARC_DEPTH_MM = 5.0
+
+
+@functools.lru_cache(maxsize=1)
+def load_wmparc() -> np.ndarray:
+    """A FreeSurfer-style wmparc on the atlas grid (int32), which the atlas does not ship: as
+    `mri_aparc2aseg --labelwm`, cerebral white matter within 5 mm of the cortex takes its nearest
+    cortical parcel of the same hemisphere + 2000 (3001-3035 left, 4001-4035 right), the rest
+    5001 (left) / 5002 (right); every other code is aparc+aseg's. ~3-5 s, once per process."""
+    from scipy.ndimage import distance_transform_edt
+
+    labels = load_atlas().labels
+    out = labels.copy()
+    for wm, first, unsegmented in ((2, 1000, 5001), (41, 2000, 5002)):
+        parcels = (labels > first) & (labels < first + 100)  # x000 is "unknown": not a parcel
+        dist, nearest = distance_transform_edt(~parcels, return_indices=True)
+        is_wm = labels == wm
+        near = is_wm & (dist <= WMPARC_DEPTH_MM)
+        out[is_wm] = unsegmented
+        out[near] = labels[tuple(n[near] for n in nearest)] + 2000
+    return out
+
+
 # ---- per-subject pose and warp ---------------------------------------------------------------
 
 
@@ -459,6 +482,11 @@ class SubjectAnatomy:
     t1: np.ndarray  # float32, MNI T1 averaged over each voxel (WM ~ 1)
     template: np.ndarray  # (3, X, Y, Z) float32 MNI mm of each voxel centre
     pose: SubjectPose
+    index: np.ndarray | None = None  # flat atlas index of each voxel centre (-1 outside)
+
+    def resample(self, volume: np.ndarray, fill=0) -> np.ndarray:
+        """Another atlas-grid volume (e.g. `load_wmparc()`) at this subject's voxel centres."""
+        return _gather(volume, self.index, fill)
 
 
 def fine_factor(voxel_mm: float) -> int:
@@ -512,6 +540,7 @@ def _sample_subject(atlas, pose, shape, voxel_mm, slab, affine) -> SubjectAnatom
         t1=t1,
         template=template,
         pose=pose,
+        index=index,
     )
 
 

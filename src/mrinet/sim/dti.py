@@ -135,6 +135,7 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
 def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     phantom = params.get("phantom") or {}
     anatomy = resolve_anatomy(phantom.get("anatomy"))
+    wmparc = None
     voxel_mm = float(params["grid"]["voxel_mm"])
     shape = grid_shape(params, anatomy)
     subject = None
@@ -146,6 +147,8 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
             rng, np.asarray(shape) * voxel_mm, float(phantom.get("deform_mm", 2.0))
         )
         subject = atlas_phantom.sample_subject(atlas, pose, shape, voxel_mm)
+        if phantom.get("wmparc"):
+            wmparc = subject.resample(atlas_phantom.load_wmparc()).astype(np.int32)
         tissue, labels = subject.tissue, subject.labels
         tissues = atlas_phantom.MNI_TISSUES
         missing = [n for n in tissues if n != "background" and n not in params["tissues"]]
@@ -166,6 +169,13 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
                 for n, f in fractions.items()
             }
     else:
+        if phantom.get("wmparc"):
+            raise ConfigError(
+                "phantom.wmparc needs the anatomical phantom (the geometric one has no cortical "
+                "parcels)",
+                "data.synthetic.phantom.wmparc",
+                "data.synthetic.phantom.anatomy=mni_aparc, or data.synthetic.phantom.wmparc=false",
+            )
         tissue, labels = make_brain_anatomy(
             shape,
             voxel_mm,
@@ -256,7 +266,9 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
     im = noise_sd * rng.standard_normal(shape)
     t1w = np.sqrt(re * re + im * im).astype(np.float32)
 
+    extra = {} if wmparc is None else {"wmparc": wmparc}
     return {
+        **extra,
         "labels": labels,
         "tissue": tissue,
         "dwi": dwi,

@@ -75,6 +75,9 @@ def _write_subject(
         save_nifti(folder / "T1w" / "T1w_acpc_dc_restore_1.25.nii.gz", sim["t1w"], affine)
         fine, fine_affine = finer_label_grid(sim["labels"], affine)
         save_nifti(folder / "T1w" / "aparc+aseg.nii.gz", fine, fine_affine, dtype=np.int32)
+        if "wmparc" in sim:
+            fine = finer_label_grid(sim["wmparc"], affine)[0]
+            save_nifti(folder / "T1w" / "wmparc.nii.gz", fine, fine_affine, dtype=np.int32)
         record = {**meta, "layout": "hcp", "params": params, "shape": list(sim["labels"].shape)}
         (folder / "simulation.json").write_text(json.dumps(record, indent=2, sort_keys=True))
         return
@@ -83,6 +86,8 @@ def _write_subject(
     save_nifti(folder / "nodif_brain_mask.nii.gz", sim["mask"], affine, dtype=np.uint8)
     save_nifti(folder / "T1w.nii.gz", sim["t1w"], affine, dtype=np.float32)
     save_nifti(folder / "aparc+aseg.nii.gz", sim["labels"], affine, dtype=np.int32)
+    if "wmparc" in sim:  # phantom.wmparc (anatomical phantom): FreeSurfer's wmparc.nii.gz
+        save_nifti(folder / "wmparc.nii.gz", sim["wmparc"], affine, dtype=np.int32)
 
     # maps fitted from exactly the stored data, as a real pipeline would
     fit_cfg = params["fit"]

@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     subjects = sorted(p for p in args.cohort.iterdir() if (p / "aparc+aseg.nii.gz").is_file())
     per = [class_means(p) for p in subjects]
-    print(f"{len(subjects)} subjects in {args.cohort}; mean over subjects (min-max of subject means)")
+    print(
+        f"{len(subjects)} subjects in {args.cohort}; mean over subjects (min-max of subject means)"
+    )
     print(f"{'structure':28s} {'FA':>18s} {'MD um^2/ms':>18s} {'T1w':>8s} {'voxels':>8s}")
     out = {}
     for name in per[0]:

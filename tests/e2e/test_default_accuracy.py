@@ -1,9 +1,11 @@
 """The DTI experiments on the default simulated cohort land in their measured Dice bands.
 
-Figures (docs/tissue_maps.md): dti_mlp test macro Dice ~0.66 (thalamus ~0.57, corpus callosum
-~0.41: FreeSurfer's midline slab cannot be told from the callosal white matter beside it by
-DTI values), dti_mlp_context ~0.93 (thalamus ~0.96, corpus callosum ~0.82), dti_unet ~0.95
-(thalamus ~0.96, corpus callosum ~0.89: the issue's target, macro >= 0.92, every class >= 0.85).
+Figures on the anatomical cohort (issue 27, docs/tissue_maps.md "Real anatomy"): dti_mlp test
+macro Dice ~0.56-0.58 (thalamus ~0.25-0.33: partial-volume white matter looks like thalamus;
+corpus callosum ~0.46: FreeSurfer's midline slab cannot be told from the callosal white matter
+beside it by DTI values; gradient boosting lands at the same place), dti_mlp_context ~0.94
+(thalamus ~0.95, corpus callosum ~0.88), dti_unet: the issue's target, macro >= 0.92, every
+class >= 0.85.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ def _train(tmp_path, data_dir, cli, experiment: str, threads: int = 1) -> dict:
 
 @pytest.mark.slow
 def test_dti_mlp_default_dice_band(tmp_path, data_dir, cli):
-    """Voxel-only: WM near perfect, thalamus ~0.57, the midline callosum barely separable."""
+    """Voxel-only: WM ~0.97, thalamus ~0.25-0.33, the midline callosum barely separable."""
     test = _train(tmp_path, data_dir, cli, "dti_mlp")
-    assert 0.60 <= test["test/dice_macro"] <= 0.75, test
-    assert test["test/dice_cortical_wm"] >= 0.98 and test["test/dice_thalamus"] >= 0.50, test
-    assert test["test/acc"] >= 0.95, test
+    assert 0.50 <= test["test/dice_macro"] <= 0.66, test
+    assert test["test/dice_cortical_wm"] >= 0.94 and test["test/dice_thalamus"] >= 0.18, test
+    assert test["test/acc"] >= 0.92, test
 
 
 @pytest.mark.slow

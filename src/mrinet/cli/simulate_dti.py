@@ -34,8 +34,16 @@ def main(argv: list[str] | None = None) -> list[Path]:
     )
     parser.add_argument("--shape", type=int, nargs=3, help="grid X Y Z")
     parser.add_argument("--voxel-mm", type=float, help="isotropic voxel size (mm)")
+    parser.add_argument(
+        "--anatomy",
+        choices=["geometric", "mni_aparc", "auto"],
+        help="phantom: mni_aparc (FreeSurfer aparc+aseg + MNI T1, the training default) or "
+        "geometric (the ellipsoid phantom; the default here)",
+    )
     args = parser.parse_args(argv)
     overrides: dict = {}
+    if args.anatomy:
+        overrides["phantom"] = {"anatomy": args.anatomy}
     if args.scheme:
         overrides["scheme"] = args.scheme
     if args.snr is not None:

@@ -37,7 +37,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
         default=["T2w"],
         help="one contrast, or several that volumes take in turn",
     )
-    p.add_argument("--anatomy", default=None, help="magnitude NIfTI volume instead of the phantom")
+    p.add_argument(
+        "--anatomy",
+        default=None,
+        help="geometric (the default), mni_aparc (FreeSurfer aparc+aseg + MNI T1) or a "
+        "magnitude NIfTI volume",
+    )
     p.add_argument("--readout-oversampling", type=int, default=1, choices=[1, 2])
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

@@ -15,7 +15,8 @@ from importlib import resources
 
 import numpy as np
 
-from mrinet.errors import check_choice
+from mrinet.errors import ConfigError, check_choice
+from mrinet.sim.anatomy import auto_shape, check_voxel_mm, resolve_anatomy
 from mrinet.sim.phantom import TISSUES, make_brain_anatomy, tissue_fractions
 
 PRESETS = ("lecture", "literature")
@@ -106,22 +107,86 @@ def _add_rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> n
     return torch.hypot(re, im).numpy()
 
 
+def grid_shape(params: dict, anatomy: str) -> tuple[int, int, int]:
+    """The cohort grid: `grid.shape`, or `auto`: the anatomical phantom's field of view
+    (anatomy.FOV_MM), or the geometric phantom's 144 x 176 x 144 mm, at `grid.voxel_mm`."""
+    grid = params["grid"]
+    voxel_mm = float(grid["voxel_mm"])
+    if anatomy == "mni_aparc":
+        check_voxel_mm(voxel_mm)
+    shape = grid.get("shape", "auto")
+    if shape is None or shape == "auto":
+        if anatomy == "mni_aparc":
+            return auto_shape(voxel_mm)
+        return tuple(2 * int(np.ceil(f / voxel_mm / 2.0)) for f in (144.0, 176.0, 144.0))
+    return tuple(int(n) for n in shape)
+
+
 def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """One subject: labels (X,Y,Z) int32 (FreeSurfer's view), tissue (X,Y,Z) int32 (what the
     signals come from), dwi (X,Y,Z,N) (dtype `dwi_dtype`), bvals (N,), bvecs (N,3), t1w (X,Y,Z)
     float32, mask (X,Y,Z) bool, and the pure-tissue ground truth ad/rd (um^2/ms)."""
-    shape = tuple(int(n) for n in params["grid"]["shape"])
+    from mrinet.sim.anatomy import single_threaded_blas
+
+    with single_threaded_blas():
+        return _simulate_subject(params, rng)
+
+
+def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     phantom = params.get("phantom") or {}
-    tissue, labels = make_brain_anatomy(
-        shape,
-        float(params["grid"]["voxel_mm"]),
-        rng,
-        phantom.get("cc_label_half_width_mm"),
-        phantom.get("cc_label_slab", "midline"),
-    )
-    bvals, bvecs = make_scheme(params, rng)
-    # partial volume mixes tissues, so fractions come from the tissue volume, not the labels
-    fractions = tissue_fractions(tissue, float(params["partial_volume_sigma_vox"]))
+    anatomy = resolve_anatomy(phantom.get("anatomy"))
+    wmparc = None
+    voxel_mm = float(params["grid"]["voxel_mm"])
+    shape = grid_shape(params, anatomy)
+    subject = None
+    if anatomy == "mni_aparc":
+        from mrinet.sim import anatomy as atlas_phantom
+
+        atlas = atlas_phantom.load_atlas()
+        pose = atlas_phantom.random_pose(
+            rng, np.asarray(shape) * voxel_mm, float(phantom.get("deform_mm", 2.0))
+        )
+        subject = atlas_phantom.sample_subject(atlas, pose, shape, voxel_mm)
+        if phantom.get("wmparc"):
+            wmparc = subject.resample(atlas_phantom.load_wmparc()).astype(np.int32)
+        tissue, labels = subject.tissue, subject.labels
+        tissues = atlas_phantom.MNI_TISSUES
+        missing = [n for n in tissues if n != "background" and n not in params["tissues"]]
+        if missing:
+            raise ConfigError(
+                f"the anatomical phantom needs tissue parameters for {missing}",
+                "data.synthetic.preset",
+                "data.synthetic.preset=literature, or data.synthetic.phantom.anatomy=geometric",
+            )
+        bvals, bvecs = make_scheme(params, rng)
+        fractions = dict(subject.fractions)
+        sigma_pv = float(params["partial_volume_sigma_vox"])
+        if sigma_pv > 0:  # the acquisition's point spread on top of the voxel's own average
+            from scipy.ndimage import gaussian_filter
+
+            fractions = {
+                n: gaussian_filter(f, sigma=sigma_pv, mode="nearest", truncate=3.0)
+                for n, f in fractions.items()
+            }
+    else:
+        if phantom.get("wmparc"):
+            raise ConfigError(
+                "phantom.wmparc needs the anatomical phantom (the geometric one has no cortical "
+                "parcels)",
+                "data.synthetic.phantom.wmparc",
+                "data.synthetic.phantom.anatomy=mni_aparc, or data.synthetic.phantom.wmparc=false",
+            )
+        tissue, labels = make_brain_anatomy(
+            shape,
+            voxel_mm,
+            rng,
+            phantom.get("cc_label_half_width_mm"),
+            phantom.get("cc_label_slab", "midline"),
+        )
+        tissues = TISSUES
+        bvals, bvecs = make_scheme(params, rng)
+        # partial volume mixes tissues, so fractions come from the tissue volume, not the labels
+        fractions = tissue_fractions(tissue, float(params["partial_volume_sigma_vox"]))
     head = fractions["background"] < 0.999
     n_head = int(head.sum())
     rho = float(params["smooth_fraction"])
@@ -134,7 +199,15 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
     smooth = _smooth_field(shape, 4.0, rng, n=3)[:, head]
     orient = _smooth_field(shape, float(params["orientation_smooth_vox"]), rng, n=3)[:, head]
     spread = np.tan(np.deg2rad(float(params["cc_orientation_spread_deg"])))
-    for name in TISSUES:
+    fibres = None
+    if subject is not None:  # orientations the anatomy dictates, in the subject's pose
+        fibres = atlas_phantom.fibre_orientations(
+            atlas, subject.template[:, head], subject.pose.linear, orient
+        )
+        # the callosum's angular spread, as in the geometric phantom
+        cc_dir = fibres["cc"] + spread * np.cross(fibres["cc"].T, orient.T).T
+        fibres["cc"] = cc_dir / np.linalg.norm(cc_dir, axis=0, keepdims=True)
+    for name in tissues:
         if name == "background":
             continue
         tp = params["tissues"][name]
@@ -144,7 +217,8 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
         rd = np.clip(rd, 0.05, None)
         ad = np.maximum(ad, rd)
         t1 = _varying(tp["t1w"], smooth[2], n_head, rho, rng)
-        t1w_head += frac * t1
+        if subject is None:
+            t1w_head += frac * t1
         sel = frac > 0.999
         pure = np.zeros(shape, dtype=bool)
         pure[head] = sel
@@ -152,7 +226,9 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
         idx = np.flatnonzero(frac > 1e-3)
         if idx.size == 0:
             continue
-        if name == "cc":  # left-right fibres, small angular spread
+        if fibres is not None:
+            v = fibres.get(name, fibres["default"])[:, idx].T.copy()
+        elif name == "cc":  # left-right fibres, small angular spread
             v = np.stack([np.ones(idx.size), spread * orient[1, idx], spread * orient[2, idx]], 1)
         else:
             v = orient[:, idx].T.astype(np.float64)
@@ -177,6 +253,8 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
     dwi = np.zeros((*shape, bvals.size), dtype=dtype)
     dwi[head] = signal
 
+    if subject is not None:  # the MNI T1 averaged over each voxel, in the preset's WM units
+        t1w_head = subject.t1[head].astype(np.float64) * float(params["tissues"]["wm"]["t1w"][0])
     t1p = params["t1w"]
     field = _smooth_field(shape, 12.0, rng)[0]
     field = np.clip(field - field[head].mean(), -2.0, 2.0)  # zero mean over the head
@@ -188,14 +266,17 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
     im = noise_sd * rng.standard_normal(shape)
     t1w = np.sqrt(re * re + im * im).astype(np.float32)
 
+    extra = {} if wmparc is None else {"wmparc": wmparc}
     return {
+        **extra,
         "labels": labels,
         "tissue": tissue,
         "dwi": dwi,
         "bvals": bvals,
         "bvecs": bvecs,
         "t1w": t1w,
-        "mask": labels > 0,
+        # the head: FreeSurfer leaves sulcal CSF unlabelled, a brain mask does not
+        "mask": labels > 0 if subject is None else fractions["background"] < 0.5,
         "true_ad": truth_ad,
         "true_rd": truth_rd,
     }

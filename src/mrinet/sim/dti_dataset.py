@@ -74,6 +74,9 @@ def _write_subject(
         save_nifti(folder / "T1w" / "T1w_acpc_dc_restore_1.25.nii.gz", sim["t1w"], affine)
         fine, fine_affine = finer_label_grid(sim["labels"], affine)
         save_nifti(folder / "T1w" / "aparc+aseg.nii.gz", fine, fine_affine, dtype=np.int32)
+        if "wmparc" in sim:
+            fine = finer_label_grid(sim["wmparc"], affine)[0]
+            save_nifti(folder / "T1w" / "wmparc.nii.gz", fine, fine_affine, dtype=np.int32)
         record = {**meta, "layout": "hcp", "params": params, "shape": list(sim["labels"].shape)}
         (folder / "simulation.json").write_text(json.dumps(record, indent=2, sort_keys=True))
         return
@@ -82,6 +85,8 @@ def _write_subject(
     save_nifti(folder / "nodif_brain_mask.nii.gz", sim["mask"], affine, dtype=np.uint8)
     save_nifti(folder / "T1w.nii.gz", sim["t1w"], affine, dtype=np.float32)
     save_nifti(folder / "aparc+aseg.nii.gz", sim["labels"], affine, dtype=np.int32)
+    if "wmparc" in sim:  # phantom.wmparc (anatomical phantom): FreeSurfer's wmparc.nii.gz
+        save_nifti(folder / "wmparc.nii.gz", sim["wmparc"], affine, dtype=np.int32)
 
     # maps fitted from exactly the stored data, as a real pipeline would
     fit_cfg = params["fit"]
@@ -112,9 +117,13 @@ def simulate_dti_cohort(
     seed: int = 0,
     preset: str = "literature",
     layout: str = "flat",
+    workers: int | None = None,
     **params,
 ) -> list[Path]:
     """Write `subjects` folders sub-000, sub-001, ... under out_dir; existing folders are kept.
+
+    `workers` processes simulate subjects in parallel (None: `cohort_workers`, one per torch
+    thread for the anatomical phantom; the subjects do not depend on it).
 
     `layout="hcp"` writes each as an HCP 1200 subject as downloaded (HCP_SUBJECT_FILES, labels
     on a 2x finer grid); `flat` (the default) one folder of maps, DWI and labels.
@@ -122,22 +131,63 @@ def simulate_dti_cohort(
     Subject i is drawn from numpy's Generator seeded with (seed, i), so a rerun that resumes
     after an interruption, or asks for more subjects, gives the same subjects as a single run.
     """
-    from mrinet.io.atomic import atomic_dir, remove_stale_temporaries
+    from mrinet.io.atomic import remove_stale_temporaries
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     out_dir = Path(out_dir)
     remove_stale_temporaries(out_dir)  # half-written subjects of a killed run
     full = cohort_params(preset, **params)
-    paths = []
-    for i in range(int(subjects)):
-        folder = out_dir / f"sub-{i:03d}"
-        if not folder.is_dir():
-            with atomic_dir(folder) as tmp:
-                meta = {"preset": preset, "seed": int(seed), "subject": i, "rng": [int(seed), i]}
-                _write_subject(tmp, full, np.random.default_rng([int(seed), i]), meta, layout)
-        paths.append(folder)
+    paths = [out_dir / f"sub-{i:03d}" for i in range(int(subjects))]
+    jobs = [(p, full, int(seed), i, preset, layout) for i, p in enumerate(paths) if not p.is_dir()]
+    n_workers = cohort_workers(full, len(jobs)) if workers is None else int(workers)
+    if n_workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        spawn = multiprocessing.get_context("spawn")  # no fork of a process running torch
+        with ProcessPoolExecutor(min(n_workers, len(jobs)), mp_context=spawn) as pool:
+            list(pool.map(_write_job, jobs))
+    else:
+        for job in jobs:
+            _write_job(job)
     return paths
+
+
+def cohort_workers(params: dict, n_subjects: int) -> int:
+    """Processes that simulate a cohort: one per torch thread (so extras.num_threads=1 keeps
+    one core), up to 4, for the anatomical phantom only (a geometric subject costs less than a
+    process start)."""
+    from mrinet.sim.anatomy import resolve_anatomy
+
+    anatomy = (params.get("phantom") or {}).get("anatomy")
+    if n_subjects < 2 or resolve_anatomy(anatomy) != "mni_aparc":
+        return 1
+    import torch
+
+    return max(1, min(4, torch.get_num_threads(), n_subjects))
+
+
+def _write_job(job) -> Path:
+    """Write one subject folder atomically (a process pool's unit of work)."""
+    import torch
+
+    from mrinet.io.atomic import atomic_dir
+
+    folder, full, seed, i, preset, layout = job
+    if torch.get_num_threads() > 1 and multiprocessing_child():
+        torch.set_num_threads(1)  # the pool already uses the cores
+    with atomic_dir(folder) as tmp:
+        meta = {"preset": preset, "seed": seed, "subject": i, "rng": [seed, i]}
+        _write_subject(tmp, full, np.random.default_rng([seed, i]), meta, layout)
+    return folder
+
+
+def multiprocessing_child() -> bool:
+    """Whether this is a worker process of a pool (not the main process)."""
+    import multiprocessing
+
+    return multiprocessing.parent_process() is not None
 
 
 if __name__ == "__main__":  # the old command path; the command is mrinet.cli.simulate_dti

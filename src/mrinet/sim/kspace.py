@@ -32,6 +32,14 @@ CONTRASTS: dict[str, dict[str, float]] = {
         "cc": 0.88,
     },
 }
+#: T2w signal of the anatomical phantom's further tissue groups (mrinet.sim.anatomy): deep grey
+#: matter between cortex and thalamus, the iron-rich pallidum darker, brain stem like white
+#: matter. Its T1w images come from the MNI152 T1 itself (white matter at CONTRASTS' level).
+ANATOMY_T2W = {**CONTRASTS["T2w"], "deep_gm": 0.52, "pallidum": 0.40, "brainstem": 0.40}
+#: world z (mm, about MNI z) of the first and last axial slice of an anatomical volume:
+#: ventricles, basal ganglia, thalamus, corpus callosum and the cortex above
+ANATOMY_SLAB_MM = (-8.0, 48.0)
+ANATOMY_FOV_MM = 220.0
 
 
 def _smooth_field(shape: tuple[int, int], rng: np.random.Generator, cutoff: int = 4) -> np.ndarray:
@@ -62,6 +70,13 @@ def phantom_slices(
     fractions = tissue_fractions(labels, sigma_vox=0.5, tissues=TISSUES)
     image = sum(CONTRASTS[contrast][name] * frac[..., idx] for name, frac in fractions.items())
     # (X, Y, Z) with X right->left -> radiological display (slices, rows = anterior->posterior)
+    return _display(image, size, rng)
+
+
+def _display(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """(X, Y, slices) images -> (slices, size, size) float32 in radiological display (rows
+    anterior -> posterior), bicubic to size x size, with a mild smooth texture."""
+    slices = image.shape[-1]
     image = np.ascontiguousarray(np.moveaxis(image, -1, 0).transpose(0, 2, 1)[:, ::-1])
     up = (
         torch.nn.functional.interpolate(
@@ -75,6 +90,48 @@ def phantom_slices(
     )
     texture = np.stack([1 + 0.04 * _smooth_field((size, size), rng, 12) for _ in range(slices)])
     return (up * texture).astype(np.float32)
+
+
+def anatomy_slices(
+    size: int, slices: int, rng: np.random.Generator, contrast: str = "T2w", voxel_mm: float = 2.5
+) -> np.ndarray:
+    """Magnitude images (slices, size, size) float32 of axial slices of an anatomical subject
+    (mrinet.sim.anatomy: FreeSurfer aparc+aseg + MNI152 T1 with its own pose and warp).
+
+    Each slice is sampled at `voxel_mm` in-plane and through-plane with partial volume from the
+    1 mm atlas, over ANATOMY_FOV_MM square, at evenly spaced heights ANATOMY_SLAB_MM; T2w mixes
+    per-tissue signals (ANATOMY_T2W), T1w is the MNI T1 (white matter at 0.82, as CONTRASTS).
+    """
+    from mrinet.sim import anatomy
+
+    if contrast not in CONTRASTS:
+        raise ValueError(f"contrast must be one of {sorted(CONTRASTS)}, got {contrast!r}")
+    voxel_mm = anatomy.check_voxel_mm(voxel_mm)
+    atlas = anatomy.load_atlas()
+    with anatomy.single_threaded_blas():
+        image = _anatomy_image(atlas, slices, rng, contrast, voxel_mm)
+    return _display(image, size, rng)
+
+
+def _anatomy_image(atlas, slices: int, rng, contrast: str, voxel_mm: float) -> np.ndarray:
+    """(X, Y, slices) images of one anatomical subject (see anatomy_slices)."""
+    from mrinet.sim import anatomy
+
+    n = 2 * round(ANATOMY_FOV_MM / voxel_mm / 2)
+    pose = anatomy.random_pose(rng, (ANATOMY_FOV_MM, ANATOMY_FOV_MM, 172.0))
+    image = np.zeros((n, n, slices), dtype=np.float32)
+    for s, z in enumerate(np.linspace(*ANATOMY_SLAB_MM, slices)):
+        affine = np.diag([-voxel_mm, voxel_mm, voxel_mm, 1.0])
+        affine[:3, 3] = [voxel_mm * (n - 1) / 2, -voxel_mm * (n - 1) / 2, z]
+        subject = anatomy.sample_subject(atlas, pose, (n, n, 1), voxel_mm, affine=affine)
+        if contrast == "T1w":
+            head = 1.0 - subject.fractions["background"]
+            image[..., s] = CONTRASTS["T1w"]["wm"] * subject.t1[..., 0] * (head[..., 0] > 0)
+        else:
+            image[..., s] = sum(
+                ANATOMY_T2W[name] * frac[..., 0] for name, frac in subject.fractions.items()
+            )
+    return image
 
 
 def nifti_slices(volume: np.ndarray, size: int, slices: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 
 from mrinet.sim.kspace import (
     CONTRASTS,
+    anatomy_slices,
     draw_snr,
     nifti_slices,
     noise_std,
@@ -44,7 +45,9 @@ def simulate_kspace_dataset(
 
     Volume i draws from `numpy.random.default_rng([seed, i])`, so files are identical whether
     made in one run or resumed: finished files are skipped, each file is written atomically.
-    `anatomy` = None uses the digital brain phantom; a NIfTI path uses that magnitude volume.
+    `anatomy` = None or "geometric" uses the geometric brain phantom, "mni_aparc" the anatomical
+    one (FreeSurfer aparc+aseg + MNI152 T1, a pose and warp per volume: mrinet.sim.anatomy), a
+    NIfTI path that magnitude volume.
     `snr` (mean brain signal / noise std per coil and sample) is one value, or a range
     [low, high] from which each volume draws its own (log-uniform); the file records the
     volume's SNR and noise std in its simulation attributes. `contrast` is one of
@@ -58,7 +61,8 @@ def simulate_kspace_dataset(
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)  # half-written volumes of a killed run
     source = None
-    if anatomy is not None:
+    phantoms = {None: "phantom", "geometric": "phantom", "mni_aparc": "mni_aparc"}
+    if anatomy not in phantoms:
         from mrinet.io.nifti import load_nifti
 
         source = load_nifti(anatomy, ndim=3)[0]
@@ -72,7 +76,7 @@ def simulate_kspace_dataset(
         "contrast": contrast if isinstance(contrast, str) else [str(c) for c in contrast],
         "voxel_mm": voxel_mm,
         "readout_oversampling": readout_oversampling,
-        "anatomy": "phantom" if anatomy is None else str(anatomy),
+        "anatomy": phantoms.get(anatomy, str(anatomy)),
     }
     contrasts = [contrast] if isinstance(contrast, str) else [str(c) for c in contrast]
     unknown = sorted(set(contrasts) - set(CONTRASTS))
@@ -86,7 +90,9 @@ def simulate_kspace_dataset(
         if path.exists():
             continue
         rng = np.random.default_rng([seed, i])
-        if source is None:
+        if anatomy == "mni_aparc":
+            images = anatomy_slices(size, slices, rng, contrast=volume_contrast, voxel_mm=voxel_mm)
+        elif source is None:
             images = phantom_slices(size, slices, rng, contrast=volume_contrast, voxel_mm=voxel_mm)
         else:
             images = nifti_slices(source, size, slices)

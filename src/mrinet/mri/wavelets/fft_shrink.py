@@ -73,6 +73,20 @@ class FourierShrink:
         self._plans[key] = plan
         return plan
 
+    def fft_shapes(self, batch: int) -> list[tuple[str, tuple[int, ...]]]:
+        """The FFTs one call on `batch` images runs, as (torch.fft function, input shape)."""
+        sizes = [(self.padded[0] >> i, self.padded[1] >> i) for i in range(self.levels + 1)]
+        details = [(batch, 3, h, w) for h, w in sizes[1:]]
+        coarse = (batch, *sizes[-1])
+        return [
+            ("fft2", (batch, *self.padded)),
+            *(("ifft2", shape) for shape in details),
+            ("ifft2", coarse),
+            ("fft2", coarse),
+            *(("fft2", shape) for shape in details),
+            ("ifft2", (batch, *self.padded)),
+        ]
+
     def __call__(self, image: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
         """Complex (B, H, W), threshold scalar or (B, 1) -> complex (B, H, W).
 

@@ -5,6 +5,11 @@ prints PSNR of both vs the fully sampled coil-combined image, median times per s
 run alternately, so load drifts hit both), and the speed ratio (sigpy / ours) as the last line.
 Times are process CPU times (both run on one thread): on a shared, loaded machine wall time
 also counts the time other processes hold the core; wall-time medians are printed too.
+FFT floor (issue 26): the FFTs one FISTA iteration must run (A^H A as compressed in the solve,
+and the wavelet shrink's; listed by `SenseOperator.normal_fft_shapes` and
+`Wavelet2d.shrink_fft_shapes`) are timed alone on tensors of the same shapes, alternating with
+solves of --iterations and of 0 iterations; the line before the last prints in-solve
+iteration time / floor (median of per-repeat ratios; target <= 1.5x).
 
 Batched mode (`--device cuda`, or `--batch N` with N > 1): after the CPU comparison, the same
 problem repeated N times is solved as one (N, C, H, W) batch in one `pics_reconstruct` call on
@@ -172,11 +177,9 @@ def fft_floor(kspace, mask, maps, wavelet: str):
             fn(x)
 
     rows = sum(math.prod(s[:-1]) for name, s in listed if name in ("fft", "ifft"))
-    images = sum(math.prod(s[:-2]) for name, s in listed if name in ("fft2", "ifft2"))
-    note = (
-        f"{len(listed)} FFT calls: A^H A {len(listed) - len(shrink)} ({rows} 1-D rows of "
-        f"{kspace.shape[-1]} in all), shrink {len(shrink)} (2-D, {images} images of all sizes)"
-    )
+    normal = f"{rows} 1-D rows of {kspace.shape[-1]} in all" if rows else "2-D"
+    note = f"{len(listed)} FFT calls: A^H A {len(listed) - len(shrink)} ({normal}), shrink "
+    note += f"{len(shrink)} 2-D"
     return run_ffts, note
 
 

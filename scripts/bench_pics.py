@@ -5,6 +5,11 @@ prints PSNR of both vs the fully sampled coil-combined image, median times per s
 run alternately, so load drifts hit both), and the speed ratio (sigpy / ours) as the last line.
 Times are process CPU times (both run on one thread): on a shared, loaded machine wall time
 also counts the time other processes hold the core; wall-time medians are printed too.
+FFT floor (issue 26): the FFTs one FISTA iteration must run (A^H A as compressed in the solve,
+and the wavelet shrink's; listed by `SenseOperator.normal_fft_shapes` and
+`Wavelet2d.shrink_fft_shapes`) are timed alone on tensors of the same shapes, alternating with
+solves of --iterations and of 0 iterations; the line before the last prints in-solve
+iteration time / floor (median of per-repeat ratios; target <= 1.5x).
 
 Batched mode (`--device cuda`, or `--batch N` with N > 1): after the CPU comparison, the same
 problem repeated N times is solved as one (N, C, H, W) batch in one `pics_reconstruct` call on
@@ -32,6 +37,7 @@ Usage: PYTHONPATH=src python scripts/bench_pics.py [--repeats 5] [--wavelet db4|
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -42,9 +48,18 @@ import torch
 from mrinet.mri import fft2c, ifft2c
 from mrinet.mri.coils import espirit_maps
 from mrinet.mri.masks import RandomMask
-from mrinet.mri.pics import DEFAULT_WAVELET, data_scale, pics_reconstruct, zero_filled
+from mrinet.mri.pics import (
+    DEFAULT_WAVELET,
+    PICS_COIL_TOLERANCE,
+    data_scale,
+    pics_reconstruct,
+    zero_filled,
+)
+from mrinet.mri.sense import SenseOperator
+from mrinet.mri.wavelets import Wavelet2d
 
 PSNR_MARGIN_DB = 0.3  # issue 8: PSNR within 0.3 dB of sigpy on the same problem
+FLOOR_TARGET = 1.5  # issue 26: an in-solve iteration <= 1.5x the FFTs it must run
 GPU_GOAL_SLICES_PER_S = 300.0  # issue 8: batched PI-CS on an H100
 DEFAULT_GPU_BATCH = 64
 _WAVELET_NOTE = {
@@ -92,6 +107,8 @@ class BenchResult:
     ratio: float  # batched slices/s / CPU per-slice rate in batched mode, else cpu_ratio
     lam_rows: list | None = None  # --lam-study: one LamRow per image and noise level
     volume_rows: list | None = None  # --lam-study: one VolumeRow per noise level and size
+    floor_ratio: float | None = None  # in-solve iteration / its FFT floor (CPU time)
+    floor_ms: float | None = None  # the FFT floor of one iteration (CPU time)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -137,6 +154,54 @@ def batched_throughput(
         max_rel_diff=diff / float(single.abs().max()),
         psnr_db=min(_psnr(o, reference) for o in out),
     )
+
+
+def fft_floor(kspace, mask, maps, wavelet: str):
+    """(function running one iteration's FFTs, description): the FFTs `pics_reconstruct`'s
+    operator (A^H A, compressed as in the solve) and its wavelet shrink run per iteration,
+    on fresh tensors of the same shapes, with nothing else (the floor of an iteration)."""
+    m = torch.as_tensor(mask)
+    while m.dim() < 4:
+        m = m[None]
+    op = SenseOperator(maps, m[:, :1], PICS_COIL_TOLERANCE)
+    shrink = Wavelet2d(tuple(kspace.shape[-2:]), wavelet).shrink_fft_shapes(kspace.shape[0])
+    listed = op.normal_fft_shapes() + shrink
+    g = torch.Generator().manual_seed(0)
+    calls = [
+        (getattr(torch.fft, name), torch.randn(shape, generator=g, dtype=torch.complex64))
+        for name, shape in listed
+    ]
+
+    def run_ffts():
+        for fn, x in calls:
+            fn(x)
+
+    rows = sum(math.prod(s[:-1]) for name, s in listed if name in ("fft", "ifft"))
+    normal = f"{rows} 1-D rows of {kspace.shape[-1]} in all" if rows else "2-D"
+    note = f"{len(listed)} FFT calls: A^H A {len(listed) - len(shrink)} ({normal}), shrink "
+    note += f"{len(shrink)} 2-D"
+    return run_ffts, note
+
+
+def _cpu_time(fn, count: int = 1) -> float:
+    t0 = time.process_time()
+    for _ in range(count):
+        fn()
+    return (time.process_time() - t0) / count
+
+
+def floor_comparison(solve, run_ffts, iterations: int, repeats: int) -> tuple[float, float, float]:
+    """Median over alternating repeats of (in-solve iteration, FFT floor, their ratio), CPU
+    time; an iteration is (solve - the same solve with 0 iterations) / iterations."""
+    solve(iterations), solve(0), run_ffts()  # warm-up: FFT plans, caches
+    its, floors, ratios = [], [], []
+    for _ in range(repeats):
+        it = (_cpu_time(lambda: solve(iterations)) - _cpu_time(lambda: solve(0))) / iterations
+        floor = _cpu_time(run_ffts, iterations)
+        its.append(it)
+        floors.append(floor)
+        ratios.append(it / floor)
+    return statistics.median(its), statistics.median(floors), statistics.median(ratios)
 
 
 def run(argv: list[str] | None = None) -> BenchResult:
@@ -195,9 +260,9 @@ def run(argv: list[str] | None = None) -> BenchResult:
     scale = float(data_scale(zero_filled(undersampled, mask, maps))[0])
     lam = 0.01
 
-    def ours():
+    def ours(iterations: int = args.iterations):
         return pics_reconstruct(
-            undersampled, mask, maps, lam=lam, iterations=args.iterations, wavelet=args.wavelet
+            undersampled, mask, maps, lam=lam, iterations=iterations, wavelet=args.wavelet
         )[0]
 
     def theirs():
@@ -241,13 +306,31 @@ def run(argv: list[str] | None = None) -> BenchResult:
         print(f"  higher, not worse: {_WAVELET_NOTE.get(args.wavelet, 'different wavelet levels')}")
     wall_ratio = statistics.median(walls["sigpy"]) / statistics.median(walls["mrinet"])
     print(f"wall-time ratio sigpy/mrinet: {wall_ratio:.2f}x")
+    run_ffts, note = fft_floor(undersampled, mask, maps, args.wavelet)
+    it, floor, floor_ratio = floor_comparison(ours, run_ffts, args.iterations, args.repeats)
+    print(
+        f"FFT floor {floor * 1e3:.3f} ms per iteration ({note}); in-solve iteration "
+        f"{it * 1e3:.3f} ms (solve minus set-up, CPU time, medians of {args.repeats})"
+    )
+    print(
+        f"iteration / FFT floor ({args.wavelet}, {args.threads} thread(s), CPU time, median of "
+        f"{args.repeats} alternating runs, load {_load()}): {floor_ratio:.2f}x "
+        f"(target <= {FLOOR_TARGET}x)"
+    )
     ratio = results["sigpy"][0] / results["mrinet"][0]
     print(
         f"speed ratio sigpy/mrinet per slice (CPU time, {args.iterations} iterations, "
         f"{args.wavelet}, {args.threads} thread(s), load {_load()}): {ratio:.2f}x"
     )
     mrinet_wall = statistics.median(walls["mrinet"])
-    result = BenchResult(cpu_ratio=ratio, mrinet_wall_s=mrinet_wall, batched=None, ratio=ratio)
+    result = BenchResult(
+        cpu_ratio=ratio,
+        mrinet_wall_s=mrinet_wall,
+        batched=None,
+        ratio=ratio,
+        floor_ratio=floor_ratio,
+        floor_ms=floor * 1e3,
+    )
     if device.type == "cpu" and batch == 1:
         return result
 

@@ -179,6 +179,16 @@ class SenseOperator:
             torch.sum(coil_images.mul_(maps_conj), dim=1, out=out[:, rows])
         return out
 
+    def normal_fft_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """The FFTs one `normal` call runs, as (torch.fft function, input shape): the floor an
+        iteration cannot beat (scripts/bench_pics.py times them)."""
+        if self.full:
+            return []
+        if self.columns:
+            return [(f, tuple(maps.shape)) for _, maps, _ in self._blocks for f in ("fft", "ifft")]
+        maps = (self._normal_maps or (self.coil_maps,))[0]
+        return [("fft2", tuple(maps.shape)), ("ifft2", tuple(maps.shape))]
+
     def lipschitz(self) -> torch.Tensor:
         """Upper bound of ||A^H A|| per slice (B,): max over pixels of sum_c |S_c|^2."""
         if self._lipschitz is None:

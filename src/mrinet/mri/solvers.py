@@ -19,6 +19,16 @@ def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return d.reshape(-1, *([1] * (a.dim() - 1)))
 
 
+def as_real(t: torch.Tensor) -> torch.Tensor:
+    """The real view (..., 2) of a complex tensor (torch's real kernels are faster than its
+    complex ones for adds and lerps), a real tensor as it is."""
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def _like(like: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_complex(real) if like.is_complex() else real
+
+
 def conjugate_gradient(
     normal: Operator,
     rhs: torch.Tensor,
@@ -59,12 +69,20 @@ def fista(
     x = x0.clone()
     z = x0.clone()
     t = 1.0
+    # one slice (the CPU default): a Python scalar step, as add's alpha, is ~1.5x faster than
+    # a broadcast complex x real addcmul
+    scalar = float(step.reshape(-1)[0]) if step.numel() == 1 else None
     for _ in range(iterations):
-        v = torch.addcmul(z, gradient(z), step, value=-1)
+        if scalar is None:
+            v = torch.addcmul(z, gradient(z), step, value=-1)
+        else:
+            v = _like(z, torch.add(as_real(z), as_real(gradient(z)), alpha=-scalar))
         x_new = prox(v, step)
         t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
         momentum = (t - 1.0) / t_new
-        # z = x_new + momentum (x_new - x), written into x's buffer in two passes
-        z = torch.mul(x, -momentum, out=x).add_(x_new, alpha=1.0 + momentum)
+        # z = x_new + momentum (x_new - x) = lerp(x, x_new, 1 + momentum), one pass in x's
+        # buffer; on the real view: complex lerp is ~6x slower, complex mul + add ~2.4x
+        as_real(x).lerp_(as_real(x_new), 1.0 + momentum)
+        z = x
         x, t = x_new, t_new
     return x

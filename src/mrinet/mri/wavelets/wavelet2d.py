@@ -47,6 +47,11 @@ class Wavelet2d:
             return self._shrink(image.to(_complex_of(image.dtype)), threshold).real
         return self._shrink(image, threshold)
 
+    def shrink_fft_shapes(self, batch: int) -> list[tuple[str, tuple[int, ...]]]:
+        """The FFTs one `shrink` of `batch` images runs, (torch.fft function, input shape):
+        none for Haar; the Fourier-domain shrink's otherwise (the FFT floor of the prior)."""
+        return self._shrink.fft_shapes(batch) if isinstance(self._shrink, FourierShrink) else []
+
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         """(B, H, W) -> coefficients: [details (B, 3, h_l, w_l) per level..., approx]."""
         padded = image.new_zeros(image.shape[0], *self.padded)

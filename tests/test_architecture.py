@@ -24,6 +24,7 @@ LAYERS = [
             "mrinet.train",
             "mrinet.eval",
             "mrinet.predict",
+            "mrinet.export",
             "mrinet.reconstruct",
             "mrinet.cli",
             "hydra_plugins",  # mrinet's SLURM launcher and Optuna sweeper (src/hydra_plugins)

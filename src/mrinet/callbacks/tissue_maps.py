@@ -31,7 +31,7 @@ class TissueMapLogger(pl.Callback):
         import numpy as np
         import torch
 
-        from mrinet.models.figures import tissue_map_figure
+        from mrinet.callbacks.figures import tissue_map_figure
 
         maps, true = example["maps"], example["classes"]
         features = list(maps)

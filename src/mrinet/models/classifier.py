@@ -1,4 +1,11 @@
-"""Classifier LightningModule: a plain net + a cost + an optimizer recipe + metrics and logging."""
+"""Classifier LightningModule: a plain net + a cost + an optimizer recipe + metrics.
+
+Where a prediction comes from, in one place: raw inputs -> `forward` (standardised with the
+training statistics, then the net) -> logits -> the `DecisionRule` (mrinet.models.decision:
+`decide` for the class, `proba` for probabilities; its offsets are the checkpoint's
+`logit_offset`). Costs live in mrinet.models.losses, Dice in mrinet.models.metrics, figures and
+gradient norms in callbacks (mrinet.callbacks: ConfusionMatrixFigure, GradNormLogger).
+"""
 
 from __future__ import annotations
 
@@ -6,62 +13,28 @@ from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from mrinet.callbacks.confusion_figure import ConfusionMatrixFigure
+from mrinet.callbacks.grad_norms import GradNormLogger
+from mrinet.callbacks.writer import run_writer
 from mrinet.data.spec import BatchGroup, DataSpec
 from mrinet.errors import ConfigError, check_choice
-from mrinet.models.decision import tune_offsets, weighting_offsets
+from mrinet.models.decision import DECISIONS, DecisionRule, per_channel
 from mrinet.models.grouped_steps import GroupedSteps
+from mrinet.models.losses import LOSSES, labelled_voxels, quadratic_cost, soft_dice_loss
 from mrinet.models.metrics import ConfusionCounts, batch_confusion, confusion_metrics
-from mrinet.models.net_builder import build_net, check_logits, check_signature, net_target
+from mrinet.models.net_builder import (
+    build_net,
+    check_logits,
+    check_signature,
+    net_target,
+    num_outputs,
+)
 
-# cross_entropy_dice: cross-entropy + (1 - soft Dice averaged over the classes), the usual cost of
-# segmentation nets (nnU-Net): the small structures weigh as much as the large one
-LOSSES = ("cross_entropy", "quadratic", "cross_entropy_dice")
+__all__ = ["DECISIONS", "LOSSES", "Classifier", "labelled_voxels", "quadratic_cost", "soft_dice_loss"]
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
-# which class a sample gets from its logits (mrinet.models.decision; docs/tissue_maps.md):
-# argmax | logit_adjusted (undo the class weights' bias: + log priors) | tuned (then per-class
-# offsets tuned on each validation epoch for macro Dice, kept with the checkpoint)
-DECISIONS = ("argmax", "logit_adjusted", "tuned")
-
-
-def quadratic_cost(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    output_activation: str,
-    weight: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The lecture's C = 1/(2N) sum_x ||y_x - a_x||^2 with a = sigma(z^L) and one-hot y."""
-    a = torch.sigmoid(logits) if output_activation == "sigmoid" else torch.softmax(logits, dim=1)
-    y = F.one_hot(target, a.shape[1]).to(a.dtype)
-    per_sample = 0.5 * (y - a).pow(2).sum(1)
-    if weight is not None:
-        per_sample = per_sample * weight[target]
-    return per_sample.mean()
-
-
-def _per_channel(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(C,) values shaped to broadcast over dim 1 of `like` ((N, C) or (B, C, X, Y, Z))."""
-    return values.reshape(1, -1, *([1] * (like.ndim - 2))) if like.ndim > 2 else values
-
-
-def labelled_voxels(logits: torch.Tensor, target: torch.Tensor):
-    """Dense logits (B, C, X, Y, Z) and targets (B, X, Y, Z) (-1: no class) -> the labelled
-    voxels' logits (N, C) and classes (N,), so costs and metrics are the voxel classifier's."""
-    keep = target >= 0
-    return logits.movedim(1, -1)[keep], target[keep]
-
-
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - mean over classes of 2 sum(p y) / (sum p + sum y) with p = softmax(logits) (N, C) and
-    one-hot targets (N,): the batch's Dice made differentiable (Milletari et al. 2016, V-Net);
-    eps keeps a class absent from the batch at loss 0 when predicted absent."""
-    p = torch.softmax(logits, dim=1)
-    y = F.one_hot(target, p.shape[1]).to(p.dtype)
-    overlap = (p * y).sum(0)
-    dice = (2 * overlap + eps) / (p.sum(0) + y.sum(0) + eps)
-    return 1 - dice.mean()
+DATA_BUFFERS = ("input_mean", "input_std", "class_weight")  # sized by the data (DataSpec)
 
 
 class Classifier(GroupedSteps, pl.LightningModule):
@@ -74,11 +47,10 @@ class Classifier(GroupedSteps, pl.LightningModule):
     (a net config with `_partial_: true`) that `set_data_spec` calls with the data's input
     width and class count (mrinet.models.net_builder), so a net config names only its own
     arguments.
-    Metrics come from one confusion matrix per stage, updated with a bincount each step and
-    turned into accuracy, balanced accuracy and per-class Dice/F1 at epoch end (cheap, DDP-exact).
-    The predicted class is argmax(logits + logit_offset) (`decision`): with `tuned`, the offsets
-    that maximise validation macro Dice are re-fitted at each validation epoch from that epoch's
-    logits and saved with the checkpoint, so test, eval, predict and the tissue maps use them.
+    Metrics come from one confusion matrix per stage, summed on the device each step (no host
+    sync) and turned into accuracy, balanced accuracy and per-class Dice/F1 at epoch end
+    (DDP-exact). With decision=tuned the decision rule's offsets are re-fitted to each
+    validation epoch's logits and that epoch's metrics are scored under them.
     """
 
     def __init__(
@@ -103,7 +75,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         ):
             if int(value) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}", key, f"e.g. {key}=1")
-        check_choice(loss, LOSSES, "model.loss")
+        check_choice(loss, tuple(LOSSES), "model.loss")
         check_choice(output_activation, OUTPUT_ACTIVATIONS, "model.output_activation")
         check_choice(decision, DECISIONS, "model.decision")
         self.decision = decision
@@ -115,6 +87,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self.net_sizes: dict = {}
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.loss_name, self.output_activation = loss, output_activation
+        self.loss_fn = LOSSES[loss]
         self.class_names = list(class_names) if class_names else None
         self.standardize_inputs = standardize_inputs
         self.grad_norm_every_n_steps = grad_norm_every_n_steps
@@ -128,11 +101,16 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self.register_buffer("input_mean", torch.zeros(0))
         self.register_buffer("input_std", torch.ones(0))
         self.register_buffer("class_weight", torch.zeros(0))
-        self.register_buffer("logit_offset", torch.zeros(0))  # (C,) added before the argmax
+        sigmoid = loss == "quadratic" and output_activation == "sigmoid"
+        self.decision_rule = DecisionRule(decision, "sigmoid" if sigmoid else "softmax")
+        # checkpoints keep the rule's offsets at the key `logit_offset` (as before the rule)
+        self.register_state_dict_post_hook(_offsets_at_top_level)
+        self.register_load_state_dict_pre_hook(_saved_sizes)
         self._val_logits: list[tuple[torch.Tensor, torch.Tensor]] = []  # for decision=tuned
         self._confmats = nn.ModuleDict()  # one ConfusionCounts per stage, synced at epoch end
         self._counts: dict[str, torch.Tensor] = {}  # this process's counts of the running epoch
         self._loss_sums: dict[str, list[torch.Tensor]] = {}
+        self.confusion: dict[str, torch.Tensor] = {}  # the last epoch's counts per stage (figures)
         if built:
             self.check_net()
         else:
@@ -140,6 +118,15 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     def check_net(self) -> None:
         """Refuse a net this model cannot train, once it is built (subclasses add checks)."""
+
+    @property
+    def logit_offset(self) -> torch.Tensor:
+        """The decision rule's per-class offsets (C,) (empty: plain argmax)."""
+        return self.decision_rule.logit_offset
+
+    @logit_offset.setter
+    def logit_offset(self, value: torch.Tensor) -> None:
+        self.decision_rule.logit_offset = value
 
     # ---- data-derived state (the DataSpec), saved in the checkpoint ------------------------
     def set_data_spec(self, spec: DataSpec) -> None:
@@ -173,15 +160,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
             self.input_mean, self.input_std = torch.zeros(0), torch.ones(0)
         weights = spec.tensor("class_weights")
         self.class_weight = torch.zeros(0) if weights is None else weights.to(self.device)
-        if self.logit_offset.numel() != spec.num_classes:  # a loaded checkpoint keeps its own
-            self.logit_offset = self.start_offsets().to(self.device)
-
-    def start_offsets(self) -> torch.Tensor:
-        """Offsets before any tuning: undo the class weighting unless decision=argmax."""
-        n = self.num_classes
-        if self.decision == "argmax" or not self.class_weight.numel():
-            return torch.zeros(n)
-        return weighting_offsets(self.class_weight.cpu())
+        self.decision_rule.reset(spec.num_classes, self.class_weight)
 
     def setup(self, stage: str) -> None:
         if self.data_spec is None:
@@ -205,34 +184,26 @@ class Classifier(GroupedSteps, pl.LightningModule):
             self.data_spec = DataSpec.from_dict(checkpoint["data_spec"])
             self.class_names = self.class_names or list(self.data_spec.classes)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # buffers whose size comes from the data: take the checkpoint's size
-        # checkpoints from before the decision rule: no offsets, i.e. plain argmax
-        state_dict.setdefault(prefix + "logit_offset", torch.zeros(0))
-        for name in ("input_mean", "input_std", "class_weight", "logit_offset"):
-            if prefix + name in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    # ---- forward and cost ------------------------------------------------------------------
+    # ---- where a prediction comes from -----------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw inputs -> class logits (standardised with the training statistics first).
 
         Rows (N, F) -> (N, C), or volumes (B, F, X, Y, Z) -> (B, C, X, Y, Z) for a segmentation
         net: the statistics are per feature, i.e. per channel of a volume."""
         if self.input_mean.numel():
-            x = (x - _per_channel(self.input_mean, x)) / _per_channel(self.input_std, x)
+            x = (x - per_channel(self.input_mean, x)) / per_channel(self.input_std, x)
         return self.net(x)
 
     def decide(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits (N, C) or (B, C, ...) -> predicted class (N,) or (B, ...): argmax after the
-        decision rule's offsets."""
-        if self.logit_offset.numel():
-            logits = logits + _per_channel(self.logit_offset, logits)
-        return logits.argmax(1)
+        """Logits (N, C) or (B, C, ...) -> predicted class (N,) or (B, ...) (the decision rule)."""
+        return self.decision_rule.decide(logits)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> `predict_proba`'s probabilities (shared with mrinet.export's graph)."""
+        return self.decision_rule.proba(logits)
 
     def predict_classes(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw inputs -> predicted class indices (N,) by the model's decision rule."""
+        """Raw inputs -> predicted class indices by the model's decision rule."""
         return self.decide(self(x))
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
@@ -240,44 +211,18 @@ class Classifier(GroupedSteps, pl.LightningModule):
         reweighted by exp(logit_offset): their argmax is `predict_classes`."""
         return self.probabilities(self(x))
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits -> `predict_proba`'s probabilities (shared with mrinet.export's graph)."""
-        if self.loss_name == "quadratic" and self.output_activation == "sigmoid":
-            a = torch.sigmoid(logits)
-        else:
-            a = torch.softmax(logits, dim=1)
-        if self.logit_offset.numel():
-            a = a * _per_channel(torch.exp(self.logit_offset - self.logit_offset.max()), a)
-        return a / a.sum(1, keepdim=True).clamp(min=1e-12)
-
     def cost(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The training cost named by model.loss (mrinet.models.losses), class-weighted."""
         weight = self.class_weight if self.class_weight.numel() else None
-        if self.loss_name == "quadratic":
-            return quadratic_cost(logits, target, self.output_activation, weight)
-        loss = F.cross_entropy(logits, target, weight=weight)
-        if self.loss_name == "cross_entropy_dice":
-            loss = loss + soft_dice_loss(logits, target)
-        return loss
+        return self.loss_fn(logits, target, self.output_activation, weight)
 
     # ---- steps -----------------------------------------------------------------------------
     @property
     def num_classes(self) -> int:
         return len(self.class_names) if self.class_names else self._num_outputs()
 
-    def _confmat(self, stage: str) -> ConfusionCounts:
-        key = f"confmat_{stage}"  # ModuleDict keys must not shadow Module attributes ("train")
-        if key not in self._confmats:
-            self._confmats[key] = ConfusionCounts(self.num_classes).to(self.device)
-        return self._confmats[key]
-
     def _num_outputs(self) -> int | None:
-        if self.net is None:  # not built yet: set_data_spec builds it
-            return None
-        layers = [m for m in self.net.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv3d))]
-        if not layers:
-            return None
-        last = layers[-1]
-        return last.out_features if isinstance(last, nn.Linear) else last.out_channels
+        return None if self.net is None else num_outputs(self.net)  # None: built by set_data_spec
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch[0], batch[1]
@@ -290,7 +235,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         # nothing labelled (a DDP rank's filler volume): no cost, zero counts, but the rank
         # still takes part in the epoch-end syncs
         loss = self.cost(logits, y) if len(y) or dense is None else dense.sum() * 0.0
-        if stage == "val" and self.decision == "tuned":
+        if stage == "val" and self.decision == "tuned":  # the epoch end re-scores them
             self._val_logits.append((logits.detach(), y))
         counts = batch_confusion(self.decide(logits.detach()), y, logits.shape[1])
         self._counts[stage] = counts if stage not in self._counts else self._counts[stage] + counts
@@ -324,13 +269,6 @@ class Classifier(GroupedSteps, pl.LightningModule):
             self.log_step_metrics({"train/loss_step": loss})
         return loss
 
-    def _grad_norms_now(self) -> bool:
-        """True before the optimizer steps on which on_before_optimizer_step logs grad norms."""
-        every = self.grad_norm_every_n_steps or (
-            self.trainer.log_every_n_steps if self._trainer else 0
-        )
-        return bool(every) and self.global_step % every == 0
-
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
@@ -351,8 +289,8 @@ class Classifier(GroupedSteps, pl.LightningModule):
         every = every or (self.trainer.log_every_n_steps if self._trainer else 1)
         return (self.global_step + 1) % max(every, 1) == 0
 
-    # ---- epoch ends: metrics, figures ------------------------------------------------------
-    def _tune_offsets(self) -> torch.Tensor | None:
+    # ---- epoch ends: the decision rule, metrics ---------------------------------------------
+    def _tune_decision(self) -> torch.Tensor | None:
         """decision=tuned: fit the offsets to this validation epoch's logits (rank 0's under
         DDP, broadcast to all ranks) and return this rank's confusion counts under them."""
         stored, self._val_logits = self._val_logits, []
@@ -360,24 +298,30 @@ class Classifier(GroupedSteps, pl.LightningModule):
             return None
         logits = torch.cat([s[0] for s in stored])
         target = torch.cat([s[1] for s in stored])
+        counts = None
         if len(target):
-            offsets = tune_offsets(logits, target, start=self.start_offsets())
+            offsets, counts = self.decision_rule.tune(logits, target, self.class_weight)
         else:  # this rank saw no labelled voxel: rank 0's offsets arrive by broadcast
             offsets = self.logit_offset.detach().clone()
         if self._trainer is not None and self.trainer.world_size > 1:
-            offsets = self.trainer.strategy.broadcast(offsets, src=0)
+            offsets, counts = self.trainer.strategy.broadcast(offsets, src=0), None
         self.logit_offset = offsets.to(self.device)
-        return batch_confusion(self.decide(logits), target, logits.shape[1])
+        if counts is None:  # other offsets than this rank's tuning scored
+            counts = batch_confusion(self.decide(logits), target, logits.shape[1])
+        return counts
 
     def _epoch_end(self, stage: str) -> None:
         counts = self._counts.pop(stage, None)
         if stage == "val" and self.decision == "tuned" and not self.trainer.sanity_checking:
-            tuned = self._tune_offsets()
+            tuned = self._tune_decision()
             counts = tuned if tuned is not None else counts
         self._val_logits = []
         if counts is None:
             return
-        metric = self._confmat(stage)
+        key = f"confmat_{stage}"  # ModuleDict keys must not shadow Module attributes ("train")
+        if key not in self._confmats:
+            self._confmats[key] = ConfusionCounts(counts.shape[0]).to(self.device)
+        metric = self._confmats[key]
         metric.update(counts)
         confmat = metric.compute()  # summed over ranks under DDP
         metric.reset()
@@ -390,10 +334,9 @@ class Classifier(GroupedSteps, pl.LightningModule):
         metrics = {f"{stage}/{k}": v for k, v in confusion_metrics(confmat, names).items()}
         metrics[f"{stage}/loss"] = total / count_t.clamp(min=1)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=False, sync_dist=False)
-        if stage != "train" and self._figures_now(stage):
-            self._log_confusion_figure(confmat, names, stage)
+        self.confusion[stage] = confmat.detach()
 
-    def _figures_now(self, stage: str) -> bool:
+    def figures_now(self, stage: str) -> bool:
         """Draw this epoch's figures? Test: always; validation: epochs 0, n, 2n, ... and the
         last of max_epochs (scalars are logged every epoch regardless)."""
         if stage != "val" or not self._trainer:
@@ -412,37 +355,20 @@ class Classifier(GroupedSteps, pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._epoch_end("test")
 
+    # ---- what the run writes beside the scalars: figures and gradient norms (callbacks) -----
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The confusion-matrix figure and the gradient norms every classifier run logs
+        (mrinet.callbacks; a run that configures its own instance keeps it)."""
+        have = {type(c) for c in self.trainer.callbacks} if self._trainer else set()
+        wanted = [ConfusionMatrixFigure(), GradNormLogger(self.grad_norm_every_n_steps)]
+        return [c for c in wanted if type(c) not in have]
+
     def tensorboard(self):
         """The run's figure writer (TensorBoard's add_figure/add_scalar/add_text, to TensorBoard
-        and MLflow: mrinet.run.trackers.RunWriter), or None without such a logger or off rank 0."""
-        from mrinet.run.trackers import run_writer
-
+        and MLflow: mrinet.callbacks.writer.RunWriter), or None without such a logger or off rank 0."""
         if not self._trainer or self.trainer.sanity_checking or self.global_rank != 0:
             return None
         return run_writer(self.loggers)
-
-    def _log_confusion_figure(self, confmat: torch.Tensor, names: list[str], stage: str) -> None:
-        writer = self.tensorboard()
-        if writer is None:
-            return
-        from mrinet.models.figures import confusion_matrix_figure
-
-        title = f"{stage} confusion matrix (epoch {self.current_epoch})"
-        fig = confusion_matrix_figure(confmat.cpu().numpy(), names, title)
-        writer.add_figure(
-            f"{stage}/confusion_matrix", fig, global_step=self.global_step, close=True
-        )
-
-    # ---- gradient norms per layer ----------------------------------------------------------
-    def on_before_optimizer_step(self, optimizer) -> None:
-        if not self._grad_norms_now():
-            return
-        norms = {
-            f"grad_norm/{name}": p.grad.detach().norm()
-            for name, p in self.named_parameters()
-            if p.grad is not None
-        }
-        self.log_step_metrics(norms)
 
     # ---- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self):
@@ -458,3 +384,18 @@ class Classifier(GroupedSteps, pl.LightningModule):
                 "interval": "epoch",
             },
         }
+
+
+def _offsets_at_top_level(module: Classifier, state_dict: dict, prefix: str, *args) -> None:
+    """Save the decision rule's offsets as `logit_offset`, the key checkpoints always had."""
+    state_dict[prefix + "logit_offset"] = state_dict.pop(prefix + "decision_rule.logit_offset")
+
+
+def _saved_sizes(module: Classifier, state_dict: dict, prefix: str, *args) -> None:
+    """Buffers sized by the data take the checkpoint's size; `logit_offset` goes to the rule
+    (missing in checkpoints from before the decision rule: plain argmax)."""
+    offsets = state_dict.pop(prefix + "logit_offset", torch.zeros(0))
+    state_dict.setdefault(prefix + "decision_rule.logit_offset", offsets)
+    for name in DATA_BUFFERS:
+        if prefix + name in state_dict:
+            setattr(module, name, torch.empty_like(state_dict[prefix + name]))

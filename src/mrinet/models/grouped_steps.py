@@ -11,12 +11,13 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from mrinet.callbacks.grad_norms import GradNormLogger
 from mrinet.compat.lightning import step_without_hooks
 
 
 class GroupedSteps:
     """Mixin for a LightningModule with manual optimisation, `_step`, `_log_now`,
-    `log_step_metrics`, `_grad_norms_now` and `hparams.scheduler_monitor` (the Classifier)."""
+    `log_step_metrics` and `hparams.scheduler_monitor` (the Classifier)."""
 
     def _grouped_steps(self, batches: list) -> torch.Tensor:
         """One optimizer step per batch of a loader group: the same updates, in the same order,
@@ -42,6 +43,12 @@ class GroupedSteps:
 
     _STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
+    def _grad_norms_now(self) -> bool:
+        """Does a GradNormLogger log the coming optimizer step (it then takes the full path)?"""
+        return any(
+            c.due(self.trainer) for c in self.trainer.callbacks if isinstance(c, GradNormLogger)
+        )
+
     def _plain_steps_allowed(self) -> bool:
         """May a grouped micro-step skip Lightning's backward/step wrappers (~1 ms per step)?
 
@@ -55,12 +62,13 @@ class GroupedSteps:
             return False
         if type(self).backward is not pl.LightningModule.backward:
             return False
-        for hook in ("on_before_backward", "on_after_backward"):  # ours: only the optimizer hook
+        for hook in self._STEP_HOOKS:
             if getattr(type(self), hook) is not getattr(pl.LightningModule, hook):
                 return False
         return not any(
             getattr(type(callback), hook) is not getattr(pl.Callback, hook)
             for callback in trainer.callbacks
+            if not isinstance(callback, GradNormLogger)
             for hook in self._STEP_HOOKS
         )
 

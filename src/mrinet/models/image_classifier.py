@@ -106,7 +106,7 @@ class ImageClassifier(Classifier):
             auroc = binary_auroc(probs[:, 1], target)
             self.log(f"{stage}/auroc", auroc.to(self.device), on_step=False, on_epoch=True)
         writer = self.tensorboard()
-        if writer is None or not self._figures_now(stage):
+        if writer is None or not self.figures_now(stage):
             return
         step = self.global_step
         epoch = self.current_epoch

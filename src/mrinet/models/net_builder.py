@@ -166,3 +166,12 @@ def recorded_net_config(net_cfg: dict, sizes: dict) -> dict:
     """The net config a checkpoint records: the config's own arguments plus the sizes the data
     gave, without `_partial_`, so instantiating it builds this very net (eval, predict)."""
     return {**{k: v for k, v in net_cfg.items() if k != "_partial_"}, **sizes}
+
+
+def num_outputs(net: nn.Module) -> int | None:
+    """Outputs of a net's last Linear/Conv layer (its class count), None without one."""
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv3d))]
+    if not layers:
+        return None
+    last = layers[-1]
+    return last.out_features if isinstance(last, nn.Linear) else last.out_channels

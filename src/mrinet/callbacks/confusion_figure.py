@@ -28,4 +28,6 @@ class ConfusionMatrixFigure(pl.Callback):
         names = pl_module.class_names or [str(i) for i in range(confmat.shape[0])]
         title = f"{stage} confusion matrix (epoch {trainer.current_epoch})"
         fig = confusion_matrix_figure(confmat.cpu().numpy(), names, title)
-        writer.add_figure(f"{stage}/confusion_matrix", fig, global_step=trainer.global_step, close=True)
+        writer.add_figure(
+            f"{stage}/confusion_matrix", fig, global_step=trainer.global_step, close=True
+        )

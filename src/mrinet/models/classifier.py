@@ -20,19 +20,19 @@ from mrinet.callbacks.grad_norms import GradNormLogger
 from mrinet.callbacks.writer import run_writer
 from mrinet.data.spec import BatchGroup, DataSpec
 from mrinet.errors import ConfigError, check_choice
-from mrinet.models.decision import DECISIONS, DecisionRule, per_channel
+from mrinet.models.decision import DECISIONS, DecisionRule, offsets_at_top_level, per_channel
 from mrinet.models.grouped_steps import GroupedSteps
-from mrinet.models.losses import LOSSES, labelled_voxels, quadratic_cost, soft_dice_loss
+from mrinet.models.losses import LOSSES, labelled_voxels, soft_dice_loss  # noqa: F401 (re-export)
 from mrinet.models.metrics import ConfusionCounts, batch_confusion, confusion_metrics
 from mrinet.models.net_builder import (
     build_net,
     check_logits,
     check_signature,
+    check_sizes,
     net_target,
     num_outputs,
 )
 
-__all__ = ["DECISIONS", "LOSSES", "Classifier", "labelled_voxels", "quadratic_cost", "soft_dice_loss"]
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 DATA_BUFFERS = ("input_mean", "input_std", "class_weight")  # sized by the data (DataSpec)
 
@@ -45,12 +45,9 @@ class Classifier(GroupedSteps, pl.LightningModule):
     training split's input statistics and class weights as buffers, so inputs are standardised
     inside the model and a checkpoint predicts on raw data. `net` is a module, or a factory
     (a net config with `_partial_: true`) that `set_data_spec` calls with the data's input
-    width and class count (mrinet.models.net_builder), so a net config names only its own
-    arguments.
+    width and class count (mrinet.models.net_builder).
     Metrics come from one confusion matrix per stage, summed on the device each step (no host
-    sync) and turned into accuracy, balanced accuracy and per-class Dice/F1 at epoch end
-    (DDP-exact). With decision=tuned the decision rule's offsets are re-fitted to each
-    validation epoch's logits and that epoch's metrics are scored under them.
+    sync), turned into accuracy, balanced accuracy and Dice/F1 at epoch end (DDP-exact).
     """
 
     def __init__(
@@ -98,13 +95,12 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self.data_spec: DataSpec | None = None
         if self.steps_per_batch > 1:
             self.automatic_optimization = False
-        self.register_buffer("input_mean", torch.zeros(0))
-        self.register_buffer("input_std", torch.ones(0))
-        self.register_buffer("class_weight", torch.zeros(0))
+        for name in DATA_BUFFERS:  # set by set_data_spec
+            self.register_buffer(name, torch.ones(0) if name == "input_std" else torch.zeros(0))
         sigmoid = loss == "quadratic" and output_activation == "sigmoid"
         self.decision_rule = DecisionRule(decision, "sigmoid" if sigmoid else "softmax")
         # checkpoints keep the rule's offsets at the key `logit_offset` (as before the rule)
-        self.register_state_dict_post_hook(_offsets_at_top_level)
+        self.register_state_dict_post_hook(offsets_at_top_level)
         self.register_load_state_dict_pre_hook(_saved_sizes)
         self._val_logits: list[tuple[torch.Tensor, torch.Tensor]] = []  # for decision=tuned
         self._confmats = nn.ModuleDict()  # one ConfusionCounts per stage, synced at epoch end
@@ -133,24 +129,11 @@ class Classifier(GroupedSteps, pl.LightningModule):
         """Take what the model needs from its data: class names, input scaling, class weights."""
         if not isinstance(spec, DataSpec):
             raise TypeError(f"set_data_spec takes a mrinet.data.spec.DataSpec, got {type(spec)}")
-        if self.class_names and len(self.class_names) != spec.num_classes:
-            raise ConfigError(
-                f"model.class_names {self.class_names} do not match the data's "
-                f"{spec.num_classes} classes {list(spec.classes)}",
-                "model.class_names",
-                "drop model.class_names (the data's class names are used) or give one per class",
-            )
+        check_sizes(spec, self.class_names, None)
         if self.net is None:  # the first layer and the output layer come from the data
             self.net, self.net_sizes = build_net(self.net_factory, spec)
             self.check_net()
-        outputs = self._num_outputs()
-        if outputs is not None and outputs != spec.num_classes:
-            raise ConfigError(
-                f"the net has {outputs} outputs but the data has {spec.num_classes} classes "
-                f"{list(spec.classes)}",
-                "model.net",
-                "set the net's output size to the number of data.classes",
-            )
+        check_sizes(spec, None, self._num_outputs())
         self.data_spec = spec
         self.class_names = self.class_names or list(spec.classes)
         mean, std = spec.tensor("input_mean"), spec.tensor("input_std")
@@ -171,8 +154,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
                 "(mrinet.train does), or build the model from a checkpoint (run.checkpoints.build_model)",
             )
         if stage == "fit" and self.steps_per_batch > 1 and self.trainer.world_size > 1:
-            # DDP needs one backward per forward of its wrapper (the loader then serves single
-            # batches too: DTIDataModule groups only in a single process)
+            # DDP: one backward per forward of its wrapper (the loader serves single batches too)
             self.steps_per_batch, self.automatic_optimization = 1, True
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -186,10 +168,8 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     # ---- where a prediction comes from -----------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw inputs -> class logits (standardised with the training statistics first).
-
-        Rows (N, F) -> (N, C), or volumes (B, F, X, Y, Z) -> (B, C, X, Y, Z) for a segmentation
-        net: the statistics are per feature, i.e. per channel of a volume."""
+        """Raw rows (N, F) or volumes (B, F, X, Y, Z) -> logits (N, C) or (B, C, X, Y, Z), after
+        standardising each feature (channel) with the training statistics."""
         if self.input_mean.numel():
             x = (x - per_channel(self.input_mean, x)) / per_channel(self.input_std, x)
         return self.net(x)
@@ -207,8 +187,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         return self.decide(self(x))
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities as the cost defines them (softmax, or sigmoid outputs renormalised),
-        reweighted by exp(logit_offset): their argmax is `predict_classes`."""
+        """Raw inputs -> the decision rule's probabilities (argmax: `predict_classes`)."""
         return self.probabilities(self(x))
 
     def cost(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -248,8 +227,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         return loss
 
     def _cost_normalizer(self, y: torch.Tensor, counts: torch.Tensor):
-        """What the batch's cost divides by: the sum of the targets' class weights (weighted
-        cross-entropy; from the batch's (C, C) confusion counts: (C,) work, not (N,)) or N."""
+        """What the batch's cost divides by: sum of the targets' class weights (weighted CE) or N."""
         if self.loss_name == "cross_entropy" and self.class_weight.numel():
             return (self.class_weight * counts.sum(1)).sum()
         return float(len(y))
@@ -274,20 +252,6 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
-
-    def log_step_metrics(self, metrics: dict[str, torch.Tensor | float]) -> None:
-        """Write step scalars straight to the loggers (rank 0): Lightning's `self.log` machinery
-        costs ~0.4 ms per call and step, a noticeable share of a small MLP's step."""
-        if not self._trainer or self.trainer.sanity_checking or self.global_rank != 0:
-            return
-        values = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in metrics.items()}
-        for logger in self.loggers:
-            logger.log_metrics(values, step=self.global_step)
-
-    def _log_now(self, every: int | None = None) -> bool:
-        """True on the steps Lightning writes step metrics (skip computing them otherwise)."""
-        every = every or (self.trainer.log_every_n_steps if self._trainer else 1)
-        return (self.global_step + 1) % max(every, 1) == 0
 
     # ---- epoch ends: the decision rule, metrics ---------------------------------------------
     def _tune_decision(self) -> torch.Tensor | None:
@@ -321,10 +285,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         key = f"confmat_{stage}"  # ModuleDict keys must not shadow Module attributes ("train")
         if key not in self._confmats:
             self._confmats[key] = ConfusionCounts(counts.shape[0]).to(self.device)
-        metric = self._confmats[key]
-        metric.update(counts)
-        confmat = metric.compute()  # summed over ranks under DDP
-        metric.reset()
+        confmat = self._confmats[key].summed(counts)  # over ranks under DDP
         total, count = self._loss_sums.pop(stage, (torch.zeros(()), 0.0))
         count_t = torch.as_tensor(count, dtype=torch.float32, device=self.device)
         total = total.to(self.device)
@@ -337,8 +298,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self.confusion[stage] = confmat.detach()
 
     def figures_now(self, stage: str) -> bool:
-        """Draw this epoch's figures? Test: always; validation: epochs 0, n, 2n, ... and the
-        last of max_epochs (scalars are logged every epoch regardless)."""
+        """Draw figures now? Test: always; validation: epochs 0, n, 2n, ... and the last."""
         if stage != "val" or not self._trainer:
             return True
         epoch, last = self.current_epoch, self.trainer.max_epochs
@@ -364,8 +324,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         return [c for c in wanted if type(c) not in have]
 
     def tensorboard(self):
-        """The run's figure writer (TensorBoard's add_figure/add_scalar/add_text, to TensorBoard
-        and MLflow: mrinet.callbacks.writer.RunWriter), or None without such a logger or off rank 0."""
+        """The run's figure writer (mrinet.callbacks.writer.RunWriter), None off rank 0."""
         if not self._trainer or self.trainer.sanity_checking or self.global_rank != 0:
             return None
         return run_writer(self.loggers)
@@ -376,19 +335,9 @@ class Classifier(GroupedSteps, pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {
-                "scheduler": scheduler,
-                "monitor": self.hparams.scheduler_monitor,
-                "interval": "epoch",
-            },
-        }
-
-
-def _offsets_at_top_level(module: Classifier, state_dict: dict, prefix: str, *args) -> None:
-    """Save the decision rule's offsets as `logit_offset`, the key checkpoints always had."""
-    state_dict[prefix + "logit_offset"] = state_dict.pop(prefix + "decision_rule.logit_offset")
+        monitor = self.hparams.scheduler_monitor
+        schedule = {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
 def _saved_sizes(module: Classifier, state_dict: dict, prefix: str, *args) -> None:

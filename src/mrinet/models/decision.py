@@ -75,6 +75,12 @@ class DecisionRule(nn.Module):
         return offsets.to(self.logit_offset.device), counts.to(target.device)
 
 
+def offsets_at_top_level(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """A state-dict hook of the module holding the rule as `decision_rule`: its offsets are
+    saved as `logit_offset`, the key checkpoints had before the rule."""
+    state_dict[prefix + "logit_offset"] = state_dict.pop(prefix + "decision_rule.logit_offset")
+
+
 def _take_saved_size(module, state_dict, prefix, *args) -> None:
     """The offsets' size is the checkpoint's (none: a checkpoint from before the rule)."""
     saved = state_dict.setdefault(prefix + "logit_offset", torch.zeros(0))

@@ -80,6 +80,13 @@ class ConfusionCounts(Metric):
     def compute(self) -> torch.Tensor:
         return self.confmat
 
+    def summed(self, counts: torch.Tensor) -> torch.Tensor:
+        """This process's epoch counts -> the counts of all processes (then reset)."""
+        self.update(counts)
+        total = self.compute()
+        self.reset()
+        return total
+
 
 def batch_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, C) counts of (true, predicted) pairs for one batch (row = true class)."""

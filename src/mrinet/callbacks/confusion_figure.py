@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 class ConfusionMatrixFigure(pl.Callback):
     """Draw `<stage>/confusion_matrix` from the counts the model summed over the epoch
     (`pl_module.confusion[stage]`), on the epochs `pl_module.figures_now(stage)` names
-    (validation: every model.figures_every_n_epochs and the last; test: always)."""
+    (the model's FigureSchedule for validation; test: always)."""
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._draw(trainer, pl_module, "val")
@@ -27,7 +27,7 @@ class ConfusionMatrixFigure(pl.Callback):
 
         names = pl_module.class_names or [str(i) for i in range(confmat.shape[0])]
         title = f"{stage} confusion matrix (epoch {trainer.current_epoch})"
-        fig = confusion_matrix_figure(confmat.cpu().numpy(), names, title)
-        writer.add_figure(
-            f"{stage}/confusion_matrix", fig, global_step=trainer.global_step, close=True
-        )
+        with pl_module.figure_schedule.timed():
+            fig = confusion_matrix_figure(confmat.cpu().numpy(), names, title)
+            step = trainer.global_step
+            writer.add_figure(f"{stage}/confusion_matrix", fig, global_step=step, close=True)

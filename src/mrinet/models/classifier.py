@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mrinet.callbacks.confusion_figure import ConfusionMatrixFigure
+from mrinet.callbacks.figures import FigureSchedule
 from mrinet.callbacks.grad_norms import GradNormLogger
 from mrinet.callbacks.writer import run_writer
 from mrinet.data.spec import BatchGroup, DataSpec
@@ -62,13 +63,13 @@ class Classifier(GroupedSteps, pl.LightningModule):
         standardize_inputs: bool = True,
         grad_norm_every_n_steps: int | None = None,
         steps_per_batch: int = 1,
-        figures_every_n_epochs: int = 1,
+        figures_every_n_epochs: int | None = 1,
         decision: str = "argmax",
     ) -> None:
         super().__init__()
         for key, value in (
             ("model.steps_per_batch", steps_per_batch),
-            ("model.figures_every_n_epochs", figures_every_n_epochs),
+            ("model.figures_every_n_epochs", figures_every_n_epochs or 1),
         ):
             if int(value) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}", key, f"e.g. {key}=1")
@@ -88,8 +89,9 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self.class_names = list(class_names) if class_names else None
         self.standardize_inputs = standardize_inputs
         self.grad_norm_every_n_steps = grad_norm_every_n_steps
-        # validation figures (matplotlib, ~0.1-1 s each) every n epochs and at the last epoch
-        self.figures_every_n_epochs = int(figures_every_n_epochs)
+        # validation figures (~0.1-1 s each): every n epochs and the last, or (None) in 5 % of the time
+        self.figures_every_n_epochs = figures_every_n_epochs and int(figures_every_n_epochs)
+        self.figure_schedule = FigureSchedule(self.figures_every_n_epochs)
         # k > 1: each loader item is a list of k batches, one optimizer step each (`training_step`)
         self.steps_per_batch = int(steps_per_batch)
         self.data_spec: DataSpec | None = None
@@ -211,15 +213,13 @@ class Classifier(GroupedSteps, pl.LightningModule):
         dense = None
         if logits.ndim > 2:  # a segmentation net: its labelled voxels are the samples
             dense, (logits, y) = logits, labelled_voxels(logits, y)
-        # nothing labelled (a DDP rank's filler volume): no cost, zero counts, but the rank
-        # still takes part in the epoch-end syncs
+        # nothing labelled (a DDP rank's filler volume): no cost, but the rank joins the syncs
         loss = self.cost(logits, y) if len(y) or dense is None else dense.sum() * 0.0
         if stage == "val" and self.decision == "tuned":  # the epoch end re-scores them
             self._val_logits.append((logits.detach(), y))
         counts = batch_confusion(self.decide(logits.detach()), y, logits.shape[1])
         self._counts[stage] = counts if stage not in self._counts else self._counts[stage] + counts
-        # epoch loss = the cost over the whole epoch, whatever the batching: weight each batch
-        # by what its cost divides by (sum of class weights for weighted cross-entropy, else N)
+        # epoch loss = the cost over the whole epoch: each batch weighted by what its cost divides by
         norm = self._cost_normalizer(y, counts)
         sums = self._loss_sums.setdefault(stage, [torch.zeros((), device=loss.device), 0.0])
         sums[0] = sums[0] + loss.detach() * norm
@@ -255,8 +255,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     # ---- epoch ends: the decision rule, metrics ---------------------------------------------
     def _tune_decision(self) -> torch.Tensor | None:
-        """decision=tuned: fit the offsets to this validation epoch's logits (rank 0's under
-        DDP, broadcast to all ranks) and return this rank's confusion counts under them."""
+        """decision=tuned: fit the offsets to the epoch's logits (DDP: rank 0's); its counts."""
         stored, self._val_logits = self._val_logits, []
         if not stored:
             return None
@@ -298,11 +297,14 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self.confusion[stage] = confmat.detach()
 
     def figures_now(self, stage: str) -> bool:
-        """Draw figures now? Test: always; validation: epochs 0, n, 2n, ... and the last."""
+        """Draw figures now? Test: always; validation: by the model's FigureSchedule."""
         if stage != "val" or not self._trainer:
             return True
-        epoch, last = self.current_epoch, self.trainer.max_epochs
-        return epoch % self.figures_every_n_epochs == 0 or (last is not None and epoch == last - 1)
+        last = self.trainer.max_epochs
+        return self.figure_schedule.now(self.current_epoch, last - 1 if last else None)
+
+    def on_train_start(self) -> None:
+        self.figure_schedule.start()
 
     def on_train_epoch_end(self) -> None:
         self._epoch_end("train")
@@ -317,8 +319,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     # ---- what the run writes beside the scalars: figures and gradient norms (callbacks) -----
     def configure_callbacks(self) -> list[pl.Callback]:
-        """The confusion-matrix figure and the gradient norms every classifier run logs
-        (mrinet.callbacks; a run that configures its own instance keeps it)."""
+        """Figures and gradient norms every run logs (a run's own instance of one wins)."""
         have = {type(c) for c in self.trainer.callbacks} if self._trainer else set()
         wanted = [ConfusionMatrixFigure(), GradNormLogger(self.grad_norm_every_n_steps)]
         return [c for c in wanted if type(c) not in have]
@@ -341,8 +342,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
 
 def _saved_sizes(module: Classifier, state_dict: dict, prefix: str, *args) -> None:
-    """Buffers sized by the data take the checkpoint's size; `logit_offset` goes to the rule
-    (missing in checkpoints from before the decision rule: plain argmax)."""
+    """Data-sized buffers take the checkpoint's size; `logit_offset` (if any) goes to the rule."""
     offsets = state_dict.pop(prefix + "logit_offset", torch.zeros(0))
     state_dict.setdefault(prefix + "decision_rule.logit_offset", offsets)
     for name in DATA_BUFFERS:

@@ -258,7 +258,7 @@ def mrinet_epochs(overrides: list[str], out: Path, epochs: int, profile: bool = 
 
     cfg, datamodule, model = build_run(overrides, out, epochs)
     clock = EpochClock()
-    profiler = SimpleProfiler() if profile else None
+    profiler = SimpleProfiler(dirpath=out, filename="profile") if profile else None
     trainer = instantiate(
         cfg.trainer,
         callbacks=[*instantiate_list(cfg.callbacks), clock],

@@ -340,7 +340,7 @@ def whole_epochs(args) -> dict[str, tuple[float, float]]:
         table = Path(tmp) / "voxels.parquet"
         if "dti_mlp" in args.experiments:
             voxel_table(table, args.voxels)
-        data_dir = Path(args.data_dir or Path(tmp) / "data")
+        data_dir = Path(args.data_dir)
         for name in args.experiments:
             overrides = experiment_overrides(name, table, data_dir, args.batch_size)
             hand, ours = [], []
@@ -374,10 +374,14 @@ def main(argv: list[str] | None = None) -> dict:
     --batch-sizes the training-only ratio mrinet / hand loop per batch size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voxels", type=int, default=1_000_000)
-    parser.add_argument("--epochs", type=int, default=None, help="whole epochs: 4; else 3")
+    parser.add_argument("--epochs", type=int, default=None, help="whole epochs: 6; else 3")
     parser.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=EXPERIMENTS)
     parser.add_argument("--batch-size", type=int, default=4096, help="dti_mlp's, whole epochs")
-    parser.add_argument("--data-dir", default=None, help="cache of the simulated tiny sets")
+    parser.add_argument(
+        "--data-dir",
+        default=str(Path(__file__).resolve().parents[1] / "data"),
+        help="where the tiny simulated sets are cached (default: the repository's data/)",
+    )
     parser.add_argument(
         "--batch-sizes", type=int, nargs="+", help="training-only comparison at these sizes"
     )
@@ -390,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--device cuda: this torch build sees no CUDA GPU (torch.cuda.is_available())")
     torch.set_num_threads(args.threads)
     if not args.batch_sizes:
-        args.epochs, args.repeats = args.epochs or 4, args.repeats or 2
+        args.epochs, args.repeats = args.epochs or 6, args.repeats or 2
         return whole_epochs(args)
     args.epochs, args.repeats = args.epochs or 3, args.repeats or 1
     ratios = {}

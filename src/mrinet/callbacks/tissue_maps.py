@@ -22,6 +22,7 @@ class TissueMapLogger(pl.Callback):
     def __init__(self, every_n_epochs: int | None = None, split: str = "val") -> None:
         self.every_n_epochs = every_n_epochs and max(int(every_n_epochs), 1)
         self.split = split
+        self._example: dict | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -30,7 +31,10 @@ class TissueMapLogger(pl.Callback):
             return
         if not self.every_n_epochs and not getattr(pl_module, "figures_now", lambda s: 1)("val"):
             return  # the model's FigureSchedule (figures within ~5 % of the run's time)
-        example = getattr(trainer.datamodule, "example_subject", lambda split: None)(self.split)
+        if self._example is None:  # the same subject every epoch: read and featurised once
+            read = getattr(trainer.datamodule, "example_subject", lambda split: None)
+            self._example = read(self.split) or {}
+        example = self._example or None
         writer = pl_module.tensorboard() if hasattr(pl_module, "tensorboard") else None
         if example is None or writer is None:
             return

@@ -18,7 +18,6 @@ from torch import nn
 from mrinet.callbacks.confusion_figure import ConfusionMatrixFigure
 from mrinet.callbacks.figures import FigureSchedule
 from mrinet.callbacks.grad_norms import GradNormLogger
-from mrinet.callbacks.writer import run_writer
 from mrinet.data.spec import BatchGroup, DataSpec
 from mrinet.errors import ConfigError, check_choice
 from mrinet.models.decision import DECISIONS, DecisionRule, offsets_at_top_level, per_channel
@@ -33,6 +32,7 @@ from mrinet.models.net_builder import (
     net_target,
     num_outputs,
 )
+from mrinet.models.run_writer import run_writer
 
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 DATA_BUFFERS = ("input_mean", "input_std", "class_weight")  # sized by the data (DataSpec)
@@ -325,7 +325,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         return [c for c in wanted if type(c) not in have]
 
     def tensorboard(self):
-        """The run's figure writer (mrinet.callbacks.writer.RunWriter), None off rank 0."""
+        """The run's figure writer (mrinet.models.run_writer.RunWriter), None off rank 0."""
         if not self._trainer or self.trainer.sanity_checking or self.global_rank != 0:
             return None
         return run_writer(self.loggers)

@@ -1,5 +1,5 @@
-"""Experiment trackers beside TensorBoard: MLflow as a Lightning logger, and one writer through
-which mrinet's figures, texts and direct scalars reach every tracker of a run (docs/mlflow.md)."""
+"""Experiment trackers beside TensorBoard: MLflow as a Lightning logger, stored in the run dir or
+on a tracking server (docs/mlflow.md); figures reach it through mrinet.models.run_writer."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-# the figure writer lives beside the callbacks that draw (models and callbacks import it)
-from mrinet.callbacks.writer import RunWriter, run_writer  # noqa: F401
 from mrinet.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The run's figure writer: TensorBoard's add_scalar/add_figure/add_text, to TensorBoard and MLflow."""
+"""One writer for a run's figures and texts: TensorBoard's add_scalar/add_figure/add_text, also
+sent to every MLflow logger of the run (figures and texts as artifacts)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,23 @@
-"""Training throughput: mrinet's DTI MLP run vs a hand-written PyTorch loop, same process.
+"""Training throughput: whole mrinet epochs of the real experiments vs hand-written PyTorch loops.
 
-Both train the MLP 5-64-64-3 with Adam on the same voxel tensors (default 1e6 voxels, 3 epochs).
-The hand loop shuffles once per epoch and slices batches; mrinet runs its real Trainer, callbacks,
-TensorBoard logger and metrics, fed from a Parquet voxel table. Only training epochs are timed
-(validation excluded). Prints samples/s per batch size and, last, the ratios mrinet / hand loop.
+Default run (whole epochs, the way a user waits for them): for `dti_mlp` (1e6 voxel rows from a
+Parquet table, batch 4096), `dti_mlp_context` (its context features on the tiny cohort) and
+`recon_quality_cnn` (the tiny simulated k-space set), mrinet's real stack is composed from the
+experiment config (Trainer, every configured callback, TensorBoard logger, metrics, decision
+tuning, figures, checkpoints) and each epoch is timed from one `on_train_epoch_start` to the
+next (the last to `on_train_end`): training, validation, epoch metrics, callbacks, figures,
+checkpoint saves, logging. A hand loop runs the same net, optimizer, batches (the same loaders
+for the CNN) and the same training and validation forward passes. One more mrinet run with
+Lightning's SimpleProfiler prints what each part of the epoch costs (per hook and callback).
+Ratios (hand loop epoch / mrinet epoch, so 1.0 = as fast as the hand loop) are printed last:
+the median epoch and the mean epoch (the mean includes the epochs that draw figures).
 
-`--device cuda` runs both on the GPU: the hand loop keeps the voxel tensors and the MLP on the
-device (shuffles there too), mrinet runs with `trainer=gpu` (Lightning moves each loader batch
-to the device); the clocks synchronise the device before they are read.
+`--batch-sizes` runs the older training-only comparison instead (validation excluded, the
+dti_mlp table at those batch sizes; `--device cuda` runs both loops on the GPU).
 
-    python scripts/bench_train_throughput.py [--voxels 1000000] [--epochs 3] [--batch-sizes 1024 4096]
-    python scripts/bench_train_throughput.py --device cuda
+    python scripts/bench_train_throughput.py                        # whole epochs, < 3 min
+    python scripts/bench_train_throughput.py --experiments dti_mlp --repeats 5
+    python scripts/bench_train_throughput.py --batch-sizes 1024 4096 [--device cuda]
 """
 
 from __future__ import annotations
@@ -179,20 +186,217 @@ def mrinet_run(
     return statistics.median(n / s for s in timer.seconds)
 
 
-def main(argv: list[str] | None = None) -> dict[int, float]:
-    """Run the benchmark; returns the ratio mrinet / hand loop per batch size."""
+# ---- whole epochs of the real experiments ------------------------------------------------------
+EXPERIMENTS = ("dti_mlp", "dti_mlp_context", "recon_quality_cnn")
+
+
+class EpochClock(pl.Callback):
+    """Wall time of whole epochs: one `on_train_epoch_start` to the next, the last one to
+    `on_train_end` (validation, epoch-end metrics, callbacks, figures, checkpoints included)."""
+
+    def __init__(self) -> None:
+        self.marks: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.marks.append(time.perf_counter())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.marks.append(time.perf_counter())
+
+    @property
+    def seconds(self) -> list[float]:
+        return [b - a for a, b in zip(self.marks, self.marks[1:])]
+
+
+def experiment_overrides(name: str, table: Path, data_dir: Path, batch_size: int) -> list[str]:
+    """What differs from the experiment as shipped: the data (the table for dti_mlp, the tiny
+    simulated sets for the others) and nothing else."""
+    if name == "dti_mlp":
+        return [
+            "experiment=dti_mlp",
+            "data.source=table",
+            f"data.table_path={table}",
+            "data.split=[0.98,0.01,0.01]",
+            f"data.batch_size={batch_size}",
+        ]
+    return [f"experiment={name}", "data_size=tiny", f"paths.data_dir={data_dir}"]
+
+
+def build_run(overrides: list[str], out: Path, epochs: int):
+    """(cfg, datamodule, model) as mrinet.train assembles them, data set up, model sized."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
+
+    register_resolvers()
+    overrides = [
+        *overrides,
+        f"trainer.max_epochs={epochs}",
+        f"paths.output_dir={out}",
+        f"paths.root_dir={out}",
+        "callbacks.progress_bar.kind=tqdm",
+    ]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model = instantiate(cfg.model, _convert_="all")
+    model.set_data_spec(datamodule.data_spec())
+    return cfg, datamodule, model
+
+
+def mrinet_epochs(overrides: list[str], out: Path, epochs: int, profile: bool = False):
+    """Whole-epoch seconds of one mrinet fit (and the SimpleProfiler when `profile`)."""
+    from hydra.utils import instantiate
+    from pytorch_lightning.profilers import SimpleProfiler
+
+    from mrinet.run.entry import instantiate_list
+
+    cfg, datamodule, model = build_run(overrides, out, epochs)
+    clock = EpochClock()
+    profiler = SimpleProfiler(dirpath=out, filename="profile") if profile else None
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=[*instantiate_list(cfg.callbacks), clock],
+        logger=instantiate_list(cfg.logger),
+        profiler=profiler,
+        _convert_="all",
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return clock.seconds, profiler
+
+
+def _val_forward(net, batches) -> None:
+    """The hand loop's validation: forward passes and the predicted classes, nothing else."""
+    net.eval()
+    with torch.no_grad():
+        for x, _ in batches:
+            net(x).argmax(1)
+    net.train()
+
+
+def hand_epochs(overrides: list[str], out: Path, epochs: int) -> list[float]:
+    """Whole-epoch seconds of a hand loop over the same data, net, optimizer and batches:
+    rows (the DTI tables) shuffled and sliced per epoch, the CNN's own loaders as they are."""
+    _, datamodule, model = build_run(overrides, out, epochs)
+    net = model.net
+    optimizer = model.optimizer_factory(params=net.parameters())
+    weight = model.class_weight if model.class_weight.numel() else None
+    seconds = []
+    if hasattr(datamodule, "data") and "x" in datamodule.data.get("train", {}):
+        train, val = datamodule.data["train"], datamodule.data["val"]
+        mean, std = train["x"].mean(0), train["x"].std(0).clamp(min=1e-12)
+        x, y = (train["x"] - mean) / std, train["y"]
+        xv = (val["x"] - mean) / std
+        batch = datamodule.batch_size if hasattr(datamodule, "batch_size") else 4096
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+            xs, ys = x[order], y[order]
+            for i in range(0, len(xs), batch):
+                loss = F.cross_entropy(net(xs[i : i + batch]), ys[i : i + batch], weight=weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            vb = getattr(datamodule, "eval_batch_size", batch)
+            _val_forward(net, [(xv[i : i + vb], None) for i in range(0, len(xv), vb)])
+            seconds.append(time.perf_counter() - start)
+        return seconds
+    train_loader, val_loader = datamodule.train_dataloader(), datamodule.val_dataloader()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for xb, yb, *_ in train_loader:
+            loss = F.cross_entropy(net(xb), yb, weight=weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        _val_forward(net, ((b[0], b[1]) for b in val_loader))
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def profile_table(profiler, epochs: int, top: int = 14) -> list[str]:
+    """Lines: the costliest profiled actions, seconds per epoch and share of the epoch."""
+    totals = {a: sum(d) for a, d in profiler.recorded_durations.items()}
+    epoch = totals.get("run_training_epoch", sum(totals.values())) / max(epochs, 1)
+    rows = sorted(totals.items(), key=lambda kv: -kv[1])
+    lines = [f"    {'action (nested: a parent includes its children)':<78} s/epoch  share"]
+    for action, total in rows[:top]:
+        name = action if len(action) <= 78 else action[:75] + "..."
+        lines.append(f"    {name:<78} {total / epochs:7.3f}  {total / epochs / epoch:5.1%}")
+    return lines
+
+
+def whole_epochs(args) -> dict[str, tuple[float, float]]:
+    """Run the whole-epoch comparison; returns {experiment: (median ratio, mean ratio)}."""
+    import os
+
+    ratios = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "voxels.parquet"
+        if "dti_mlp" in args.experiments:
+            voxel_table(table, args.voxels)
+        data_dir = Path(args.data_dir)
+        for name in args.experiments:
+            overrides = experiment_overrides(name, table, data_dir, args.batch_size)
+            hand, ours = [], []
+            for r in range(args.repeats):
+                out = Path(tmp) / f"{name}-{r}"
+                ours.append(mrinet_epochs(overrides, out / "mrinet", args.epochs)[0])
+                hand.append(hand_epochs(overrides, out / "hand", args.epochs))
+            _, profiler = mrinet_epochs(overrides, Path(tmp) / f"{name}-prof", args.epochs, True)
+            med_o = statistics.median(statistics.median(s) for s in ours)
+            med_h = statistics.median(statistics.median(s) for s in hand)
+            mean_o = statistics.median(statistics.fmean(s) for s in ours)
+            mean_h = statistics.median(statistics.fmean(s) for s in hand)
+            ratios[name] = (med_h / med_o, mean_h / mean_o)
+            load = os.getloadavg()[0]
+            print(f"\n{name}: {args.epochs} epochs x {args.repeats} repeats, load {load:.1f}")
+            print(f"  epoch (median): hand loop {med_h:.3f} s, mrinet {med_o:.3f} s")
+            print(
+                f"  epoch (mean, figure epochs included): hand {mean_h:.3f} s, mrinet {mean_o:.3f} s"
+            )
+            print(f"  mrinet epochs (first repeat): {', '.join(f'{v:.3f}' for v in ours[0])} s")
+            print("  where mrinet's epoch goes (SimpleProfiler, one more run):")
+            print("\n".join(profile_table(profiler, args.epochs)))
+    print()
+    for name, (median, mean) in ratios.items():
+        print(f"whole-epoch ratio hand/mrinet {name}: median {median:.2f}x, mean {mean:.2f}x")
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark; returns {experiment: (median, mean) epoch ratio hand/mrinet}, or with
+    --batch-sizes the training-only ratio mrinet / hand loop per batch size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voxels", type=int, default=1_000_000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 4096])
+    parser.add_argument("--epochs", type=int, default=None, help="whole epochs: 6; else 3")
+    parser.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=EXPERIMENTS)
+    parser.add_argument("--batch-size", type=int, default=4096, help="dti_mlp's, whole epochs")
+    parser.add_argument(
+        "--data-dir",
+        default=str(Path(__file__).resolve().parents[1] / "data"),
+        help="where the tiny simulated sets are cached (default: the repository's data/)",
+    )
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", help="training-only comparison at these sizes"
+    )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=None, help="whole epochs: 2; else 1")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both loops on it)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch build sees no CUDA GPU (torch.cuda.is_available())")
     torch.set_num_threads(args.threads)
+    if not args.batch_sizes:
+        args.epochs, args.repeats = args.epochs or 6, args.repeats or 2
+        return whole_epochs(args)
+    args.epochs, args.repeats = args.epochs or 3, args.repeats or 1
     ratios = {}
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "voxels.parquet"

@@ -106,13 +106,18 @@ def check_context(data_cfg: dict, asked, ckpt_path) -> None:
 def dice_against_labels(predicted: np.ndarray, truth: np.ndarray, names) -> dict[str, float]:
     """Dice per class and macro of a written map (0 = background, k = class k - 1) against the
     label volume's classes (-1 = no class), over the whole volume (false positives included)."""
-    out = {}
-    for k, name in enumerate(names):
-        p, t = predicted == k + 1, truth == k
-        denominator = int(p.sum() + t.sum())
-        out[f"dice_{name}"] = 2.0 * float((p & t).sum()) / denominator if denominator else 0.0
-    present = [out[f"dice_{n}"] for k, n in enumerate(names) if (truth == k).any()]
-    out["dice_macro"] = float(np.mean(present)) if present else 0.0
+    import torch
+
+    from mrinet.models.metrics import dice_from_confusion
+
+    k = len(names) + 1  # counts of (truth, predicted) with 0 = background / no class
+    t = np.where((truth >= 0) & (truth < k - 1), truth + 1, 0).astype(np.int64)
+    p = np.where((predicted > 0) & (predicted < k), predicted, 0).astype(np.int64)
+    confmat = torch.from_numpy(np.bincount((t * k + p).ravel(), minlength=k * k)).view(k, k)
+    dice = dice_from_confusion(confmat)[0][1:]  # over the whole volume, false positives included
+    present = confmat[1:].sum(1) > 0
+    out = {f"dice_{name}": float(d) for name, d in zip(names, dice)}
+    out["dice_macro"] = float(dice[present].mean()) if present.any() else 0.0
     return out
 
 

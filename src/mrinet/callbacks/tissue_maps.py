@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytorch_lightning as pl
 
 
 class TissueMapLogger(pl.Callback):
     """Each validation epoch, log axial/coronal/sagittal slices of one validation subject to
-    TensorBoard: T1w, true classes and predicted classes (DTI voxel data with volumes only).
+    TensorBoard: T1w, true classes and predicted classes (DTI voxel data with volumes only),
+    on the model's figure epochs (`every_n_epochs=None`) or every n epochs.
 
     The subject's inputs are the DataModule's (`example_subject()["x"]`: the same features and
     spatial context as training, or the whole volume (1, F, X, Y, Z) for a segmentation net)
@@ -16,22 +19,34 @@ class TissueMapLogger(pl.Callback):
     The scalar `<split>/wm_called_thalamus` is the share of that subject's white-matter voxels
     the map calls thalamus (the speckle the eye sees)."""
 
-    def __init__(self, every_n_epochs: int = 1, split: str = "val") -> None:
-        self.every_n_epochs, self.split = max(int(every_n_epochs), 1), split
+    def __init__(self, every_n_epochs: int | None = None, split: str = "val") -> None:
+        self.every_n_epochs = every_n_epochs and max(int(every_n_epochs), 1)
+        self.split = split
+        self._example: dict | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        if trainer.current_epoch % self.every_n_epochs:
+        if self.every_n_epochs and trainer.current_epoch % self.every_n_epochs:
             return
-        example = getattr(trainer.datamodule, "example_subject", lambda split: None)(self.split)
+        if not self.every_n_epochs and not getattr(pl_module, "figures_now", lambda s: 1)("val"):
+            return  # the model's FigureSchedule (figures within ~5 % of the run's time)
+        if self._example is None:  # the same subject every epoch: read and featurised once
+            read = getattr(trainer.datamodule, "example_subject", lambda split: None)
+            self._example = read(self.split) or {}
+        example = self._example or None
         writer = pl_module.tensorboard() if hasattr(pl_module, "tensorboard") else None
         if example is None or writer is None:
             return
+        schedule = getattr(pl_module, "figure_schedule", None)
+        with schedule.timed() if schedule is not None else contextlib.nullcontext():
+            self._draw(trainer, pl_module, example, writer)
+
+    def _draw(self, trainer, pl_module, example, writer) -> None:
         import numpy as np
         import torch
 
-        from mrinet.models.figures import tissue_map_figure
+        from mrinet.callbacks.figures import tissue_map_figure
 
         maps, true = example["maps"], example["classes"]
         features = list(maps)

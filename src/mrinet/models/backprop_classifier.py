@@ -20,8 +20,8 @@ class BackpropClassifier(Classifier):
     the lecture's equations, writes them into `.grad` and steps the configured optimizer (the
     lecture's `mrinet.nets.backprop.GradientDescent`: w <- w - lr grad; any torch optimizer
     works). Everything else is the Classifier's: cost, metrics, confusion matrices, checkpoints,
-    and the per-layer gradient norms, which Lightning's `on_before_optimizer_step` hook logs
-    inside the optimizer step. `output_activation` applies to the quadratic cost only;
+    and the per-layer gradient norms, which the GradNormLogger callback logs in Lightning's
+    `on_before_optimizer_step` hook, inside the optimizer step. `output_activation` applies to the quadratic cost only;
     cross-entropy is the softmax log-loss, as in the Classifier.
     """
 

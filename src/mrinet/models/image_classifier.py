@@ -56,10 +56,12 @@ class ImageClassifier(Classifier):
     def _collect(self, batch, stage: str) -> None:
         x, y = batch[0], batch[1]
         probs = torch.softmax(self._last_logits.float(), dim=1)
-        self._scores.setdefault(stage, []).append((probs.cpu(), y.detach().cpu()))
+        self._scores.setdefault(stage, []).append((probs, y.detach()))  # to the host at epoch end
         examples = self._examples.setdefault(stage, [])
         num_classes = probs.shape[1]
         per_class = max(self.num_examples // num_classes, 1)
+        if len(examples) >= per_class * num_classes or not self.figures_now(stage):
+            return  # the examples are read from the device only on figure epochs, until full
         taken = torch.bincount(
             torch.tensor([e[1] for e in examples], dtype=torch.long), minlength=num_classes
         )
@@ -83,8 +85,8 @@ class ImageClassifier(Classifier):
         parts = self._scores.pop(stage, [])
         if not parts:
             return None
-        probs = torch.cat([p for p, _ in parts])
-        target = torch.cat([t for _, t in parts])
+        probs = torch.cat([p for p, _ in parts]).cpu()
+        target = torch.cat([t for _, t in parts]).cpu()
         if self._trainer and self.trainer.world_size > 1:
             gathered = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(gathered, (probs, target))
@@ -99,21 +101,24 @@ class ImageClassifier(Classifier):
             return
         probs, target = scores
         names = self.class_names or [str(i) for i in range(probs.shape[1])]
-        binary = probs.shape[1] == 2
-        if binary and 0 < int(target.sum()) < len(target):  # AUROC needs both classes
+        auroc = None
+        if probs.shape[1] == 2 and 0 < int(target.sum()) < len(target):  # AUROC: both classes
             from torchmetrics.functional.classification import binary_auroc
 
             auroc = binary_auroc(probs[:, 1], target)
             self.log(f"{stage}/auroc", auroc.to(self.device), on_step=False, on_epoch=True)
         writer = self.tensorboard()
-        if writer is None or not self._figures_now(stage):
+        if writer is None or not self.figures_now(stage):
             return
-        step = self.global_step
-        epoch = self.current_epoch
+        with self.figure_schedule.timed():
+            self._draw(stage, examples, names, probs, target, auroc)
+
+    def _draw(self, stage, examples, names, probs, target, auroc) -> None:
+        writer, step, epoch = self.tensorboard(), self.global_step, self.current_epoch
         if examples:
             fig = example_grid_figure(examples, names, f"{stage} examples (epoch {epoch})")
             writer.add_figure(f"{stage}/examples", fig, global_step=step, close=True)
-        if binary and 0 < int(target.sum()) < len(target):
+        if auroc is not None:
             from torchmetrics.functional.classification import binary_roc
 
             fpr, tpr, _ = binary_roc(probs[:, 1], target)

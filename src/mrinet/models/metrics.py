@@ -23,12 +23,12 @@ def confusion_metrics(confmat: torch.Tensor, class_names: Sequence[str]) -> dict
     total = confmat.sum().clamp(min=1)
     recall = tp / support.clamp(min=1)
     precision = tp / predicted.clamp(min=1)
-    f1 = 2 * tp / (support + predicted).clamp(min=1)
+    f1, f1_macro = dice_from_confusion(confmat)
     present = support > 0
     out = {
         "acc": tp.sum() / total,
         "bal_acc": recall[present].mean() if present.any() else total.new_zeros(()),
-        "f1_macro": f1[present].mean() if present.any() else total.new_zeros(()),
+        "f1_macro": f1_macro,
     }
     out["dice_macro"] = out["f1_macro"]
     for i, name in enumerate(class_names):
@@ -37,6 +37,25 @@ def confusion_metrics(confmat: torch.Tensor, class_names: Sequence[str]) -> dict
         out[f"recall_{name}"] = recall[i]
         out[f"precision_{name}"] = precision[i]
     return {k: v.float() for k, v in out.items()}
+
+
+def dice_from_counts(
+    tp: torch.Tensor, support: torch.Tensor, predicted: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class Dice 2 TP / (|T| + |P|) (..., C) and its mean over the classes present in the
+    truth (...), from (..., C) counts: the one Dice formula of mrinet (0 for an empty class)."""
+    dice = 2 * tp / (support + predicted).clamp(min=1)
+    present = (support > 0).to(dice.dtype)
+    return dice, (dice * present).sum(-1) / present.sum(-1).clamp(min=1)
+
+
+def dice_from_confusion(confmat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., C, C) confusion counts (row = true class) -> per-class Dice (..., C) and macro Dice
+    (...) over the classes present in the truth; integer counts are scored in float64."""
+    if not confmat.is_floating_point():
+        confmat = confmat.double()
+    tp = confmat.diagonal(dim1=-2, dim2=-1)
+    return dice_from_counts(tp, confmat.sum(-1), confmat.sum(-2))
 
 
 class ConfusionCounts(Metric):
@@ -60,6 +79,13 @@ class ConfusionCounts(Metric):
 
     def compute(self) -> torch.Tensor:
         return self.confmat
+
+    def summed(self, counts: torch.Tensor) -> torch.Tensor:
+        """This process's epoch counts -> the counts of all processes (then reset)."""
+        self.update(counts)
+        total = self.compute()
+        self.reset()
+        return total
 
 
 def batch_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -166,3 +166,30 @@ def recorded_net_config(net_cfg: dict, sizes: dict) -> dict:
     """The net config a checkpoint records: the config's own arguments plus the sizes the data
     gave, without `_partial_`, so instantiating it builds this very net (eval, predict)."""
     return {**{k: v for k, v in net_cfg.items() if k != "_partial_"}, **sizes}
+
+
+def num_outputs(net: nn.Module) -> int | None:
+    """Outputs of a net's last Linear/Conv layer (its class count), None without one."""
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv3d))]
+    if not layers:
+        return None
+    last = layers[-1]
+    return last.out_features if isinstance(last, nn.Linear) else last.out_channels
+
+
+def check_sizes(spec: DataSpec, class_names: list[str] | None, outputs: int | None) -> None:
+    """Refuse class names or a net output size that do not match the data's classes."""
+    if class_names and len(class_names) != spec.num_classes:
+        raise ConfigError(
+            f"model.class_names {class_names} do not match the data's "
+            f"{spec.num_classes} classes {list(spec.classes)}",
+            "model.class_names",
+            "drop model.class_names (the data's class names are used) or give one per class",
+        )
+    if outputs is not None and outputs != spec.num_classes:
+        raise ConfigError(
+            f"the net has {outputs} outputs but the data has {spec.num_classes} classes "
+            f"{list(spec.classes)}",
+            "model.net",
+            "set the net's output size to the number of data.classes",
+        )

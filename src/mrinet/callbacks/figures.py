@@ -1,8 +1,10 @@
-"""Figures for TensorBoard (matplotlib, imported only when a figure is drawn)."""
+"""Figures for TensorBoard (matplotlib, imported only when a figure is drawn) and their schedule."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -87,3 +89,50 @@ def tissue_map_figure(
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
+
+
+class FigureSchedule:
+    """Which validation epochs draw figures (confusion matrix, examples, ROC, tissue maps).
+
+    `every_n_epochs=n`: epochs 0, n, 2n, ... and the last. `None` (the default of the shipped
+    models): a time budget; epoch 0 and the last draw, and an epoch in between draws when the
+    figures drawn so far plus the last figure epoch's cost stay within `share` (5 %) of the
+    time since training started, so figures never cost a long run more than ~5 %.
+    Drawing code reports its time with `with schedule.timed(): ...`.
+    """
+
+    def __init__(self, every_n_epochs: int | None = None, share: float = 0.05) -> None:
+        self.every_n_epochs, self.share = every_n_epochs, float(share)
+        self.start()
+
+    def start(self) -> None:
+        """Restart the clock (at the start of training)."""
+        self.t0, self.spent, self.cost, self.running = time.perf_counter(), 0.0, 0.0, 0.0
+        self.decided: tuple[int, bool] | None = None
+
+    def now(self, epoch: int, last_epoch: int | None) -> bool:
+        """Do this epoch's figures get drawn? (one answer per epoch, for every figure)"""
+        if self.decided is not None and self.decided[0] == epoch:
+            return self.decided[1]
+        if self.running:  # the last figure epoch's drawing time: the estimate of the next
+            self.cost, self.running = self.running, 0.0
+        if epoch == 0 or epoch == last_epoch:
+            draw = True
+        elif self.every_n_epochs:
+            draw = epoch % self.every_n_epochs == 0
+        else:
+            elapsed = time.perf_counter() - self.t0
+            draw = self.spent + self.cost <= self.share * elapsed
+        self.decided = (epoch, draw)
+        return draw
+
+    @contextmanager
+    def timed(self):
+        """Count the time of a drawing against the budget."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            took = time.perf_counter() - start
+            self.spent += took
+            self.running += took

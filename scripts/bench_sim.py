@@ -37,16 +37,18 @@ def main(argv=None) -> float:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from mrinet.sim import anatomy
+    from mrinet.sim.anatomy.atlas import auto_shape, load_atlas
+    from mrinet.sim.anatomy.subject import sample_subject
+    from mrinet.sim.anatomy.warp import random_pose
 
     t0 = time.perf_counter()
-    atlas = anatomy.load_atlas()
+    atlas = load_atlas()
     t_atlas = time.perf_counter() - t0
-    shape = anatomy.auto_shape(args.voxel_mm)
+    shape = auto_shape(args.voxel_mm)
     t0 = time.perf_counter()
     for i in range(args.subjects):
-        pose = anatomy.random_pose(np.random.default_rng(i), np.asarray(shape) * args.voxel_mm)
-        anatomy.sample_subject(atlas, pose, shape, args.voxel_mm)
+        pose = random_pose(np.random.default_rng(i), np.asarray(shape) * args.voxel_mm)
+        sample_subject(atlas, pose, shape, args.voxel_mm)
     t_anatomy = (time.perf_counter() - t0) / args.subjects
     with tempfile.TemporaryDirectory() as tmp:
         t_mni = _write(f"{tmp}/mni", "mni_aparc", args.subjects, args.voxel_mm)

@@ -6,15 +6,11 @@ import numpy as np
 import pytest
 
 from mrinet.errors import ConfigError
-from mrinet.sim import anatomy
-from mrinet.sim.anatomy import (
-    MNI_TISSUES,
-    group_fractions,
-    identity_pose,
-    load_atlas,
-    random_pose,
-    sample_subject,
-)
+from mrinet.sim.anatomy import atlas as anatomy
+from mrinet.sim.anatomy.atlas import MNI_TISSUES, load_atlas
+from mrinet.sim.anatomy.fibres import fibre_orientations
+from mrinet.sim.anatomy.subject import group_fractions, sample_subject
+from mrinet.sim.anatomy.warp import _rotation, identity_pose, random_pose
 from mrinet.sim.phantom import phantom_affine
 
 CORTEX = (3, 42, *range(1000, 1036), *range(2000, 2036))
@@ -163,12 +159,12 @@ def test_orientations_follow_the_anatomy():
         ]
     ).T
     default = np.tile(np.array([[1.0], [1.0], [1.0]]) / np.sqrt(3), (1, 3))
-    fibres = anatomy.fibre_orientations(atlas, points, np.eye(3), default)
+    fibres = fibre_orientations(atlas, points, np.eye(3), default)
     assert abs(fibres["cc"][0, 0]) > 0.99
     assert abs(fibres["wm"][2, 1]) > 0.9
     assert abs(fibres["wm"][1, 2]) > 0.9
-    turned = anatomy._rotation(np.deg2rad([0.0, 0.0, 90.0]))  # pose turns the fibres too
-    moved = anatomy.fibre_orientations(atlas, points, turned, default)
+    turned = _rotation(np.deg2rad([0.0, 0.0, 90.0]))  # pose turns the fibres too
+    moved = fibre_orientations(atlas, points, turned, default)
     assert abs(moved["cc"][1, 0]) > 0.99
 
 

@@ -12,26 +12,23 @@ max_failure_rate, sampler + seed, storage, study_name) and adds:
 - shared studies: `storage=journal:<path>` (Optuna's journal file, safe on NFS) or an RDB URL;
   several sweepers can feed one study at once: trial numbers are job numbers (run dirs never
   collide), `n_trials` counts the whole study, and only trials whose sweeper stopped beating
-  are failed and run again (mrinet.run.study, liveness);
+  are failed and run again (mrinet.run.liveness);
 - resume: the same command again continues an interrupted study, its interrupted trials first.
 Settings are checked before the first trial: each bad one is a clear error naming its key.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger("mrinet.sweep")
+from hydra_plugins.mrinet_optuna.trials import TrialLoop
 
-ENV = "hydra.job.env_set."
+log = logging.getLogger("mrinet.sweep")
 
 
 def _refuse(err: Exception) -> None:
@@ -42,12 +39,7 @@ def _refuse(err: Exception) -> None:
     raise SystemExit(1)
 
 
-def _quote(text: str) -> str:
-    """A Hydra override value, quoted (paths with spaces, JSON)."""
-    return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-class MrinetOptunaSweeper(Sweeper):
+class MrinetOptunaSweeper(TrialLoop, Sweeper):
     """Hydra sweeper on Optuna's ask-and-tell API (see the module docstring)."""
 
     def __init__(
@@ -144,11 +136,13 @@ class MrinetOptunaSweeper(Sweeper):
     def _prepare(self, arguments: list[str]) -> None:
         """Everything that can be wrong, checked before the study is touched."""
         from mrinet.errors import ConfigError
-        from mrinet.run import study as studies
+        from mrinet.run.samplers import make_pruner, make_sampler
+        from mrinet.run.search_space import search_space
+        from mrinet.run.study import open_storage, open_study, parse_storage
 
         assert self.config is not None
         self._check_numbers()
-        self.space, self.fixed = studies.search_space(
+        self.space, self.fixed = search_space(
             self.params, list(arguments), self.hydra_context.config_loader
         )
         if not self.space:
@@ -161,8 +155,8 @@ class MrinetOptunaSweeper(Sweeper):
         if str(self.sampler_name).lower() == "tpe" and self.n_jobs > 1:
             # parallel asks: running trials count as "lies", so no two ask the same point
             options.setdefault("constant_liar", True)
-        self.sampler = studies.make_sampler(self.sampler_name, self.seed, options, self.space)
-        self.pruner = studies.make_pruner(self.pruner_name, self.pruner_options)
+        self.sampler = make_sampler(self.sampler_name, self.seed, options, self.space)
+        self.pruner = make_pruner(self.pruner_name, self.pruner_options)
         pruning = self.pruner_name.lower() != "none"
         metric = OmegaConf.select(self.config, "optimized_metric", default=None)
         if pruning and metric is not None and not str(metric).startswith("val"):
@@ -174,7 +168,7 @@ class MrinetOptunaSweeper(Sweeper):
                 "val/dice_macro), or hydra.sweeper.pruner=none",
             )
         launch_dir = OmegaConf.select(self.config, "hydra.runtime.cwd", default=None) or "."
-        self.spec = studies.parse_storage(self.storage, launch_dir)
+        self.spec = parse_storage(self.storage, launch_dir)
         if pruning and self.spec.kind == "memory" and not self._in_process():
             raise ConfigError(
                 f"pruner={self.pruner_name} needs a storage the trials' processes can reach: "
@@ -185,8 +179,8 @@ class MrinetOptunaSweeper(Sweeper):
                 "sqlite:///optuna.db)",
             )
         self._validate_probe()
-        self.store = studies.open_storage(self.spec)
-        self.study = studies.open_study(
+        self.store = open_storage(self.spec)
+        self.study = open_study(
             self.store, str(self.study_name), self.direction, self.sampler, self.pruner
         )
 
@@ -212,7 +206,7 @@ class MrinetOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from mrinet.errors import MrinetError
-        from mrinet.run import study as studies
+        from mrinet.run.liveness import Heartbeat
 
         try:
             self._prepare(arguments)
@@ -224,7 +218,7 @@ class MrinetOptunaSweeper(Sweeper):
         self._tell_jobs()
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self.sweep_dir = sweep_dir
-        self.heartbeat = studies.Heartbeat(self.study, self.heartbeat_s)
+        self.heartbeat = Heartbeat(self.study, self.heartbeat_s)
         persistent = self.spec.kind != "memory"
         if persistent:
             self.heartbeat.start()
@@ -273,219 +267,6 @@ class MrinetOptunaSweeper(Sweeper):
                 )
             )
         return None
-
-    def _tell_jobs(self) -> None:
-        """The study, storage and pruner every trial's job reports to, as `hydra.job.env_set`
-        overrides of the master config (Hydra composes each job from its overrides; the
-        variables are set while the job runs, on any machine); each job adds its number."""
-        from omegaconf import open_dict, read_write
-
-        from mrinet.run import trial_report as report
-
-        assert self.config is not None
-        env = {
-            report.ENV_TRIAL: "",
-            report.ENV_STUDY: str(self.study_name),
-            report.ENV_STORAGE: self.spec.url,
-            report.ENV_PRUNER: self.pruner_name.lower(),
-            report.ENV_PRUNER_OPTIONS: json.dumps(self.pruner_options),
-        }
-        node = self.config.hydra.overrides
-        with read_write(node), open_dict(node):
-            node.hydra = [*node.hydra, *(f"++{ENV}{k}={_quote(v)}" for k, v in env.items())]
-
-    def _recover(self, first: bool = False) -> None:
-        """Fail and requeue trials whose sweeper is gone; on the first call, say where the
-        study stands."""
-        from mrinet.run import study as studies
-
-        if self.spec.kind != "memory":
-            now = time.time()
-            if first or now - getattr(self, "_last_recovery", 0.0) > self.heartbeat_s:
-                self._last_recovery = now
-                for trial in studies.stale_trials(self.study, self.grace_s):
-                    if trial.user_attrs.get(studies.OWNER) == self.heartbeat.id:
-                        continue
-                    if studies.interrupt(self.study, self.store, trial, "its sweeper stopped"):
-                        log.warning(
-                            "trial %d was left RUNNING by a sweeper that stopped: failed, and "
-                            "its parameters queued to run again first",
-                            trial.number,
-                        )
-        if not first:
-            return
-        counts = studies.count(self.study)
-        if counts.finished or counts.interrupted or counts.running or counts.waiting:
-            log.info(
-                "resuming study %r: %d trial(s) done, %d failed, %d interrupted (run again "
-                "first); %d of n_trials=%d to run%s",
-                self.study_name,
-                counts.complete + counts.pruned,
-                counts.failed,
-                counts.waiting,
-                max(self.n_trials - counts.finished - counts.running, 0),
-                self.n_trials,
-                f" ({counts.running} running elsewhere)" if counts.running else "",
-            )
-
-    def _slots_left(self) -> int:
-        from mrinet.run import study as studies
-
-        if getattr(self, "grid_done", False):
-            return 0
-        counts = studies.count(self.study)
-        return self.n_trials - counts.finished - counts.running
-
-    def _ask(self) -> tuple[Any, list[str]]:
-        """Ask the study for a trial (a queued retry first) and its job's overrides."""
-        from mrinet.run import study as studies
-        from mrinet.run import trial_report as report
-
-        trial = self.study.ask({p.key: p.distribution for p in self.space})
-        tid = studies.trial_id(self.store, str(self.study_name), trial.number)
-        self.store.set_trial_user_attr(tid, studies.OWNER, self.heartbeat.id)
-        self.store.set_trial_user_attr(
-            tid, studies.RUN_DIR, str(self.sweep_dir / str(trial.number))
-        )
-        overrides = [
-            *self.fixed,
-            *(p.override(trial.params[p.key]) for p in self.space),
-            f"{ENV}{report.ENV_TRIAL}={trial.number}",  # the rest: _tell_jobs
-        ]
-        return trial, overrides
-
-    def _tell(self, trial: Any, ret: JobReturn) -> None:
-        """The job's outcome into the study: COMPLETE, PRUNED (the job stopped on the pruner's
-        word) or FAIL (an error, no value, a non-finite value)."""
-        from optuna.trial import TrialState
-
-        from mrinet.run import study as studies
-        from mrinet.run.sweep import first_line
-
-        tid = studies.trial_id(self.store, str(self.study_name), trial.number)
-        frozen = self.store.get_trial(tid)
-        error = None
-        if ret.status != JobStatus.COMPLETED:
-            error = first_line(ret._return_value) if ret._return_value is not None else "failed"
-        if error is None and studies.PRUNED_AT in frozen.user_attrs:
-            state, values = TrialState.PRUNED, None
-        elif error is None:
-            value = studies.finite(ret.return_value)
-            if value is None:
-                error = f"the job returned {ret.return_value!r}, not a finite number"
-            state, values = TrialState.COMPLETE, value
-        if error is not None:
-            self.store.set_trial_user_attr(tid, "mrinet_error", error[:500])
-            state, values = TrialState.FAIL, None
-        try:
-            self.study.tell(trial.number, values, state=state, skip_if_finished=True)
-        except RuntimeError as err:
-            # GridSampler calls study.stop() once its grid is covered, which only works inside
-            # study.optimize; the trial is stored before that (Optuna's tell stores it in a
-            # `finally`): the grid is done, ask no more
-            if "Study.stop" not in str(err):
-                raise
-            if not getattr(self, "grid_done", False):
-                log.info("the grid is covered: no more trials (n_trials=%d)", self.n_trials)
-            self.grid_done = True
-        self.done_here += 1
-        self.failed_here += state == TrialState.FAIL
-        log.info(
-            "trial %d %s%s",
-            trial.number,
-            state.name.lower(),
-            f": {error}" if error else (f" with value {values:.6g}" if values is not None else ""),
-        )
-        if error and error.startswith("ConfigError: optimized_metric"):
-            # the metric itself is wrong (not logged in validation): every trial would fail
-            self.stop_reason = f"trial {trial.number}: {error}; no new trials started"
-            return
-        rate = self.failed_here / self.done_here
-        if self.done_here >= self.n_jobs and rate > float(self.max_failure_rate):
-            self.stop_reason = (
-                f"{self.failed_here} of this sweep's {self.done_here} trials failed, more than "
-                f"max_failure_rate={self.max_failure_rate}: no new trials started"
-            )
-
-    def _run_sequential(self) -> None:
-        while self.stop_reason is None and self._slots_left() > 0:
-            trial, overrides = self._ask()
-            try:
-                (ret,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
-            except BaseException:
-                from mrinet.run import study as studies
-
-                studies.interrupt(self.study, self.store, trial, "its sweeper was interrupted")
-                raise
-            self._tell(trial, ret)
-            self._recover()
-
-    def _run_batches(self) -> None:
-        """Batch-synchronous trials (async_trials=false, or a launcher without submit/poll):
-        n_jobs trials asked together, the next batch once the slowest of them ended."""
-        from mrinet.run import study as studies
-
-        while self.stop_reason is None:
-            batch = []
-            for _ in range(min(self.n_jobs, self._slots_left())):
-                batch.append(self._ask())
-            if not batch:
-                break
-            numbers = [t.number for t, _ in batch]
-            try:
-                if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
-                    rets = self.launcher.launch([o for _, o in batch], initial_job_idx=numbers[0])
-                else:  # another sweeper took numbers in between: job number = trial number
-                    rets = [
-                        self.launcher.launch([o], initial_job_idx=t.number)[0] for t, o in batch
-                    ]
-            except BaseException:
-                for trial, _ in batch:
-                    studies.interrupt(self.study, self.store, trial, "its sweeper was interrupted")
-                raise
-            for (trial, _), ret in zip(batch, rets):
-                self._tell(trial, ret)
-            self._recover()
-
-    def _run_async(self) -> None:
-        from mrinet.run import study as studies
-
-        self.launcher.start_trials()
-        inflight: dict[str, Any] = {}
-        poll_s = float(getattr(self.launcher, "poll_s", 1.0))
-        try:
-            while True:
-                while (
-                    self.stop_reason is None
-                    and len(inflight) < self.n_jobs
-                    and self._slots_left() > 0
-                ):
-                    trial, overrides = self._ask()
-                    try:
-                        key = self.launcher.submit_trial(overrides, trial.number)
-                    except BaseException:
-                        studies.interrupt(self.study, self.store, trial, "not submitted")
-                        raise
-                    inflight[key] = trial
-                if not inflight:
-                    break
-                finished = self.launcher.poll_trials()
-                for key, ret in finished.items():
-                    self._tell(inflight.pop(key), ret)
-                self._recover()
-                if not finished:
-                    time.sleep(poll_s)
-        except BaseException:
-            if inflight:
-                self.launcher.cancel_trials(list(inflight))
-                for trial in inflight.values():
-                    studies.interrupt(self.study, self.store, trial, "its sweeper was interrupted")
-                log.warning(
-                    "sweep interrupted: trial(s) %s failed and queued to run again first "
-                    "(run the same command to resume)",
-                    ", ".join(str(t.number) for t in inflight.values()),
-                )
-            raise
 
     def _report_best(self) -> None:
         from optuna.trial import TrialState

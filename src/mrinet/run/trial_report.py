@@ -55,12 +55,13 @@ class TrialReporter:
         pruner: str = "none",
         pruner_options: dict | None = None,
     ) -> None:
-        from mrinet.run import study as studies
+        from mrinet.run.samplers import make_pruner
+        from mrinet.run.study import trial_id
 
         self.study_name, self.number = study_name, int(number)
         self.storage = storage_for_job(storage_url)
         self.pruner_name = pruner
-        self.pruner = studies.make_pruner(pruner, pruner_options)
+        self.pruner = make_pruner(pruner, pruner_options)
         self.study = None
         self.trial_id = None
         self.pruned_at: int | None = None
@@ -77,7 +78,7 @@ class TrialReporter:
         self.study = optuna.load_study(
             study_name=study_name, storage=self.storage, pruner=self.pruner
         )
-        self.trial_id = studies.trial_id(self.storage, study_name, self.number)
+        self.trial_id = trial_id(self.storage, study_name, self.number)
 
     @classmethod
     def from_env(cls) -> TrialReporter | None:

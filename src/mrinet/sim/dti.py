@@ -16,7 +16,7 @@ from importlib import resources
 import numpy as np
 
 from mrinet.errors import ConfigError, check_choice
-from mrinet.sim.anatomy import auto_shape, check_voxel_mm, resolve_anatomy
+from mrinet.sim.anatomy.atlas import auto_shape, check_voxel_mm, resolve_anatomy
 from mrinet.sim.phantom import TISSUES, make_brain_anatomy, tissue_fractions
 
 PRESETS = ("lecture", "literature")
@@ -109,7 +109,7 @@ def _add_rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> n
 
 def grid_shape(params: dict, anatomy: str) -> tuple[int, int, int]:
     """The cohort grid: `grid.shape`, or `auto`: the anatomical phantom's field of view
-    (anatomy.FOV_MM), or the geometric phantom's 144 x 176 x 144 mm, at `grid.voxel_mm`."""
+    (anatomy.atlas.FOV_MM), or the geometric phantom's 144 x 176 x 144 mm, at `grid.voxel_mm`."""
     grid = params["grid"]
     voxel_mm = float(grid["voxel_mm"])
     if anatomy == "mni_aparc":
@@ -126,7 +126,7 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
     """One subject: labels (X,Y,Z) int32 (FreeSurfer's view), tissue (X,Y,Z) int32 (what the
     signals come from), dwi (X,Y,Z,N) (dtype `dwi_dtype`), bvals (N,), bvecs (N,3), t1w (X,Y,Z)
     float32, mask (X,Y,Z) bool, and the pure-tissue ground truth ad/rd (um^2/ms)."""
-    from mrinet.sim.anatomy import single_threaded_blas
+    from mrinet.sim.anatomy.blas import single_threaded_blas
 
     with single_threaded_blas():
         return _simulate_subject(params, rng)
@@ -140,17 +140,18 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
     shape = grid_shape(params, anatomy)
     subject = None
     if anatomy == "mni_aparc":
-        from mrinet.sim import anatomy as atlas_phantom
+        from mrinet.sim.anatomy.atlas import MNI_TISSUES, load_atlas, load_wmparc
+        from mrinet.sim.anatomy.fibres import fibre_orientations
+        from mrinet.sim.anatomy.subject import sample_subject
+        from mrinet.sim.anatomy.warp import random_pose
 
-        atlas = atlas_phantom.load_atlas()
-        pose = atlas_phantom.random_pose(
-            rng, np.asarray(shape) * voxel_mm, float(phantom.get("deform_mm", 2.0))
-        )
-        subject = atlas_phantom.sample_subject(atlas, pose, shape, voxel_mm)
+        atlas = load_atlas()
+        pose = random_pose(rng, np.asarray(shape) * voxel_mm, float(phantom.get("deform_mm", 2.0)))
+        subject = sample_subject(atlas, pose, shape, voxel_mm)
         if phantom.get("wmparc"):
-            wmparc = subject.resample(atlas_phantom.load_wmparc()).astype(np.int32)
+            wmparc = subject.resample(load_wmparc()).astype(np.int32)
         tissue, labels = subject.tissue, subject.labels
-        tissues = atlas_phantom.MNI_TISSUES
+        tissues = MNI_TISSUES
         missing = [n for n in tissues if n != "background" and n not in params["tissues"]]
         if missing:
             raise ConfigError(
@@ -201,9 +202,7 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
     spread = np.tan(np.deg2rad(float(params["cc_orientation_spread_deg"])))
     fibres = None
     if subject is not None:  # orientations the anatomy dictates, in the subject's pose
-        fibres = atlas_phantom.fibre_orientations(
-            atlas, subject.template[:, head], subject.pose.linear, orient
-        )
+        fibres = fibre_orientations(atlas, subject.template[:, head], subject.pose.linear, orient)
         # the callosum's angular spread, as in the geometric phantom
         cc_dir = fibres["cc"] + spread * np.cross(fibres["cc"].T, orient.T).T
         fibres["cc"] = cc_dir / np.linalg.norm(cc_dir, axis=0, keepdims=True)

@@ -158,7 +158,7 @@ def cohort_workers(params: dict, n_subjects: int) -> int:
     """Processes that simulate a cohort: one per torch thread (so extras.num_threads=1 keeps
     one core), up to 4, for the anatomical phantom only (a geometric subject costs less than a
     process start)."""
-    from mrinet.sim.anatomy import resolve_anatomy
+    from mrinet.sim.anatomy.atlas import resolve_anatomy
 
     anatomy = (params.get("phantom") or {}).get("anatomy")
     if n_subjects < 2 or resolve_anatomy(anatomy) != "mni_aparc":

@@ -102,28 +102,30 @@ def anatomy_slices(
     1 mm atlas, over ANATOMY_FOV_MM square, at evenly spaced heights ANATOMY_SLAB_MM; T2w mixes
     per-tissue signals (ANATOMY_T2W), T1w is the MNI T1 (white matter at 0.82, as CONTRASTS).
     """
-    from mrinet.sim import anatomy
+    from mrinet.sim.anatomy.atlas import check_voxel_mm, load_atlas
+    from mrinet.sim.anatomy.blas import single_threaded_blas
 
     if contrast not in CONTRASTS:
         raise ValueError(f"contrast must be one of {sorted(CONTRASTS)}, got {contrast!r}")
-    voxel_mm = anatomy.check_voxel_mm(voxel_mm)
-    atlas = anatomy.load_atlas()
-    with anatomy.single_threaded_blas():
+    voxel_mm = check_voxel_mm(voxel_mm)
+    atlas = load_atlas()
+    with single_threaded_blas():
         image = _anatomy_image(atlas, slices, rng, contrast, voxel_mm)
     return _display(image, size, rng)
 
 
 def _anatomy_image(atlas, slices: int, rng, contrast: str, voxel_mm: float) -> np.ndarray:
     """(X, Y, slices) images of one anatomical subject (see anatomy_slices)."""
-    from mrinet.sim import anatomy
+    from mrinet.sim.anatomy.subject import sample_subject
+    from mrinet.sim.anatomy.warp import random_pose
 
     n = 2 * round(ANATOMY_FOV_MM / voxel_mm / 2)
-    pose = anatomy.random_pose(rng, (ANATOMY_FOV_MM, ANATOMY_FOV_MM, 172.0))
+    pose = random_pose(rng, (ANATOMY_FOV_MM, ANATOMY_FOV_MM, 172.0))
     image = np.zeros((n, n, slices), dtype=np.float32)
     for s, z in enumerate(np.linspace(*ANATOMY_SLAB_MM, slices)):
         affine = np.diag([-voxel_mm, voxel_mm, voxel_mm, 1.0])
         affine[:3, 3] = [voxel_mm * (n - 1) / 2, -voxel_mm * (n - 1) / 2, z]
-        subject = anatomy.sample_subject(atlas, pose, (n, n, 1), voxel_mm, affine=affine)
+        subject = sample_subject(atlas, pose, (n, n, 1), voxel_mm, affine=affine)
         if contrast == "T1w":
             head = 1.0 - subject.fractions["background"]
             image[..., s] = CONTRASTS["T1w"]["wm"] * subject.t1[..., 0] * (head[..., 0] > 0)

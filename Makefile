@@ -6,12 +6,13 @@ PIP := $(PYTHON) -m pip
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: help install install-dev train train-context train-cnn test test-all test-slurm lint format docs bench bench-gpu tensorboard clean
+.PHONY: help install install-dev train train-context train-cnn test test-e2e test-all test-slurm lint format docs bench bench-gpu tensorboard clean
 
 help:
 	@echo "make train        train the DTI MLP on the built-in synthetic data (ARGS='key=value ...')"
 	@echo "make train-context the MLP with spatial context, then its auto-context second stage"
 	@echo "make test         the fast test suite (installs dev/test extras first)"
+	@echo "make test-e2e     end-to-end runs CI takes after the fast suite (export, MLflow, examples)"
 	@echo "make test-all     every test but the SLURM ones, slow end-to-end runs included"
 	@echo "make test-slurm   end-to-end runs on a one-node SLURM cluster started here (root, apt)"
 	@echo "make lint|format  ruff"
@@ -55,7 +56,12 @@ train-cnn: .install.stamp
 	$(PYTHON) -m mrinet.train experiment=recon_quality_cnn $(ARGS)
 
 test: .install-dev.stamp
-	$(PYTHON) -m pytest -m "not slow and not slurm" -q
+	$(PYTHON) -m pytest -m "not slow and not slurm and not e2e" -q
+
+# end-to-end runs CI takes after the fast suite: trained models exported (ONNX/TorchScript parity),
+# a real mlflow server, the examples installed beside mrinet's wheel
+test-e2e: .install-dev.stamp
+	$(PYTHON) -m pytest -m "e2e" -q
 
 test-all: .install-dev.stamp
 	$(PYTHON) -m pytest -m "not slurm" -q
@@ -70,12 +76,12 @@ test-slurm: .install-dev.stamp
 	[ -n "$$up" ] || scripts/slurm_local.sh stop; exit $$rc
 
 lint: .install-dev.stamp
-	ruff check src tests scripts
-	ruff format --check src tests scripts
+	$(PYTHON) -m ruff check src tests scripts
+	$(PYTHON) -m ruff format --check src tests scripts
 
 format: .install-dev.stamp
-	ruff check --fix src tests scripts
-	ruff format src tests scripts
+	$(PYTHON) -m ruff check --fix src tests scripts
+	$(PYTHON) -m ruff format src tests scripts
 
 docs: .install-dev.stamp
 	$(PYTHON) -m mkdocs build --strict

@@ -85,7 +85,7 @@ def cnn(tmp_path_factory, data_dir, cli):
     return {"dir": run_dir, "work": work, "files": exported_files(cli, run_dir, work)}
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_mlp_export_equals_predict_on_a_subject(mlp, data_dir, cli):
     import nibabel as nib
 
@@ -121,7 +121,7 @@ def test_mlp_export_equals_predict_on_a_subject(mlp, data_dir, cli):
         np.testing.assert_array_equal(got_c + 1, tissue[keep], err_msg=fmt)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_mlp_export_equals_eval_on_the_test_split(mlp, cli):
     from mrinet.run.checkpoints import build_model, checkpoint_datamodule, load_checkpoint
 
@@ -144,7 +144,7 @@ def test_mlp_export_equals_eval_on_the_test_split(mlp, cli):
         assert accuracy == pytest.approx(evaluated["test/acc"], abs=1e-6), fmt
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_cnn_export_takes_raw_images_and_equals_eval(cnn, cli):
     from omegaconf import OmegaConf
 
@@ -175,7 +175,7 @@ def test_cnn_export_takes_raw_images_and_equals_eval(cnn, cli):
         assert accuracy == pytest.approx(evaluated["test/acc"], abs=1e-6), fmt
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_files_carry_their_metadata(mlp):
     import onnx
 
@@ -246,7 +246,7 @@ def test_graph_normalisation_equals_the_data_pipelines(method):
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_context_mlp_export_equals_predict(tmp_path, data_dir, cli):
     """A context MLP's rows are the features then the context columns mrinet builds for a
     subject (mrinet.data.voxels.subject_context): fed those, the export equals predict."""

@@ -125,7 +125,7 @@ def artifacts(client, run_id: str, path: str | None = None) -> list[str]:
     return found
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_mlflow_holds_every_tensorboard_scalar(server_run):
     client, run = server_run["client"], server_run["run"]
     run_id = run.info.run_id
@@ -146,7 +146,7 @@ def test_mlflow_holds_every_tensorboard_scalar(server_run):
         assert values == pytest.approx([v for _, v in expected], rel=1e-6, abs=1e-7), tag
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_mlflow_holds_hparams_and_figures(server_run):
     client, run = server_run["client"], server_run["run"]
     params = run.data.params
@@ -164,7 +164,7 @@ def test_mlflow_holds_hparams_and_figures(server_run):
     assert not (server_run["dir"] / "mlflow").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_default_store_is_in_the_run_folder_without_tensorboard(tmp_path, data_dir, cli):
     """logger=mlflow alone on the CNN: image figures, texts and direct scalars reach MLflow."""
     from mlflow.tracking import MlflowClient

@@ -72,7 +72,7 @@ def run(installed: dict, module: str, *args: str, cwd: Path, timeout: int = 600)
 ENV_CONFIG = "MRINET_CONFIG_PATH"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_own_net_trains_evaluates_predicts_and_sweeps_its_width(installed, data_dir, tmp_path):
     help_text = run(installed, "mrinet.train", "--help", cwd=tmp_path).stdout
     assert "resmlp" in help_text and "dti_resmlp" in help_text  # the package's groups, listed
@@ -149,7 +149,7 @@ def test_own_net_trains_evaluates_predicts_and_sweeps_its_width(installed, data_
     assert widths == [16, 32]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_own_datamodule_feeds_the_classifier_tissue_maps_and_checkpoints(installed, tmp_path):
     from mrinet.sim.dti_dataset import simulate_dti_cohort
 

@@ -173,7 +173,7 @@ def subject_voxels(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Class voxels of one subject -> (inputs (N, F + K), class index (N,), volume info).
 
-    Inputs are the features, then the spatial context columns (`context`, data/context.py)."""
+    Inputs are the features, then the spatial context columns (`context`, data/tissue/context.py)."""
     if layout == "hcp":
         from mrinet.io.layouts import check_hcp_subject
 

@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # docs/architecture.md, top to bottom: a module may import its own package, any package of a
 # lower layer, and another package of its own layer (sideways, never in a cycle). A unit is
-# the longest matching prefix: `mrinet.data.spec` (DataSpec, a plain record) is a leaf while
+# the longest matching prefix: `mrinet.data.contract` (DataSpec, a plain record) is a leaf while
 # the rest of `mrinet.data` is a Lightning package; `mrinet` is the package's __init__ only,
 # so a new package fails test_every_module_has_a_layer until it is given a layer here.
 LAYERS = [

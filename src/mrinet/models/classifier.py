@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrinet.data.contract import BatchGroup, DataSpec
+from mrinet.data.spec import BatchGroup, DataSpec
 from mrinet.errors import ConfigError, check_choice
 from mrinet.models.decision import tune_offsets, weighting_offsets
 from mrinet.models.grouped_steps import GroupedSteps
@@ -145,7 +145,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
     def set_data_spec(self, spec: DataSpec) -> None:
         """Take what the model needs from its data: class names, input scaling, class weights."""
         if not isinstance(spec, DataSpec):
-            raise TypeError(f"set_data_spec takes a mrinet.data.contract.DataSpec, got {type(spec)}")
+            raise TypeError(f"set_data_spec takes a mrinet.data.spec.DataSpec, got {type(spec)}")
         if self.class_names and len(self.class_names) != spec.num_classes:
             raise ConfigError(
                 f"model.class_names {self.class_names} do not match the data's "

@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--context-model", help="first-stage checkpoint: time autocontext too")
     args = parser.parse_args(argv)
 
-    from mrinet.data.context import ContextSpec, context_columns
-    from mrinet.data.voxels import class_lookup, subject_context, subject_voxels
+    from mrinet.data.tissue.context import ContextSpec, context_columns
+    from mrinet.data.tissue.first_stage import assemble_context
+    from mrinet.data.tissue.subjects import class_lookup, subject_context, subject_voxels
     from mrinet.io.nifti import load_nifti
 
     cohort = args.cohort
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         mask = load_nifti(folder / "nodif_brain_mask.nii.gz", ndim=3)[0] > 0
         subjects.append((folder, volume, mask))
     kinds = ["coords", "patch"] + (["autocontext"] if args.context_model else [])
-    spec = ContextSpec.from_config(kinds, args.patch_size, args.patch_dilation, args.context_model)
+    spec = assemble_context(
+        ContextSpec.from_config(kinds, args.patch_size, args.patch_dilation, args.context_model)
+    )
     times, columns = [], 0
     for _ in range(args.repeats):
         t0 = time.perf_counter()

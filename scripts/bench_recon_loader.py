@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrinet.data.recon_quality import ReconQualityDataModule
+from mrinet.data.recon_quality.module import ReconQualityDataModule
 
 
 def _load() -> str:

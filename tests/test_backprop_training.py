@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from mrinet.callbacks.saturation import SaturationMonitor
-from mrinet.data.spec import DataSpec
+from mrinet.data.contract import DataSpec
 from mrinet.errors import ConfigError
 from mrinet.models.backprop_classifier import BackpropClassifier
 from mrinet.models.classifier import Classifier

@@ -68,7 +68,7 @@ def input_columns(cfg) -> int:
 def test_net_sizes_follow_the_data():
     from hydra.utils import instantiate
 
-    from mrinet.data.spec import DataSpec
+    from mrinet.data.contract import DataSpec
     from mrinet.models.net_builder import build_net
 
     cfg = composed(
@@ -94,7 +94,7 @@ def test_context_experiment_sizes_the_net_from_features_and_context():
 
 
 def test_autocontext_experiment_adds_the_first_stage_maps_to_the_context_inputs():
-    from mrinet.data.context import context_feature_names
+    from mrinet.data.tissue.columns import context_feature_names
 
     cfg = composed("experiment=dti_mlp_autocontext", *NEEDS["dti_mlp_autocontext"])
     data = cfg.data
@@ -203,7 +203,7 @@ def test_every_net_option_is_listed_here():
 def test_every_net_option_builds_from_its_own_arguments_and_the_data(net):
     from hydra.utils import instantiate
 
-    from mrinet.data.spec import DataSpec
+    from mrinet.data.contract import DataSpec
     from mrinet.models.net_builder import build_net
 
     node = OmegaConf.load(CONFIGS / "model" / "net" / f"{net}.yaml")

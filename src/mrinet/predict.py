@@ -38,7 +38,7 @@ def choose_source(subject_dir: Path, source: str, features) -> str:
 def subject_classes(subject_dir: Path, shape, affine, data_cfg: dict, layout: str):
     """Class index per voxel (X, Y, Z) int64 from the subject's label volume (-1: no class), or
     None when the subject has no label volume."""
-    from mrinet.data.voxels import class_lookup, read_labels
+    from mrinet.data.tissue.subjects import class_lookup, read_labels
     from mrinet.io.layouts import get_layout
 
     label_file = data_cfg.get("label_file", "aparc+aseg.nii.gz")
@@ -58,7 +58,7 @@ def voxel_mask(
     subject_dir: Path, maps: dict, affine, how: str, data_cfg: dict, layout: str = "flat"
 ) -> np.ndarray:
     """Which voxels to classify (see configs/predict.yaml `mask`)."""
-    from mrinet.data.voxels import read_brain_mask
+    from mrinet.data.tissue.subjects import read_brain_mask
 
     stack = np.stack(list(maps.values()), axis=-1)
     finite = np.all(np.isfinite(stack), axis=-1)
@@ -85,7 +85,7 @@ def voxel_mask(
 def check_context(data_cfg: dict, asked, ckpt_path) -> None:
     """predict builds the spatial context the checkpoint was trained with; asking for another
     (e.g. context=none for a model trained with coords) is an error that says so."""
-    from mrinet.data.context import parse_context
+    from mrinet.data.tissue.columns import parse_context
     from mrinet.errors import CheckpointError
 
     trained = parse_context(data_cfg.get("context", "none"))
@@ -135,14 +135,13 @@ def predict_subject(
 
     Inputs are built as in training: the checkpoint's features, then its spatial context
     (`context`: a ContextSpec; by default the one `data_cfg` records)."""
-    from mrinet.data.autocontext import voxel_probabilities
-    from mrinet.data.context import ContextSpec
-    from mrinet.data.voxels import convert_diffusivity_units, read_subject
+    from mrinet.data.tissue.first_stage import context_for, voxel_probabilities
+    from mrinet.data.tissue.subjects import convert_diffusivity_units, read_subject
 
     layout = layout or data_cfg.get("layout", "flat")
     features = list(data_cfg["features"])
     if context is None:
-        context = ContextSpec.from_data_config(data_cfg)
+        context = context_for(data_cfg)
     maps, affine = read_subject(subject_dir, features, source, layout)
     keep = voxel_mask(subject_dir, maps, affine, mask, data_cfg, layout)
     convert_diffusivity_units(maps, str(subject_dir), keep if keep.any() else None)
@@ -161,7 +160,7 @@ def predict_subject(
 def predict(cfg: DictConfig) -> Path:
     """Load the checkpoint, classify every selected voxel, write the maps atomically."""
     apply_extras(cfg)
-    from mrinet.data.context import ContextSpec
+    from mrinet.data.tissue.first_stage import context_for
     from mrinet.io.nifti import save_nifti
     from mrinet.run.checkpoints import build_model, load_checkpoint
 
@@ -187,7 +186,7 @@ def predict(cfg: DictConfig) -> Path:
     layout = cfg.get("layout") or data_cfg.get("layout", "flat")
     source = choose_source(subject_dir, cfg.source, data_cfg["features"])
     # an auto-context checkpoint carries its first stage: the recorded path may be gone
-    context = ContextSpec.from_data_config(data_cfg, checkpoint["mrinet"].get("context_model"))
+    context = context_for(data_cfg, checkpoint["mrinet"].get("context_model"))
     classes, probabilities, affine = predict_subject(
         model, subject_dir, data_cfg, source, cfg.mask, int(cfg.batch_size), layout, context
     )

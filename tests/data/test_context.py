@@ -5,16 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrinet.data.context import (
-    ContextSpec,
-    brain_coords,
-    context_columns,
+from mrinet.data.tissue.columns import (
     context_feature_names,
     mirror_columns,
     parse_context,
-    patch_columns,
     patch_offsets,
 )
+from mrinet.data.tissue.context import ContextSpec, context_columns
+from mrinet.data.tissue.geometry import brain_coords, patch_columns
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 
 
@@ -164,7 +162,7 @@ def test_coords_and_patches_are_invariant_to_a_flip_of_the_affine_sign_conventio
 
 
 def test_brain_axes_turn_with_a_tilted_head():
-    from mrinet.data.context import brain_axes
+    from mrinet.data.tissue.geometry import brain_axes
 
     rng = np.random.default_rng(2)
     points = rng.standard_normal((3, 5000)) * np.array([[60.0], [75.0], [55.0]])  # R, A, S

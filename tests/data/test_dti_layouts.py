@@ -29,7 +29,7 @@ def trees(tmp_path_factory):
 
 
 def _module(**kwargs):
-    from mrinet.data.dti import DTIDataModule
+    from mrinet.data.tissue.voxel_module import DTIDataModule
 
     return DTIDataModule(label_map=LABEL_MAP, split=[0.5, 0.5, 0.0], seed=0, **kwargs)
 

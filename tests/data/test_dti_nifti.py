@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrinet.data.dti import DTIDataModule
+from mrinet.data.tissue.voxel_module import DTIDataModule
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 
 SHAPE = (6, 5, 4)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mrinet.data.dti import DTIDataModule
+from mrinet.data.tissue.voxel_module import DTIDataModule
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 
 FEATURES = ["T1w", "FA", "MD", "AD", "RD"]

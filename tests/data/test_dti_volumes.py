@@ -86,7 +86,7 @@ def test_crops_are_seeded_by_epoch_and_centred_near_every_class(modules):
 
 
 def test_a_mirrored_crop_is_the_subject_flipped_left_right(modules):
-    from mrinet.data.dti_volumes import VolumeCrops
+    from mrinet.data.tissue.volume_batches import VolumeCrops
 
     volumes, _ = modules
     x, y, r_axis = volumes.volumes["train"][0]
@@ -105,7 +105,7 @@ def test_a_mirrored_crop_is_the_subject_flipped_left_right(modules):
 
 
 def test_context_settings_are_refused_with_the_fix():
-    from mrinet.data.dti_volumes import DTIVolumeDataModule
+    from mrinet.data.tissue.volume_module import DTIVolumeDataModule
 
     with pytest.raises(ConfigError, match="data.context=none"):
         DTIVolumeDataModule(context=["coords"])
@@ -118,7 +118,7 @@ def test_a_crop_larger_than_the_volumes_names_the_key(data_dir):
 
 
 def test_an_augmented_crop_without_rotation_or_scaling_is_the_plain_crop():
-    from mrinet.data.dti_volumes import VolumeCrops
+    from mrinet.data.tissue.volume_batches import VolumeCrops
 
     x, y = torch.randn(2, 20, 22, 24), torch.randint(-1, 3, (20, 22, 24))
     crops = VolumeCrops([(x, y, 0)], 8, 1, 1, 0, lambda: 0, augment_prob=1.0)
@@ -131,7 +131,7 @@ def test_an_augmented_crop_samples_a_rotated_scaled_grid_with_nearest_labels():
     """Maps that are the voxel coordinates themselves (trilinear is exact on them) show where
     each crop voxel was read: an affine map of the crop grid, rotation <= rotate_deg per axis,
     scale within 1 +- scale; the labels are the label volume at the nearest voxel."""
-    from mrinet.data.dti_volumes import VolumeCrops
+    from mrinet.data.tissue.volume_batches import VolumeCrops
 
     shape = (40, 40, 40)
     coords = torch.stack(

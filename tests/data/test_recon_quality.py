@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mrinet.data.image_transforms import normalize_images, random_flips
-from mrinet.data.recon_quality import ReconQualityDataModule
+from mrinet.data.recon_quality.module import ReconQualityDataModule
+from mrinet.data.recon_quality.transforms import normalize_images, random_flips
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 from mrinet.io.fastmri import write_reconstruction
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from mrinet.data.image_batches import HDF5Images
-from mrinet.data.image_transforms import normalize_images, row_order_statistics
-from mrinet.data.recon_quality import ReconQualityDataModule
-from mrinet.data.shared_batches import SharedBatches
+from mrinet.data.recon_quality.batches import HDF5Images
+from mrinet.data.recon_quality.module import ReconQualityDataModule
+from mrinet.data.recon_quality.shared_batches import SharedBatches
+from mrinet.data.recon_quality.transforms import normalize_images, row_order_statistics
 from mrinet.io.fastmri import write_reconstruction
 from mrinet.io.recon_files import ReconFile
 

@@ -67,7 +67,7 @@ def test_columns_are_the_first_stage_probability_maps_predict_writes(stages, tmp
     them (mask=brain), as log(max(p, 1e-4)) + log(1e4), at the voxel and its R neighbour."""
     import torch
 
-    from mrinet.data.context import world_axes
+    from mrinet.data.tissue.geometry import world_axes
     from mrinet.io.nifti import load_nifti
     from mrinet.run.checkpoints import checkpoint_datamodule
 
@@ -129,7 +129,7 @@ def test_autocontext_without_a_first_stage_run_says_how_to_train_one(cli, data_d
 
 
 def test_first_stage_with_other_classes_is_refused_naming_the_key(stages):
-    from mrinet.data.dti import DTIDataModule
+    from mrinet.data.tissue.voxel_module import DTIDataModule
     from mrinet.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"data\.classes") as err:

@@ -62,7 +62,7 @@ def test_ddp_test_metrics_equal_a_single_process_evaluation_of_the_same_checkpoi
     """Sharded test batches + synced confusion matrices/loss == one process over all samples."""
     import torch
 
-    from mrinet.data.dti import DTIDataModule
+    from mrinet.data.tissue.voxel_module import DTIDataModule
     from mrinet.models.metrics import confusion_metrics
     from mrinet.run.checkpoints import build_model, load_checkpoint
 

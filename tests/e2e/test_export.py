@@ -217,7 +217,7 @@ class Branchy(nn.Module):
 def test_untraceable_net_names_the_module_and_the_op(fmt, tmp_path):
     from functools import partial
 
-    from mrinet.data.spec import DataSpec
+    from mrinet.data.contract import DataSpec
     from mrinet.models.classifier import Classifier
     from mrinet.models.export_graph import ExportError
     from mrinet.models.exporter import export_model
@@ -235,7 +235,7 @@ def test_untraceable_net_names_the_module_and_the_op(fmt, tmp_path):
 @pytest.mark.parametrize("method", ["percentile", "meanstd", "none"])
 def test_graph_normalisation_equals_the_data_pipelines(method):
     """Large images (the percentile's subgrid), a blank one (its fallback), as the loaders do."""
-    from mrinet.data.image_transforms import normalize_images
+    from mrinet.data.recon_quality.transforms import normalize_images
     from mrinet.models.export_graph import PerImageNormalization
 
     x = torch.rand(3, 1, 330, 300, generator=torch.Generator().manual_seed(0)) * 500
@@ -249,11 +249,11 @@ def test_graph_normalisation_equals_the_data_pipelines(method):
 @pytest.mark.e2e
 def test_context_mlp_export_equals_predict(tmp_path, data_dir, cli):
     """A context MLP's rows are the features then the context columns mrinet builds for a
-    subject (mrinet.data.voxels.subject_context): fed those, the export equals predict."""
+    subject (mrinet.data.tissue.subjects.subject_context): fed those, the export equals predict."""
     import nibabel as nib
 
-    from mrinet.data.context import ContextSpec
-    from mrinet.data.voxels import read_subject, subject_context
+    from mrinet.data.tissue.context import ContextSpec
+    from mrinet.data.tissue.subjects import read_subject, subject_context
     from mrinet.run.checkpoints import load_checkpoint
     from tests.conftest import TINY_CONTEXT_RUN
 

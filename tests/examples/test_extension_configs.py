@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mrinet.data.spec import DataSpec
+from mrinet.data.contract import DataSpec
 from mrinet.errors import ConfigError
 from mrinet.run.config_dir import config_dir
 from mrinet.run.config_path import ENV, check_searchpath_overrides

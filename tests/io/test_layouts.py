@@ -33,7 +33,7 @@ def test_simulator_writes_the_hcp_release_tree(cohorts):
 
 
 def test_hcp_layout_loads_maps_and_labels_from_a_simulated_hcp_tree(cohorts):
-    from mrinet.data.dwi_features import dwi_feature_maps
+    from mrinet.data.tissue.dwi_features import dwi_feature_maps
     from mrinet.io.layouts import HCP
     from mrinet.io.nifti import load_nifti
     from mrinet.io.resample import load_labels_on_grid

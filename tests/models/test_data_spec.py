@@ -10,9 +10,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from mrinet.data.batches import TensorBatches
-from mrinet.data.dti import DTIDataModule
-from mrinet.data.spec import BatchGroup, DataSpec
+from mrinet.data.contract import BatchGroup, DataSpec
+from mrinet.data.loading.batches import TensorBatches
+from mrinet.data.tissue.voxel_module import DTIDataModule
 from mrinet.errors import CheckpointError, ConfigError
 from mrinet.models.classifier import Classifier
 from mrinet.nets.mlp import MLP

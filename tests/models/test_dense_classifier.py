@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mrinet.data.spec import DataSpec
+from mrinet.data.contract import DataSpec
 from mrinet.models.classifier import Classifier, labelled_voxels
 from mrinet.models.metrics import batch_confusion
 

@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from mrinet.data.dti import DTIDataModule
+from mrinet.data.tissue.voxel_module import DTIDataModule
 from mrinet.models.classifier import Classifier
 from mrinet.nets.mlp import MLP
 

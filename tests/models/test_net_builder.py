@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from mrinet.data.spec import DataSpec
+from mrinet.data.contract import DataSpec
 from mrinet.errors import ConfigError
 from mrinet.models.classifier import Classifier
 from mrinet.models.net_builder import build_net, recorded_net_config

@@ -111,7 +111,7 @@ def test_the_rule_returns_the_counts_of_its_tuned_offsets():
 
 
 def test_checkpoints_keep_the_offsets_at_logit_offset_and_old_ones_load_as_argmax():
-    from mrinet.data.spec import DataSpec
+    from mrinet.data.contract import DataSpec
     from mrinet.models.classifier import Classifier
     from mrinet.nets.mlp import MLP
 

@@ -65,7 +65,7 @@ def test_nonfinite_values_error_names_column_and_count(tmp_path, paths_for, caps
 
 
 def test_drop_nonfinite_drops_and_logs_the_count(tmp_path, caplog):
-    from mrinet.data.dti import DTIDataModule
+    from mrinet.data.tissue.voxel_module import DTIDataModule
 
     path = tmp_path / "t.csv"
     df = frame()

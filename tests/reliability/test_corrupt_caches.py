@@ -34,7 +34,7 @@ def master(tmp_path_factory) -> Path:
 
 
 def module(cache_dir: Path, **extra):
-    from mrinet.data.dti import DTIDataModule
+    from mrinet.data.tissue.voxel_module import DTIDataModule
 
     return DTIDataModule(
         source="synthetic",
@@ -99,7 +99,7 @@ def test_a_bad_voxel_cache_is_warned_about_and_rebuilt(cohort, caplog, damage):
 
 
 def saved_format():
-    from mrinet.data.dti import VOXEL_CACHE_FORMAT
+    from mrinet.data.tissue.voxel_cache import VOXEL_CACHE_FORMAT
 
     return np.asarray(VOXEL_CACHE_FORMAT)
 

@@ -88,7 +88,7 @@ def test_a_full_disk_during_checkpointing_keeps_the_last_checkpoint_and_resumes(
 def test_a_full_disk_while_writing_the_voxel_cache_is_named_and_the_rerun_builds_it(
     tmpfs, tmp_path
 ):
-    from mrinet.data.dti import DTIDataModule
+    from mrinet.data.tissue.voxel_module import DTIDataModule
     from mrinet.errors import DiskFullError
     from tests.reliability.test_corrupt_caches import TINY
 

@@ -55,7 +55,7 @@ def run_to_end(args: list[str], cwd: Path) -> None:
 
 @pytest.mark.slow  # real subprocesses killed and rerun (~12-25 s)
 def test_killed_dti_cohort_writer_leaves_only_whole_subjects_and_resumes(tmp_path):
-    from mrinet.data.voxels import read_subject
+    from mrinet.data.tissue.subjects import read_subject
     from mrinet.sim.dti_dataset import SUBJECT_FILES
 
     out = tmp_path / "cohort"

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 MEASURE = """
 import resource, sys
-from mrinet.data.dti import DTIDataModule
+from mrinet.data.tissue.voxel_module import DTIDataModule
 dm = DTIDataModule(source="table", table_path=sys.argv[1])
 dm.setup("fit")
 n = sum(len(v["y"]) for v in dm.data.values())

@@ -205,7 +205,7 @@ SMALL_COHORT = {
 
 def test_anatomical_cohort_reads_through_the_nifti_path(tmp_path):
     """Subject folders of the anatomical phantom read as real subjects do (data.voxels)."""
-    from mrinet.data.voxels import load_subjects
+    from mrinet.data.tissue.subjects import load_subjects
     from mrinet.sim.dti_dataset import simulate_dti_cohort
 
     simulate_dti_cohort(tmp_path, 1, seed=3, workers=1, **SMALL_COHORT)

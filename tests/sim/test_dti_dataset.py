@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mrinet.cli.simulate_dti import main
-from mrinet.data.dwi_features import dwi_feature_maps
+from mrinet.data.tissue.dwi_features import dwi_feature_maps
 from mrinet.io.dwi import read_bvals_bvecs, read_dwi_subject
 from mrinet.io.nifti import load_nifti
 from mrinet.sim.dti_dataset import SUBJECT_FILES, simulate_dti_cohort

@@ -2,7 +2,7 @@
 
 What mrinet relies on (docs/extending.md, "The DataSpec contract"):
 - `setup(stage)` loads the splits (by subject: no subject in two splits);
-- `data_spec()` after setup: a mrinet.data.spec.DataSpec with the classes, the training
+- `data_spec()` after setup: a mrinet.data.contract.DataSpec with the classes, the training
   split's per-feature mean/std (the model standardises inside, so checkpoints take raw maps),
   class counts and `input_shape=(features,)`, which sizes the net's first layer;
 - loaders that yield (x (B, F) float32, y (B,) int64) batches;
@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from labvoxels.subject_file import read_subject
-from mrinet.data.spec import DataSpec, class_counts
+from mrinet.data.contract import DataSpec, class_counts
 from mrinet.errors import ConfigError, DataNotFoundError
 
 SPLITS = ("train", "val", "test")

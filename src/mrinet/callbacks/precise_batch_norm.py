@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
-from mrinet.data.spec import BatchGroup
+from mrinet.data.contract import BatchGroup
 from mrinet.errors import ConfigError
 
 

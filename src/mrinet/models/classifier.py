@@ -18,7 +18,7 @@ from torch import nn
 from mrinet.callbacks.confusion_figure import ConfusionMatrixFigure
 from mrinet.callbacks.figures import FigureSchedule
 from mrinet.callbacks.grad_norms import GradNormLogger
-from mrinet.data.spec import BatchGroup, DataSpec
+from mrinet.data.contract import BatchGroup, DataSpec
 from mrinet.errors import ConfigError, check_choice
 from mrinet.models.decision import DECISIONS, DecisionRule, offsets_at_top_level, per_channel
 from mrinet.models.grouped_steps import GroupedSteps

@@ -20,12 +20,12 @@ class ExportError(MrinetError):
 
 
 class PerImageNormalization(nn.Module):
-    """mrinet.data.image_transforms.normalize_images as graph ops: the exported image model
+    """mrinet.data.recon_quality.transforms.normalize_images as graph ops: the exported image model
     takes cropped magnitude images in the reconstruction's units, as the data files hold them."""
 
     def __init__(self, method: str = "percentile", percentile: float = 99.0) -> None:
         super().__init__()
-        from mrinet.data.image_transforms import NORMALIZATIONS
+        from mrinet.data.recon_quality.transforms import NORMALIZATIONS
 
         self.method = check_choice(method, NORMALIZATIONS, "data.normalization")
         self.percentile = float(percentile)
@@ -37,7 +37,7 @@ class PerImageNormalization(nn.Module):
         if self.method == "meanstd":
             flat = x.reshape(x.shape[0], -1)
             return (x - flat.mean(1).view(shape)) / flat.std(1).clamp(min=1e-12).view(shape)
-        from mrinet.data.image_transforms import PERCENTILE_PIXELS
+        from mrinet.data.recon_quality.transforms import PERCENTILE_PIXELS
 
         sample = x  # the same regular subgrid as percentile_scales (static sizes: traced once)
         while sample.shape[-1] * sample.shape[-2] > PERCENTILE_PIXELS:
@@ -123,7 +123,7 @@ def describe_inputs(model: nn.Module, info: dict) -> dict:
             "of the training data (FA unitless, MD/AD/RD in um^2/ms)"
             + (
                 f", then {width - len(features)} spatial context columns (data.context="
-                f"{context}) as mrinet.data.voxels.subject_context builds them"
+                f"{context}) as mrinet.data.tissue.subjects.subject_context builds them"
                 if width > len(features)
                 else ""
             )

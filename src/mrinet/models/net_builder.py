@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from mrinet.data.spec import DataSpec
+from mrinet.data.contract import DataSpec
 from mrinet.errors import ConfigError
 
 INPUT_ARGS = ("in_features", "in_channels")

@@ -1,102 +1,24 @@
-"""Checkpoints: safe loading (weights_only) and rebuilding the model a run trained."""
+"""Checkpoints: safe loading (weights_only) and rebuilding the model a run trained.
+
+Reading the file lives in mrinet.io.checkpoints and rebuilding the model in
+mrinet.models.restore (an auto-context DataModule needs both for its first stage, and data may
+not import run); their names stay importable from here for the commands."""
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 from mrinet.errors import CheckpointError
+from mrinet.io.checkpoints import load_checkpoint
+from mrinet.models.restore import build_model, checkpoint_data_spec
 
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint with torch.load(weights_only=True): tensors and plain types only."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            "checkpoint not found", path, "give ckpt_path=<run dir>/checkpoints/best.ckpt"
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        RuntimeError,
-        EOFError,
-        zipfile.BadZipFile,
-        pickle.UnpicklingError,
-        OSError,
-        ValueError,
-    ) as err:
-        raise CheckpointError(
-            f"cannot read checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
-            path,
-            "the file is truncated, corrupt or not a PyTorch checkpoint; use another (e.g. last.ckpt)",
-        ) from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(
-            "not a Lightning checkpoint (no state_dict)",
-            path,
-            "give a .ckpt written by mrinet.train",
-        )
-    if "mrinet" not in checkpoint:
-        raise CheckpointError(
-            "checkpoint has no mrinet run information",
-            path,
-            "give a checkpoint written by mrinet.train",
-        )
-    from mrinet.run.trust import check_config
-
-    check_config(checkpoint["mrinet"], path, "mrinet")  # data, never code: before any use
-    return checkpoint
-
-
-def build_model(checkpoint: dict, path: str | Path = "checkpoint"):
-    """Instantiate the LightningModule recorded in the checkpoint and load its weights."""
-    from hydra.utils import instantiate
-
-    from mrinet.run.trust import check_config
-
-    check_config(checkpoint["mrinet"]["model"], path, "mrinet.model")
-    model = instantiate(checkpoint["mrinet"]["model"])
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"weights do not fit the model recorded in the checkpoint: {str(err).splitlines()[0][:300]}",
-            path,
-            "the checkpoint was written by another model/experiment; use a checkpoint of this run",
-        ) from err
-    model.set_data_spec(checkpoint_data_spec(checkpoint, path))
-    return model.eval()
-
-
-def checkpoint_data_spec(checkpoint: dict, path: str | Path = "checkpoint"):
-    """The DataSpec a checkpoint was trained with (older checkpoints: rebuilt from the model's
-    data buffers and the recorded data classes)."""
-    from mrinet.data.spec import DataSpec
-
-    if "data_spec" in checkpoint:
-        return DataSpec.from_dict(checkpoint["data_spec"], str(path))
-    state = checkpoint.get("state_dict", {})
-    classes = checkpoint.get("mrinet", {}).get("data", {}).get("classes")
-    if not classes:
-        raise CheckpointError(
-            "the checkpoint records neither a data_spec nor the data's classes",
-            path,
-            "use a checkpoint written by mrinet.train",
-        )
-
-    def buffer(name):
-        value = state.get(name)
-        return None if value is None or not value.numel() else value
-
-    return DataSpec(
-        classes=classes,
-        input_mean=buffer("input_mean"),
-        input_std=buffer("input_std"),
-        class_weights=buffer("class_weight"),
-    )
+__all__ = [
+    "build_model",
+    "check_fits_model",
+    "checkpoint_data_spec",
+    "checkpoint_datamodule",
+    "load_checkpoint",
+]
 
 
 def check_fits_model(checkpoint: dict, model, path: str | Path = "checkpoint") -> None:
@@ -139,7 +61,7 @@ def checkpoint_datamodule(checkpoint: dict, data_cfg=None):
     `data.context_model` is overridden)."""
     from hydra.utils import instantiate
 
-    from mrinet.run.trust import check_config
+    from mrinet.io.trust import check_config
 
     recorded = checkpoint["mrinet"]["data"]
     data_cfg = recorded if data_cfg is None else data_cfg

@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from mrinet.data.sharding import epoch_order, share_length
-from mrinet.data.spec import BatchGroup
+from mrinet.data.contract import BatchGroup
+from mrinet.data.loading.sharding import epoch_order, share_length
 
 
 class TensorBatches:
-    """Iterable of (x, y) batches over tensors of equal length, in mrinet.data.sharding's order.
+    """Iterable of (x, y) batches over tensors of equal length, in mrinet.data.loading.sharding's order.
 
     `group` k > 1 yields each item as a BatchGroup of k consecutive (x, y) batches (fewer at the end
     of the epoch): the model runs one optimizer step per batch of the group, with the loop's

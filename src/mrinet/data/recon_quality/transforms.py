@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mrinet.errors import ConfigError, check_choice
+from mrinet.errors import check_choice
 
 NORMALIZATIONS = ("percentile", "meanstd", "none")
 FLIPS = {"horizontal": -1, "vertical": -2}

@@ -13,7 +13,10 @@ the first stage is sure. Training subjects get in-sample probabilities (the firs
 fitted on them; measured: its callosum Dice is 0.91 there against 0.82 on test, a gap the
 second stage learns through). The second-stage checkpoint carries the first stage (weights,
 data settings, scaling), so eval and predict need no other file.
-Lightning-free: plain arrays in, arrays out.
+`load_first_stage` is what the assemblers (the DataModule constructor, predict, eval through
+run/checkpoints) call: it reads the checkpoint (mrinet.io.checkpoints, allowlisted targets) and
+hands the loaded stage to the ContextSpec; the record itself reads nothing. Plain arrays in,
+arrays out.
 """
 
 from __future__ import annotations
@@ -25,14 +28,41 @@ from pathlib import Path
 
 import numpy as np
 
-from mrinet.data.context import ContextSpec
+from mrinet.data.tissue.context import ContextSpec
+from mrinet.data.tissue.geometry import volume_inputs
+from mrinet.data.tissue.subjects import read_brain_mask, subject_context
 from mrinet.errors import CheckpointError, ConfigError
+from mrinet.io.checkpoints import load_checkpoint
+from mrinet.models.restore import build_model
 
 FLOOR = 1e-4  # probabilities below it read as it: a bounded log, 0 = "surely not"
 KEPT = ("state_dict", "mrinet", "data_spec")  # what a second-stage checkpoint carries of it
 
 
-class ContextModel:
+def load_first_stage(source) -> FirstStage:
+    """`source`: a checkpoint path, the checkpoint dict a second stage carries, or a loaded
+    FirstStage (returned as it is)."""
+    if isinstance(source, FirstStage):
+        return source
+    if isinstance(source, Mapping):
+        return FirstStage(source, "the first stage stored in the checkpoint")
+    return FirstStage(load_checkpoint(Path(str(source))), str(source))
+
+
+def assemble_context(context: ContextSpec) -> ContextSpec:
+    """The spec with its first stage loaded (`autocontext`), else the spec itself."""
+    if "autocontext" not in context.kinds or context.model is not None:
+        return context
+    return context.with_first_stage(load_first_stage(context.source))
+
+
+def context_for(data_cfg: Mapping, embedded: Mapping | None = None) -> ContextSpec:
+    """The context a checkpoint's data settings record, first stage loaded (`embedded`: the
+    copy a second stage carries, in place of the recorded path)."""
+    return assemble_context(ContextSpec.from_data_config(data_cfg, embedded))
+
+
+class FirstStage:
     """A first-stage DTI classifier, loaded once, applied to whole subjects on demand."""
 
     def __init__(self, checkpoint: Mapping, where: str) -> None:
@@ -55,28 +85,11 @@ class ContextModel:
         self._model = None
         self._context: ContextSpec | None = None
 
-    @classmethod
-    def load(cls, spec) -> ContextModel:
-        """`spec`: a checkpoint path, or the checkpoint dict a second stage carries."""
-        if spec is None or (isinstance(spec, str) and spec in ("", "null")):
-            raise ConfigError(
-                "data.context includes autocontext, which needs a trained first-stage classifier",
-                "data.context_model",
-                "train one (python -m mrinet.train experiment=dti_mlp_context) and give "
-                "data.context_model=<its run dir>/checkpoints/best.ckpt; experiment="
-                "dti_mlp_autocontext takes the newest dti_mlp_context run itself",
-            )
-        if isinstance(spec, Mapping):
-            return cls(spec, "the first stage stored in the checkpoint")
-        from mrinet.run.checkpoints import load_checkpoint
-
-        return cls(load_checkpoint(Path(str(spec))), str(spec))
-
     @property
     def context(self) -> ContextSpec:
         """The first stage's own spatial context (itself possibly an auto-context stage)."""
         if self._context is None:
-            self._context = ContextSpec.from_data_config(
+            self._context = context_for(
                 self.data_cfg, self.checkpoint["mrinet"].get("context_model")
             )
         return self._context
@@ -84,8 +97,6 @@ class ContextModel:
     @property
     def model(self):
         if self._model is None:
-            from mrinet.run.checkpoints import build_model
-
             self._model = build_model(self.checkpoint, self.where)
         return self._model
 
@@ -118,15 +129,20 @@ class ContextModel:
     ) -> np.ndarray:
         """(K, X, Y, Z) float32: the first stage's log-probability above the floor per class,
         on the subject's brain mask (finite, nonzero voxels without one), 0 elsewhere."""
-        from mrinet.data.voxels import read_brain_mask
-
         shape = next(iter(maps.values())).shape
         stack = np.stack([maps[name] for name in self.features])
         keep = np.all(np.isfinite(stack), axis=0)
         brain, _ = read_brain_mask(subject_dir, shape, affine, layout)
         keep &= brain if brain is not None else np.any(stack != 0, axis=0)
         proba = voxel_probabilities(
-            self.model, maps, self.features, keep, affine, self.context, subject_dir, layout,
+            self.model,
+            maps,
+            self.features,
+            keep,
+            affine,
+            self.context,
+            subject_dir,
+            layout,
             batch_size,
         )
         out = np.zeros((len(self.classes), *shape), dtype=np.float32)
@@ -151,8 +167,6 @@ def voxel_probabilities(
     import torch
 
     if getattr(model.net, "dense_output", False):
-        from mrinet.data.dti_volumes import volume_inputs
-
         x = torch.from_numpy(volume_inputs(dict(maps), list(features)))[None]
         if model.input_mean.numel() and x.shape[1] != model.input_mean.numel():
             raise CheckpointError(
@@ -164,8 +178,6 @@ def voxel_probabilities(
         with torch.inference_mode():
             proba = model.predict_proba(x)[0].movedim(0, -1).numpy()  # (X, Y, Z, K)
         return proba[keep].astype(np.float32, copy=False)
-    from mrinet.data.voxels import subject_context
-
     x = np.stack([maps[f][keep] for f in features], axis=1).astype(np.float32)
     if context.kinds:
         x = np.concatenate(
@@ -184,3 +196,6 @@ def voxel_probabilities(
         if not len(x):
             return np.zeros((0, model.num_classes), dtype=np.float32)
         return torch.cat([model.predict_proba(chunk) for chunk in x.split(batch_size)]).numpy()
+
+
+ContextModel = FirstStage  # its name before the data/ task packages

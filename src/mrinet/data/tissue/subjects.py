@@ -1,6 +1,7 @@
-"""DTI voxels from subject folders or tables: [T1w, FA, MD, AD, RD] per voxel and its class.
+"""DTI voxels from subject folders: [T1w, FA, MD, AD, RD] per voxel and its class.
 
-Lightning-free: the DataModule, predict and the baselines read voxels through these functions.
+Lightning-free: the DataModules, predict and the baselines read subjects through these
+functions (voxel tables: data/tissue/tables.py).
 MD/AD/RD come out in um^2/ms whatever unit the files use.
 """
 
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mrinet.data.context import ContextSpec
+from mrinet.data.tissue.context import ContextSpec, context_columns
+from mrinet.data.tissue.geometry import patch_columns
 from mrinet.errors import ConfigError, DataFormatError
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,9 @@ def convert_diffusivity_units(
     present = [k for k in DIFFUSIVITIES if k in maps]
     if not present:
         return False
-    values = np.concatenate([maps[k][mask] if mask is not None else maps[k].ravel() for k in present])
+    values = np.concatenate(
+        [maps[k][mask] if mask is not None else maps[k].ravel() for k in present]
+    )
     values = values[np.isfinite(values) & (values > 0)]
     if values.size == 0:
         return False
@@ -49,7 +53,9 @@ def convert_diffusivity_units(
     if median < 0.02:  # brain tissue: ~0.0003-0.003 mm^2/s, ~0.3-3 um^2/ms
         for k in present:
             maps[k] = maps[k] * 1000.0
-        log.info("%s: diffusivities look like mm^2/s (median %.2g): converted to um^2/ms", where, median)
+        log.info(
+            "%s: diffusivities look like mm^2/s (median %.2g): converted to um^2/ms", where, median
+        )
         return True
     if not 0.02 <= median <= 10.0:
         raise DataFormatError(
@@ -102,7 +108,7 @@ def read_subject(
     T1w/Diffusion/data.nii.gz.
     """
     if source == "dwi" or layout == "hcp":
-        from mrinet.data.dwi_features import dwi_feature_maps
+        from mrinet.data.tissue.dwi_features import dwi_feature_maps
 
         maps, affine = dwi_feature_maps(subject_dir, layout=layout)
         missing = [name for name in features if name not in maps]
@@ -167,7 +173,7 @@ def subject_voxels(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Class voxels of one subject -> (inputs (N, F + K), class index (N,), volume info).
 
-    Inputs are the features, then the spatial context columns (`context`, data/context.py)."""
+    Inputs are the features, then the spatial context columns (`context`, data/tissue/context.py)."""
     if layout == "hcp":
         from mrinet.io.layouts import check_hcp_subject
 
@@ -182,7 +188,9 @@ def subject_voxels(
         check_fa_range(maps["FA"][mask], str(subject_dir / "FA"))
     x = np.stack([maps[name][mask] for name in features], axis=1).astype(np.float32)
     if context is not None and context.kinds:
-        x = np.concatenate([x, subject_context(subject_dir, maps, features, mask, affine, context, layout)], 1)
+        x = np.concatenate(
+            [x, subject_context(subject_dir, maps, features, mask, affine, context, layout)], 1
+        )
     table = np.full(int(codes.max()) + 1 if codes.size else 1, -1, dtype=np.int64)
     table[codes] = [lookup[int(c)] for c in codes]
     classes = np.where(mask, table[np.clip(labels, 0, len(table) - 1)], -1)
@@ -200,14 +208,19 @@ def subject_context(
 ) -> np.ndarray:
     """Context columns (N, K) of the voxels in `inside` (coords need the subject's brain mask;
     autocontext runs the first stage on the whole subject, then reads its maps like a patch)."""
-    from mrinet.data.context import context_columns, patch_columns
-
     brain, brain_path = (None, None)
     if "coords" in context.kinds:
         brain, brain_path = read_brain_mask(subject_dir, inside.shape, affine, layout)
     columns = context_columns(
-        dict(maps), features, inside, affine, context.kinds, context.patch_size, brain,
-        brain_path or subject_dir, context.patch_dilation,
+        dict(maps),
+        features,
+        inside,
+        affine,
+        context.kinds,
+        context.patch_size,
+        brain,
+        brain_path or subject_dir,
+        context.patch_dilation,
     )
     if "autocontext" not in context.kinds:
         return columns
@@ -228,9 +241,9 @@ def load_subjects(
     layout: str = "flat",
 ) -> Voxels:
     """Read every subject folder and keep the voxels whose label code maps to a class."""
-    from mrinet.io.subjects import list_subjects
-
     import pandas as pd
+
+    from mrinet.io.subjects import list_subjects
 
     lookup = class_lookup(classes, label_map)
     folders = list_subjects(subjects_dir)
@@ -243,65 +256,7 @@ def load_subjects(
         labels_all.append(y)
         codes.append(np.full(len(y), index, dtype=np.int32))
     # subject per voxel as a Categorical: integer codes, not a million Python strings
-    subjects = pd.Categorical.from_codes(np.concatenate(codes), categories=[f.name for f in folders])
+    subjects = pd.Categorical.from_codes(
+        np.concatenate(codes), categories=[f.name for f in folders]
+    )
     return Voxels(np.concatenate(parts), np.concatenate(labels_all), subjects)
-
-
-def load_table(
-    table_path: str | Path,
-    features: Sequence[str],
-    classes: Sequence[str],
-    label_column: str,
-    subject_column: str | None,
-    drop_nonfinite: bool = False,
-) -> Voxels:
-    """Read a voxel table; labels are the lecture's 1-based class numbers or class names."""
-    from mrinet.io.tables import read_voxel_table
-
-    x, raw, subjects = read_voxel_table(table_path, features, label_column, subject_column)
-    labels = labels_to_indices(raw, classes, f"{table_path} (column {label_column!r})")
-    nonfinite = ~np.isfinite(x)
-    if nonfinite.any():
-        counts = {features[j]: int(nonfinite[:, j].sum()) for j in range(len(features)) if nonfinite[:, j].any()}
-        if not drop_nonfinite:
-            raise DataFormatError(
-                f"NaN/inf feature values per column: {counts}",
-                table_path,
-                "clean the table, or set data.drop_nonfinite=true to drop those rows",
-            )
-        keep = ~nonfinite.any(axis=1)
-        log.warning("%s: dropped %d row(s) with NaN/inf features %s", table_path, int((~keep).sum()), counts)
-        x, labels = x[keep], labels[keep]
-        subjects = None if subjects is None else subjects[keep]
-    maps = {name: x[:, j] for j, name in enumerate(features)}
-    if convert_diffusivity_units(maps, str(table_path)):
-        x = np.stack([maps[name] for name in features], axis=1).astype(np.float32)
-    if "FA" in maps:
-        check_fa_range(maps["FA"], f"{table_path} (column 'FA')")
-    return Voxels(x, labels, subjects)
-
-
-def labels_to_indices(raw: np.ndarray, classes: Sequence[str], where: str) -> np.ndarray:
-    """1-based class numbers (the lecture's 1, 2, 3) or class names -> 0-based class indices."""
-    import pandas as pd
-
-    numeric = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=np.float64)
-    if np.all(np.isfinite(numeric)):
-        if not np.array_equal(numeric, np.round(numeric)) or numeric.min() < 1 or numeric.max() > len(classes):
-            bad = sorted(set(numeric[(numeric < 1) | (numeric > len(classes)) | (numeric != np.round(numeric))]))
-            raise DataFormatError(
-                f"label values {bad[:5]} are not class numbers 1..{len(classes)}",
-                where,
-                f"use 1..{len(classes)} in the order of data.classes {list(classes)}, or class names",
-            )
-        return numeric.astype(np.int64) - 1
-    codes, names = pd.factorize(pd.Series(raw).astype(str))
-    index = {name: i for i, name in enumerate(classes)}
-    unknown = sorted(name for name in names if name not in index)
-    if unknown:
-        raise DataFormatError(
-            f"unknown class name(s) {unknown[:5]}",
-            where,
-            f"labels must be one of {list(classes)} or 1..{len(classes)}",
-        )
-    return np.asarray([index[name] for name in names], dtype=np.int64)[codes]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrinet.data.image_transforms import normalize_images
+from mrinet.data.recon_quality.transforms import normalize_images
 from mrinet.errors import DataFormatError, DataNotFoundError
 from mrinet.io.recon_files import center_crop_box
 

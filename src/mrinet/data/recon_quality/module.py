@@ -19,11 +19,16 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from mrinet.data.image_batches import EpochBatches, HDF5Images, ImageBatches, InMemoryImages
-from mrinet.data.image_index import ImageIndex, build_index, discover_volumes, preload_images
-from mrinet.data.image_transforms import FLIPS, NORMALIZATIONS
-from mrinet.data.shared_batches import SharedBatches
-from mrinet.data.spec import DataSpec, class_counts, require_splits
+from mrinet.data.contract import DataSpec, class_counts, require_splits
+from mrinet.data.recon_quality.batches import EpochBatches, HDF5Images, ImageBatches, InMemoryImages
+from mrinet.data.recon_quality.index import (
+    ImageIndex,
+    build_index,
+    discover_volumes,
+    preload_images,
+)
+from mrinet.data.recon_quality.shared_batches import SharedBatches
+from mrinet.data.recon_quality.transforms import FLIPS, NORMALIZATIONS
 from mrinet.data.splits import SPLITS, check_split_fractions, split_units
 from mrinet.errors import ConfigError, check_choice
 from mrinet.io.recon_files import slice_count

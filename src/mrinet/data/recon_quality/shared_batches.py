@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from mrinet.data.image_batches import EpochBatches, HDF5Images
+from mrinet.data.recon_quality.batches import EpochBatches, HDF5Images
 
 
 def _storage_users(storage: torch.UntypedStorage) -> int | None:

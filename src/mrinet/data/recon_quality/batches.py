@@ -1,6 +1,6 @@
 """Whole batches of images: sliced from RAM (ImageBatches) or read from HDF5 (HDF5Images).
 
-Both paths serve identical batches: the same epoch order (mrinet.data.sharding.epoch_order),
+Both paths serve identical batches: the same epoch order (mrinet.data.loading.sharding.epoch_order),
 the same per-batch flip seeds, the same normalise-then-flip arithmetic.
 """
 
@@ -12,16 +12,22 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from mrinet.data.image_index import ImageIndex
-from mrinet.data.image_transforms import FLIPS, apply_flips, flip_codes, normalize_images, percentile_scales
-from mrinet.data.sharding import epoch_order, rank_and_world
+from mrinet.data.loading.sharding import epoch_order, rank_and_world
+from mrinet.data.recon_quality.index import ImageIndex
+from mrinet.data.recon_quality.transforms import (
+    FLIPS,
+    apply_flips,
+    flip_codes,
+    normalize_images,
+    percentile_scales,
+)
 from mrinet.io.recon_files import ReconFile
 
 
 class EpochBatches(torch.utils.data.Sampler):
     """Yields (indices, flip_seed) per batch; reshuffled per epoch (Lightning calls set_epoch).
 
-    The order is mrinet.data.sharding.epoch_order's (seeded by (seed, epoch): a resumed run sees
+    The order is mrinet.data.loading.sharding.epoch_order's (seeded by (seed, epoch): a resumed run sees
     the batches of an uninterrupted one). Runs in the main process, so
     workers only read: each gets whole index lists. Under DDP each rank takes a disjoint share:
     equal for training, every image exactly once for evaluation.

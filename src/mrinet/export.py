@@ -1,5 +1,5 @@
 """`python -m mrinet.export`: the command lives in mrinet.cli.export, the graph and its writer in
-mrinet.models.export_graph and mrinet.models.exporter; kept importable under this name for
+mrinet.run.export_graph and mrinet.run.exporter; kept importable under this name for
 scripts written against it."""
 
 from mrinet.cli.export import main

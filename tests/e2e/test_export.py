@@ -219,8 +219,8 @@ def test_untraceable_net_names_the_module_and_the_op(fmt, tmp_path):
 
     from mrinet.data.contract import DataSpec
     from mrinet.models.classifier import Classifier
-    from mrinet.models.export_graph import ExportError
-    from mrinet.models.exporter import export_model
+    from mrinet.run.export_graph import ExportError
+    from mrinet.run.exporter import export_model
 
     model = Classifier(nn.Sequential(Branchy(nn.Linear(3, 2))), partial(torch.optim.Adam))
     model.set_data_spec(DataSpec(classes=["a", "b"], input_mean=[0] * 3, input_std=[1] * 3))
@@ -236,7 +236,7 @@ def test_untraceable_net_names_the_module_and_the_op(fmt, tmp_path):
 def test_graph_normalisation_equals_the_data_pipelines(method):
     """Large images (the percentile's subgrid), a blank one (its fallback), as the loaders do."""
     from mrinet.data.recon_quality.transforms import normalize_images
-    from mrinet.models.export_graph import PerImageNormalization
+    from mrinet.run.export_graph import PerImageNormalization
 
     x = torch.rand(3, 1, 330, 300, generator=torch.Generator().manual_seed(0)) * 500
     x[1] = 0.0

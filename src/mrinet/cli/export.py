@@ -5,8 +5,8 @@
 (also `python -m mrinet.export`). The exported graph takes raw inputs in the units of the
 training data and returns the class probabilities and the decided class: the training split's
 standardisation (voxel models), the per-image normalisation (image models) and the decision
-rule's logit offsets are inside it (mrinet.models.export_graph). Every export is checked
-against the checkpoint's own model on fresh inputs before it is kept (mrinet.models.exporter).
+rule's logit offsets are inside it (mrinet.run.export_graph). Every export is checked
+against the checkpoint's own model on fresh inputs before it is kept (mrinet.run.exporter).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import hydra
 from omegaconf import DictConfig
 
 from mrinet.errors import check_choice
-from mrinet.models.export_graph import FORMATS
-from mrinet.models.exporter import check_output, export_model
+from mrinet.run.export_graph import FORMATS
+from mrinet.run.exporter import check_output, export_model
 from mrinet.run.config_dir import config_dir
 from mrinet.run.entry import apply_extras, guarded, register_resolvers
 

@@ -181,7 +181,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         return self.decision_rule.decide(logits)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits -> `predict_proba`'s probabilities (shared with mrinet.models.export_graph)."""
+        """Logits -> `predict_proba`'s probabilities (shared with mrinet.run.export_graph)."""
         return self.decision_rule.proba(logits)
 
     def predict_classes(self, x: torch.Tensor) -> torch.Tensor:

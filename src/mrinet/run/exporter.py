@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mrinet.errors import ConfigError, MrinetError, check_choice
-from mrinet.models.export_graph import (
+from mrinet.run.export_graph import (
     FORMATS,
     INPUT_NAME,
     OUTPUT_NAMES,

@@ -18,10 +18,10 @@ import hydra
 from omegaconf import DictConfig
 
 from mrinet.errors import check_choice
-from mrinet.run.export_graph import FORMATS
-from mrinet.run.exporter import check_output, export_model
 from mrinet.run.config_dir import config_dir
 from mrinet.run.entry import apply_extras, guarded, register_resolvers
+from mrinet.run.export_graph import FORMATS
+from mrinet.run.exporter import check_output, export_model
 
 log = logging.getLogger("mrinet.export")
 register_resolvers()

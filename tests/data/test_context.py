@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mrinet.data.tissue.columns import (
-    context_feature_names,
+    input_columns,
     mirror_columns,
     parse_context,
     patch_offsets,
@@ -62,7 +62,7 @@ def test_multi_scale_patch_features_equal_an_explicit_loop_on_a_tiny_volume(dila
         for i, j, k in np.argwhere(inside)
     ]
     np.testing.assert_array_equal(got, np.asarray(expected, dtype=np.float32))
-    names = context_feature_names(["FA", "MD"], "patch", 3, dilations)
+    names = input_columns(["FA", "MD"], "patch", 3, dilations)
     assert got.shape == (inside.sum(), len(names) - 2)
     assert names[2:] == [f"{f}[{a:+d},{b:+d},{c:+d}]" for f in ("FA", "MD") for a, b, c in offsets]
     assert len(set(names)) == len(names)
@@ -70,8 +70,8 @@ def test_multi_scale_patch_features_equal_an_explicit_loop_on_a_tiny_volume(dila
 
 def test_per_axis_dilation_shares_no_column_with_the_isotropic_patch():
     # [1, [1, 1, 3]]: the second patch's S = 0 plane is the first patch's; 26 + 18 neighbours
-    assert len(context_feature_names(["FA"], "patch", 3, [1, [1, 1, 3]])) == 1 + 26 + 18
-    assert "FA[+1,+0,+3]" in context_feature_names(["FA"], "patch", 3, [1, [1, 1, 3]])
+    assert len(input_columns(["FA"], "patch", 3, [1, [1, 1, 3]])) == 1 + 26 + 18
+    assert "FA[+1,+0,+3]" in input_columns(["FA"], "patch", 3, [1, [1, 1, 3]])
 
 
 def test_mirrored_columns_equal_the_columns_of_the_flipped_volume():
@@ -81,7 +81,7 @@ def test_mirrored_columns_equal_the_columns_of_the_flipped_volume():
     dilations = [1, [2, 1, 2]]
     cols = patch_columns(volumes, inside, np.eye(4), 3, dilations)
     flipped = patch_columns(volumes[:, ::-1].copy(), inside[::-1], np.eye(4), 3, dilations)
-    names = context_feature_names(["FA", "MD"], ["coords", "patch"], 3, dilations)
+    names = input_columns(["FA", "MD"], ["coords", "patch"], 3, dilations)
     order, sign = mirror_columns(names)
     assert sign[names.index("coord_R")] == -1 and sign[names.index("coord_A")] == 1
     patch_order = order[5:] - 5  # the patch block, without the features and coords
@@ -101,7 +101,7 @@ def test_a_list_of_one_dilation_equals_the_int_form():
         patch_columns(volumes, inside, np.eye(4), 3, [2]),
         patch_columns(volumes, inside, np.eye(4), 3, 2),
     )
-    assert context_feature_names(["FA"], "patch", 3, [2]) == context_feature_names(
+    assert input_columns(["FA"], "patch", 3, [2]) == input_columns(
         ["FA"], "patch", 3, 2
     )
     one, listed = ContextSpec.from_config("patch", 3, 2), ContextSpec.from_config("patch", 3, [2])
@@ -111,8 +111,8 @@ def test_a_list_of_one_dilation_equals_the_int_form():
 
 
 def test_input_columns_count_one_patch_per_dilation():
-    assert len(context_feature_names(["FA", "MD"], ["coords", "patch"], 3, [1, 3])) == 2 + 3 + 2 * 2 * 26
-    assert len(context_feature_names(["FA", "MD"], ["coords", "patch"], 3)) == 2 + 3 + 2 * 26
+    assert len(input_columns(["FA", "MD"], ["coords", "patch"], 3, [1, 3])) == 2 + 3 + 2 * 2 * 26
+    assert len(input_columns(["FA", "MD"], ["coords", "patch"], 3)) == 2 + 3 + 2 * 26
 
 
 @pytest.mark.parametrize(
@@ -183,7 +183,7 @@ def test_context_columns_stack_coords_then_patch_in_name_order():
     inside = np.zeros(shape, bool)
     inside[2:4, 2:4, 2:4] = True
     cols = context_columns(maps, ["FA", "MD"], inside, np.eye(4), ["patch", "coords"], 3, inside)
-    names = context_feature_names(["FA", "MD"], ["patch", "coords"], 3)
+    names = input_columns(["FA", "MD"], ["patch", "coords"], 3)
     assert names[:5] == ["FA", "MD", "coord_R", "coord_A", "coord_S"] and names[5] == "FA[-1,-1,-1]"
     assert cols.shape == (8, len(names) - 2)
     assert context_columns(maps, ["FA"], inside, np.eye(4), "none").shape == (8, 0)
@@ -216,13 +216,13 @@ def test_unknown_context_names_the_key():
 
 
 def test_autocontext_columns_follow_the_patches_and_mirror_like_them():
-    names = context_feature_names(
+    names = input_columns(
         ["FA"], ["coords", "patch", "autocontext"], 3, [1, 2], ["thalamus", "wm"]
     )
     own = 1 + 3 + 2 * 26
     assert names[own : own + 2] == ["logp_thalamus", "logp_wm"]
     assert names[own + 2] == "logp_thalamus[-1,-1,-1]" and len(names) == own + 2 * (1 + 2 * 26)
-    other_names = context_feature_names(["FA"], ["coords", "patch", "autocontext"], 3, [1, 2], ["a", "b"])
+    other_names = input_columns(["FA"], ["coords", "patch", "autocontext"], 3, [1, 2], ["a", "b"])
     assert len(other_names) == len(names)
     order, sign = mirror_columns(names)
     assert names[order[names.index("logp_wm[+2,-2,+0]")]] == "logp_wm[-2,-2,+0]"

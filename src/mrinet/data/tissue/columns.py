@@ -166,17 +166,6 @@ def input_columns(
     return columns
 
 
-def context_feature_names(
-    features: Sequence[str],
-    context: str | Sequence[str] | None = None,
-    patch_size: int = 3,
-    patch_dilation=1,
-    stage_classes: Sequence[str] = (),
-) -> list[Column]:
-    """Column names of the model's inputs (`input_columns`; each a str that is also a record)."""
-    return input_columns(features, context, patch_size, patch_dilation, stage_classes)
-
-
 def mirror_columns(columns: Sequence[Column]) -> tuple[np.ndarray, np.ndarray]:
     """Column order and signs (both (K,)) that mirror inputs left-right: x[:, order] * sign is
     what the same voxel of the subject flipped about its midline would have (coord_R negated,

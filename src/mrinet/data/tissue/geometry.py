@@ -86,7 +86,7 @@ def patch_columns(
     patch_size: int,
     dilation=1,
 ):
-    """Neighbours of each voxel in `inside` -> (N, F * M) float32, in context_feature_names
+    """Neighbours of each voxel in `inside` -> (N, F * M) float32, in input_columns
     order (per feature, its M = len(neighbour_offsets) neighbours).
 
     volumes: (F, X, Y, Z) feature maps; inside: (X, Y, Z) bool; neighbours `dilation` voxels

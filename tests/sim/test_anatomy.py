@@ -10,7 +10,7 @@ from mrinet.sim.anatomy import atlas as anatomy
 from mrinet.sim.anatomy.atlas import MNI_TISSUES, load_atlas
 from mrinet.sim.anatomy.fibres import fibre_orientations
 from mrinet.sim.anatomy.subject import group_fractions, sample_subject
-from mrinet.sim.anatomy.warp import _rotation, identity_pose, random_pose
+from mrinet.sim.anatomy.warp import identity_pose, random_pose, rotation_matrix
 from mrinet.sim.phantom import phantom_affine
 
 CORTEX = (3, 42, *range(1000, 1036), *range(2000, 2036))
@@ -163,7 +163,7 @@ def test_orientations_follow_the_anatomy():
     assert abs(fibres["cc"][0, 0]) > 0.99
     assert abs(fibres["wm"][2, 1]) > 0.9
     assert abs(fibres["wm"][1, 2]) > 0.9
-    turned = _rotation(np.deg2rad([0.0, 0.0, 90.0]))  # pose turns the fibres too
+    turned = rotation_matrix(np.deg2rad([0.0, 0.0, 90.0]))  # pose turns the fibres too
     moved = fibre_orientations(atlas, points, turned, default)
     assert abs(moved["cc"][1, 0]) > 0.99
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mrinet.sim.anatomy.warp import rotation_matrix
+
 BACKGROUND = 0
 CSF = 24
 CORTEX = (3, 42)  # (left, right)
@@ -87,13 +89,7 @@ def _template_coords(shape, voxel_mm: float, rng: np.random.Generator):
     # random per-subject size (+-6% per axis), small rotation about each axis (+-5 deg), shift
     scale = fit * rng.uniform(0.94, 1.06, size=3)
     angles = np.deg2rad(rng.uniform(-5.0, 5.0, size=3))
-    rot = np.eye(3)
-    for axis, ang in enumerate(angles):
-        c, s = np.cos(ang), np.sin(ang)
-        a, b = [ax for ax in range(3) if ax != axis]
-        r = np.eye(3)
-        r[a, a], r[a, b], r[b, a], r[b, b] = c, -s, s, c
-        rot = rot @ r
+    rot = rotation_matrix(angles)
     inv = np.linalg.inv(rot * scale[None, :])
     shift = rng.uniform(-2.0, 2.0, size=3) * fit
     centred = [w - t for w, t in zip(world, shift)]

@@ -86,7 +86,8 @@ def identity_pose() -> SubjectPose:
     return SubjectPose(np.eye(3), np.zeros(3), None)
 
 
-def _rotation(angles_rad) -> np.ndarray:
+def rotation_matrix(angles_rad) -> np.ndarray:
+    """(3, 3) rotation: about x, then y, then z by `angles_rad` (the phantoms' pose)."""
     rot = np.eye(3)
     for axis, ang in enumerate(angles_rad):
         c, s = np.cos(ang), np.sin(ang)
@@ -117,7 +118,7 @@ def _random_pose(rng, fov_mm, deform_mm, lattice_mm, sigma_mm, min_jacobian, che
     size = 0.95 * float(np.exp(np.clip(rng.normal(0.0, 0.035), -0.07, 0.07)))
     scale = size * rng.uniform(0.98, 1.02, size=3)
     angles = np.deg2rad(rng.uniform(-6.0, 6.0, size=3))
-    linear = _rotation(angles) * scale[None, :]
+    linear = rotation_matrix(angles) * scale[None, :]
     shift = rng.uniform(-4.0, 4.0, size=3)
     if not deform_mm > 0:
         return SubjectPose(linear, shift, None)

@@ -32,6 +32,18 @@ def subject_maps(seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return maps, labels
 
 
+def write_nifti_subjects(folder: Path, n: int = 4) -> None:
+    """`n` subject folders (maps + aparc+aseg NIfTI, 2 mm) of `subject_maps` under `folder`."""
+    from mrinet.io.nifti import save_nifti
+
+    affine = np.diag([-2.0, 2.0, 2.0, 1.0])
+    for s in range(n):
+        maps, labels = subject_maps(s)
+        for name, values in maps.items():
+            save_nifti(folder / f"sub-{s}" / f"{name}.nii.gz", values, affine, np.float32)
+        save_nifti(folder / f"sub-{s}" / "aparc+aseg.nii.gz", labels, affine, np.int32)
+
+
 def guarded_run(entry: str, overrides: list[str], capsys) -> str:
     """Run an entry point's task in-process as its CLI does (composed config, guarded);
     asserts exit code 1 and returns what the user sees on stderr."""
@@ -87,20 +99,12 @@ def tiny_dti_run(tmp_path_factory) -> dict:
     need a real checkpoint: its work dir, subjects, best.ckpt and the overrides that made it."""
     from hydra import compose, initialize_config_dir
 
-    from mrinet.io.nifti import save_nifti
     from mrinet.run.config_dir import config_dir
     from mrinet.run.entry import register_resolvers
     from mrinet.train import train
 
     work = tmp_path_factory.mktemp("tiny-dti")
-    affine = np.diag([-2.0, 2.0, 2.0, 1.0])
-    for s in range(4):
-        maps, labels = subject_maps(s)
-        for name, values in maps.items():
-            save_nifti(
-                work / "subjects" / f"sub-{s}" / f"{name}.nii.gz", values, affine, np.float32
-            )
-        save_nifti(work / "subjects" / f"sub-{s}" / "aparc+aseg.nii.gz", labels, affine, np.int32)
+    write_nifti_subjects(work / "subjects")
     overrides = [
         "experiment=dti_mlp",
         "data.source=nifti",

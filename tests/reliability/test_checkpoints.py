@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,7 +12,7 @@ from tests.reliability.conftest import (
     QUIET,
     assert_clear,
     guarded_run,
-    subject_maps,
+    write_nifti_subjects,
 )
 from tests.reliability.test_bad_hdf5 import RECON, write_recon_dir
 
@@ -41,17 +40,8 @@ def train_in_process(overrides: list[str], out: Path) -> Path:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny DTI run on NIfTI subjects and a tiny recon-quality CNN run: their checkpoints."""
-    from mrinet.io.nifti import save_nifti
-
     work = tmp_path_factory.mktemp("ckpt")
-    affine = np.diag([-2.0, 2.0, 2.0, 1.0])
-    for s in range(4):
-        maps, labels = subject_maps(s)
-        for name, values in maps.items():
-            save_nifti(
-                work / "subjects" / f"sub-{s}" / f"{name}.nii.gz", values, affine, np.float32
-            )
-        save_nifti(work / "subjects" / f"sub-{s}" / "aparc+aseg.nii.gz", labels, affine, np.int32)
+    write_nifti_subjects(work / "subjects")
     dti = train_in_process(
         [
             "experiment=dti_mlp",

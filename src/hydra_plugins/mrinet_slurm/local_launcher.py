@@ -50,18 +50,9 @@ if _SubmititLocalLauncher is not None:
 
         def submit_trial(self, overrides: Sequence[str], num: int) -> str:
             """Start job `num` now, in its own process; its key."""
-            from hydra.core.singleton import Singleton
-            from hydra.core.utils import filter_overrides
+            from hydra_plugins.mrinet_slurm.slurm_launcher import submit_job
 
-            log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-            job = self._executor.submit(
-                self,
-                list(overrides),
-                "hydra.sweep.dir",
-                num,
-                f"job_id_for_{num}",
-                Singleton.get_state(),
-            )
+            job = submit_job(self, self._executor, overrides, num, logger=log)
             key = str(job.job_id)
             self._jobs[key] = (job, num, list(overrides))
             return key

@@ -159,18 +159,7 @@ else:
 
         def submit_trial(self, overrides: Sequence[str], num: int) -> str:
             """Submit job `num` now; its key (the SLURM job id)."""
-            from hydra.core.singleton import Singleton
-            from hydra.core.utils import filter_overrides
-
-            log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-            job = self._trial_executor.submit(
-                self,
-                list(overrides),
-                "hydra.sweep.dir",
-                num,
-                f"job_id_for_{num}",
-                Singleton.get_state(),
-            )
+            job = submit_job(self, self._trial_executor, overrides, num)
             log.info("submitted SLURM job(s) %s", job.job_id)
             self._watcher.add([job])
             self._trials[job.job_id] = (num, list(overrides))
@@ -197,6 +186,23 @@ def _refuse(err: Exception) -> None:
 
     print(f"\nmrinet: {type(err).__name__}: {err}", file=sys.stderr)
     raise SystemExit(1)
+
+
+def submit_job(launcher, executor, overrides: Sequence[str], num: int, logger=log):
+    """Submit Hydra job `num` (the launcher itself is submitit's callable) as one trial of an
+    asynchronous sweep, logged to the launcher's `logger`; submitit's job."""
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import filter_overrides
+
+    logger.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+    return executor.submit(
+        launcher,
+        list(overrides),
+        "hydra.sweep.dir",
+        num,
+        f"job_id_for_{num}",
+        Singleton.get_state(),
+    )
 
 
 def _as_job_return(outcome: object, overrides: list[str], sweep_dir: Path, num: int) -> JobReturn:

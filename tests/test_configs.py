@@ -94,13 +94,13 @@ def test_context_experiment_sizes_the_net_from_features_and_context():
 
 
 def test_autocontext_experiment_adds_the_first_stage_maps_to_the_context_inputs():
-    from mrinet.data.tissue.columns import context_feature_names
+    from mrinet.data.tissue.columns import input_columns as column_records
 
     cfg = composed("experiment=dti_mlp_autocontext", *NEEDS["dti_mlp_autocontext"])
     data = cfg.data
     assert list(data.context) == ["coords", "patch", "autocontext"]
     # dti_mlp_context's inputs, then 3 log-probabilities each with the same 26 + 26 + 16
-    columns = context_feature_names(
+    columns = column_records(
         data.features, list(data.context), data.patch_size, data.patch_dilation, data.classes
     )
     assert len(columns) == 5 + 3 + 5 * 68 + 3 * (1 + 68)

@@ -38,11 +38,18 @@ def test_killed_sweep_resumes_its_persistent_study_where_it_stopped(work, data_d
     try:
         # 2 trials done and the 2 others running (asynchronous: each submitted as a slot
         # freed): kill the login-node process
+        # a trial is RUNNING in the study from the moment it is asked, a moment before its
+        # job is submitted: wait for the 4th submission too, or the kill can fall between
         def two_done_two_running() -> bool:
             found = states()
-            return found.count("COMPLETE") == 2 and found.count("RUNNING") == 2
+            submitted = re.findall(r"submitted SLURM job\(s\) (\S+)", log.read_text())
+            return (
+                found.count("COMPLETE") == 2 and found.count("RUNNING") == 2 and len(submitted) == 4
+            )
 
-        wait_until(two_done_two_running, 300, poll=0.2, what="2 trials done, 2 running")
+        wait_until(
+            two_done_two_running, 300, poll=0.2, what="2 trials done, 2 running, 4 jobs submitted"
+        )
         first.terminate()
         assert first.wait(60) != 0
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info
 
-from mrinet.nets.backprop import HIDDEN_ACTIVATIONS, saturation_fraction
+from mrinet.nets.backprop import HIDDEN_ACTIVATIONS, saturated_share
 
 
 class SaturationMonitor(pl.Callback):
@@ -16,7 +16,8 @@ class SaturationMonitor(pl.Callback):
     batch-norm statistics alone, and works with autograd and hand-derived backprop alike.
     Logged every `every_n_steps` steps (default: the trainer's log_every_n_steps). Nets without
     `activation_name` and `norms` (CNNs) or with another activation are skipped with one line.
-    For tanh and relu the criterion is `mrinet.nets.backprop.saturation_fraction`'s.
+    For tanh and relu the criterion is `mrinet.nets.backprop.saturated_share`'s (a tensor: the
+    value reaches the host with the model's other step scalars, no sync in the step).
     """
 
     def __init__(self, every_n_steps: int | None = None, threshold: float = 0.01) -> None:
@@ -57,7 +58,7 @@ class SaturationMonitor(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self._z:
             fractions = {
-                f"saturation/layer{index}": saturation_fraction(z, self._activation, self.threshold)
+                f"saturation/layer{index}": saturated_share(z, self._activation, self.threshold)
                 for index, z in sorted(self._z.items())
             }
             if hasattr(pl_module, "log_step_metrics"):

@@ -307,6 +307,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self.figure_schedule.start()
 
     def on_train_epoch_end(self) -> None:
+        self.write_step_metrics()
         self._epoch_end("train")
         if self.steps_per_batch > 1:
             self.on_train_epoch_end_schedulers()

@@ -249,8 +249,9 @@ def gradient_norms(grads: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[s
     return norms
 
 
-def saturation_fraction(z: torch.Tensor, activation: str, threshold: float = 0.01) -> float:
-    """Fraction of units (entries of z, any shape) that barely learn because sigma'(z) is tiny.
+def saturated_share(z: torch.Tensor, activation: str, threshold: float = 0.01) -> torch.Tensor:
+    """Fraction of units (entries of z, any shape) that barely learn because sigma'(z) is tiny,
+    as a 0-d float64 tensor on z's device (no host sync).
 
     sigmoid: sigma'(z) < threshold (0.01, i.e. |z| > 4.6). tanh: the same criterion on the
     rescaled sigmoid, since tanh(z) = 2 sigmoid(2z) - 1: tanh'(z) < 4 threshold (|z| > 2.3).
@@ -268,4 +269,9 @@ def saturation_fraction(z: torch.Tensor, activation: str, threshold: float = 0.0
         saturated = z <= 0
     else:
         raise ValueError(f"saturation is defined for {HIDDEN_ACTIVATIONS}, not {activation!r}")
-    return float(saturated.to(torch.float64).mean())
+    return saturated.to(torch.float64).mean()
+
+
+def saturation_fraction(z: torch.Tensor, activation: str, threshold: float = 0.01) -> float:
+    """`saturated_share` as a Python float."""
+    return float(saturated_share(z, activation, threshold))

@@ -144,7 +144,7 @@ class ReadsLoss(Classifier):
 @pytest.mark.parametrize("steps_per_batch", [1, 4])
 def test_a_logging_step_reads_nothing_to_the_host(tmp_path, steps_per_batch):
     with HostReads() as reads:
-        model, trainer, _ = fit_dti(tmp_path, steps_per_batch)
+        _, trainer, _ = fit_dti(tmp_path, steps_per_batch)
     assert reads.in_steps == []
     values = logged(tmp_path / "csv")  # the deferred step scalars all arrived, one per step
     steps = trainer.global_step

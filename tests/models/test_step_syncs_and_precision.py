@@ -273,3 +273,34 @@ def test_cnn_trains_in_mixed_precision_with_precise_batch_norm_and_its_checkpoin
     assert len(values["train/loss_step"]) == trainer.global_step == 8
     assert all(map(math.isfinite, values["train/loss_step"] + values["val/loss"]))
     assert_checkpoint_loads(model, classifier(), tmp_path / "ckpt" / "last.ckpt", spec, x[32:])
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
+
+
+def test_loaders_pin_only_for_a_cuda_trainer_and_groups_stay_put_on_the_cpu():
+    from mrinet.data.contract import BatchGroup
+    from mrinet.data.loading.batches import pin_for
+
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    assert not pin_for(trainer) and not pin_for(None)
+    model = Classifier(MLP(5, [4], 3), torch.optim.Adam)
+    group = BatchGroup([(torch.zeros(4, 5), torch.zeros(4, dtype=torch.long))] * 3)
+    assert model.transfer_batch_to_device(group, torch.device("cpu"), 0) is group
+
+
+@needs_cuda
+def test_pinned_batches_reach_the_gpu_equal_to_unpinned_ones():
+    from mrinet.data.contract import BatchGroup
+
+    x, y = torch.randn(100, 5), torch.arange(100) % 3
+    plain = list(TensorBatches(x, y, batch_size=16, shuffle=True, group=2))
+    pinned = list(TensorBatches(x, y, batch_size=16, shuffle=True, group=2, pin_memory=True))
+    assert all(t.is_pinned() for group in pinned for b in group for t in b)
+    model = Classifier(MLP(5, [4], 3), torch.optim.Adam)
+    cuda = torch.device("cuda", torch.cuda.current_device())
+    for a, b in zip(plain, pinned):
+        moved = model.transfer_batch_to_device(b, cuda, 0)
+        assert isinstance(moved, BatchGroup)
+        for (xa, ya), (xb, yb) in zip(a, moved):
+            assert xb.device == cuda and torch.equal(xa, xb.cpu()) and torch.equal(ya, yb.cpu())

@@ -13,6 +13,7 @@ import torch
 
 from mrinet.callbacks.grad_norms import GradNormLogger
 from mrinet.compat.lightning import step_without_hooks
+from mrinet.data.contract import BatchGroup
 from mrinet.models.step_scalars import StepScalars
 
 
@@ -41,6 +42,19 @@ class GroupedSteps:
 
     def on_train_end(self) -> None:
         self.write_step_metrics()
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """A group of batches moves tensor by tensor (non_blocking: pinned batches overlap the
+        copy with the step); on the CPU it stays as served. Lightning's generic walk over the
+        group's nested tuples cost ~0.1 s per 1e6-row epoch of Python for nothing."""
+        if not isinstance(batch, BatchGroup):
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        if all(t.device == device for b in batch for t in b if torch.is_tensor(t)):
+            return batch
+        return BatchGroup(
+            tuple(t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in b)
+            for b in batch
+        )
 
     def _log_now(self, every: int | None = None) -> bool:
         """True on the steps Lightning writes step metrics (skip computing them otherwise)."""

@@ -14,6 +14,14 @@ from mrinet.data.contract import BatchGroup
 from mrinet.data.loading.sharding import epoch_order, share_length
 
 
+def pin_for(trainer) -> bool:
+    """Pin host batches (page-locked: copied to the GPU without blocking) when the trainer
+    trains on a CUDA device; False on the CPU or before a trainer is attached."""
+    if trainer is None or not torch.cuda.is_available():
+        return False
+    return trainer.strategy.root_device.type == "cuda"
+
+
 class TensorBatches:
     """Iterable of (x, y) batches over tensors of equal length, in mrinet.data.loading.sharding's order.
 
@@ -26,6 +34,8 @@ class TensorBatches:
     epoch and the items served so far in it (Lightning fetches nothing ahead from a loader with
     a length, so served = taken by the training loop); a resumed run continues after them.
     Evaluation loaders (not shuffled) always start from their first batch.
+    `pin_memory` (CUDA only, `pin_for`): batches are gathered into page-locked memory, so the
+    host-to-device copy (non_blocking, Lightning's and the grouped steps') overlaps the step.
     """
 
     def __init__(
@@ -37,6 +47,7 @@ class TensorBatches:
         drop_last: bool = False,
         epoch_fn: Callable[[], int] | None = None,
         group: int = 1,
+        pin_memory: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -45,6 +56,7 @@ class TensorBatches:
         self.tensors, self.batch_size, self.group = tensors, int(batch_size), int(group)
         self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
         self.epoch_fn = epoch_fn or (lambda: 0)
+        self.pin_memory = bool(pin_memory)
         self._served, self._epoch = 0, None
         self._skip: tuple[int, int] | None = None  # (epoch, items) to skip on the next pass
 
@@ -69,12 +81,21 @@ class TensorBatches:
         for i in range(start, self._batches()):
             sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
             if order is None:
-                yield tuple(t[sl] for t in self.tensors)  # views
+                views = tuple(t[sl] for t in self.tensors)
+                yield tuple(t.pin_memory() for t in views) if self.pin_memory else views
             else:
                 # a gather per batch, not one per epoch: a fresh epoch-sized copy (28 MB for 1e6
                 # voxels) costs page faults; batch-sized buffers recycle (3-4x less time on a 2-core CPU)
                 rows = order[sl]
-                yield tuple(t.index_select(0, rows) for t in self.tensors)
+                yield tuple(self._gather(t, rows) for t in self.tensors)
+
+    def _gather(self, tensor: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """tensor[rows], into pinned memory when pinning (torch's pinned allocator keeps a
+        buffer until the copies queued from it are done, so reuse is safe)."""
+        if not self.pin_memory:
+            return tensor.index_select(0, rows)
+        out = torch.empty((len(rows), *tensor.shape[1:]), dtype=tensor.dtype, pin_memory=True)
+        return torch.index_select(tensor, 0, rows, out=out)
 
     def __iter__(self) -> Iterator:
         self._epoch, skip, self._skip = self.epoch_fn(), self._skip, None

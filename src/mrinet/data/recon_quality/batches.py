@@ -98,12 +98,16 @@ class ImageBatches:
     epoch starts (clone it to keep it). Flips are drawn per batch (the lazy path's seeds) and
     applied to the epoch copy in chunks. Evaluation: views of the preloaded tensor itself.
     `sampler` carries the epoch (Lightning calls `sampler.set_epoch` on any loader with one).
+    `pin_memory` (training on CUDA): the epoch buffer is page-locked, so batch copies to the GPU
+    do not block the host.
     """
 
     batch_sampler = None  # Lightning inspects loaders' samplers like a DataLoader's
 
-    def __init__(self, data: InMemoryImages, sampler: EpochBatches) -> None:
-        self.data, self.sampler = data, sampler
+    def __init__(
+        self, data: InMemoryImages, sampler: EpochBatches, pin_memory: bool = False
+    ) -> None:
+        self.data, self.sampler, self.pin_memory = data, sampler, bool(pin_memory)
         self._buffer: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -116,7 +120,9 @@ class ImageBatches:
                 order = self.sampler.order()
                 shape = (len(order), *images.shape[1:])
                 if self._buffer is None or self._buffer.shape != shape:
-                    self._buffer = torch.empty(shape, dtype=images.dtype)
+                    self._buffer = torch.empty(
+                        shape, dtype=images.dtype, pin_memory=self.pin_memory
+                    )
                 images = torch.index_select(images, 0, order, out=self._buffer)
                 labels = labels.index_select(0, order)
             elif flips:

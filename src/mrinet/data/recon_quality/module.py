@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from mrinet.data.contract import DataSpec, class_counts, require_splits
+from mrinet.data.loading.batches import pin_for
 from mrinet.data.recon_quality.batches import EpochBatches, HDF5Images, ImageBatches, InMemoryImages
 from mrinet.data.recon_quality.index import (
     ImageIndex,
@@ -209,7 +210,8 @@ class ReconQualityDataModule(pl.LightningDataModule):
         batch_size = self.batch_size if train else self.eval_batch_size
         sampler = EpochBatches(len(dataset), batch_size, shuffle=train, seed=self.seed)
         if isinstance(dataset, InMemoryImages):
-            return ImageBatches(dataset, sampler)  # slicing RAM: workers would only add copies
+            # slicing RAM: workers would only add copies
+            return ImageBatches(dataset, sampler, pin_for(getattr(self, "trainer", None)))
         if self.num_workers > 0:
             return SharedBatches(dataset, sampler, self.num_workers)
         return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None)

@@ -12,7 +12,7 @@ import torch
 
 from mrinet.data.checks import check_every_class, check_positive
 from mrinet.data.contract import DataSpec, class_counts, require_splits
-from mrinet.data.loading.batches import TensorBatches
+from mrinet.data.loading.batches import TensorBatches, pin_for
 from mrinet.data.splits import SPLITS, check_split_fractions, split_sizes, split_units
 from mrinet.data.tissue.columns import mirror_columns
 from mrinet.data.tissue.context import ContextSpec
@@ -240,6 +240,7 @@ class DTIDataModule(pl.LightningDataModule):
             shuffle=train,
             seed=self.seed,
             epoch_fn=self._current_epoch,
+            pin_memory=pin_for(trainer),
         )
 
     def train_dataloader(self) -> TensorBatches:

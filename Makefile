@@ -91,8 +91,9 @@ bench: .install-dev.stamp
 
 # issue 8: where a GPU is available, training throughput and batched PI-CS slices/s on it
 bench-gpu: .install-dev.stamp
-	@echo "== scripts/bench_train_throughput.py --device cuda"
+	@echo "== scripts/bench_train_throughput.py --device cuda (whole epochs: float32, then bf16-mixed)"
 	$(PYTHON) scripts/bench_train_throughput.py --device cuda --repeats 5
+	$(PYTHON) scripts/bench_train_throughput.py --device cuda --precision bf16-mixed --repeats 5
 	@echo "== scripts/bench_pics.py --device cuda"
 	$(PYTHON) scripts/bench_pics.py --device cuda --batch 64 --repeats 5
 

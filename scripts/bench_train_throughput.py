@@ -10,13 +10,17 @@ checkpoint saves, logging. A hand loop runs the same net, optimizer, batches (th
 for the CNN) and the same training and validation forward passes. One more mrinet run with
 Lightning's SimpleProfiler prints what each part of the epoch costs (per hook and callback).
 Ratios (hand loop epoch / mrinet epoch, so 1.0 = as fast as the hand loop) are printed last:
-the median epoch and the mean epoch (the mean includes the epochs that draw figures).
+the median epoch and the mean epoch (the mean includes the epochs that draw figures), in wall
+time and in the process's CPU time (steadier than wall time on a shared machine).
+`--device cuda` runs both on the GPU (mrinet with `trainer=gpu`), `--precision bf16-mixed` or
+`16-mixed` sets mrinet's `trainer.precision` and the hand loop's autocast (and fp16's scaler).
 
 `--batch-sizes` runs the older training-only comparison instead (validation excluded, the
 dti_mlp table at those batch sizes; `--device cuda` runs both loops on the GPU).
 
     python scripts/bench_train_throughput.py                        # whole epochs, < 3 min
     python scripts/bench_train_throughput.py --experiments dti_mlp --repeats 5
+    python scripts/bench_train_throughput.py --device cuda --precision bf16-mixed  # make bench-gpu
     python scripts/bench_train_throughput.py --batch-sizes 1024 4096 [--device cuda]
 """
 
@@ -191,35 +195,68 @@ EXPERIMENTS = ("dti_mlp", "dti_mlp_context", "recon_quality_cnn")
 
 
 class EpochClock(pl.Callback):
-    """Wall time of whole epochs: one `on_train_epoch_start` to the next, the last one to
-    `on_train_end` (validation, epoch-end metrics, callbacks, figures, checkpoints included)."""
+    """Wall and CPU time of whole epochs: one `on_train_epoch_start` to the next, the last one
+    to `on_train_end` (validation, epoch-end metrics, callbacks, figures, checkpoints included).
+    CPU time (the process's, all threads) is what the epoch cost this process: on a machine
+    shared with other work it varies far less than the wall time (on a GPU it only counts the
+    host's share). Every reading waits for the GPU's queued work first."""
 
     def __init__(self) -> None:
-        self.marks: list[float] = []
+        self.marks: list[tuple[float, float]] = []
+
+    def _mark(self, pl_module) -> None:
+        _synchronize(pl_module.device)
+        self.marks.append((time.perf_counter(), time.process_time()))
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.marks.append(time.perf_counter())
+        self._mark(pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.marks.append(time.perf_counter())
+        self._mark(pl_module)
 
     @property
     def seconds(self) -> list[float]:
-        return [b - a for a, b in zip(self.marks, self.marks[1:])]
+        return [b[0] - a[0] for a, b in zip(self.marks, self.marks[1:])]
+
+    @property
+    def cpu_seconds(self) -> list[float]:
+        return [b[1] - a[1] for a, b in zip(self.marks, self.marks[1:])]
 
 
-def experiment_overrides(name: str, table: Path, data_dir: Path, batch_size: int) -> list[str]:
+def experiment_overrides(
+    name: str,
+    table: Path,
+    data_dir: Path,
+    batch_size: int,
+    device: str = "cpu",
+    precision: str = "32-true",
+) -> list[str]:
     """What differs from the experiment as shipped: the data (the table for dti_mlp, the tiny
-    simulated sets for the others) and nothing else."""
+    simulated sets for the others), and on a GPU `trainer=gpu` with `trainer.precision`."""
     if name == "dti_mlp":
-        return [
+        overrides = [
             "experiment=dti_mlp",
             "data.source=table",
             f"data.table_path={table}",
             "data.split=[0.98,0.01,0.01]",
             f"data.batch_size={batch_size}",
         ]
-    return [f"experiment={name}", "data_size=tiny", f"paths.data_dir={data_dir}"]
+    else:
+        overrides = [f"experiment={name}", "data_size=tiny", f"paths.data_dir={data_dir}"]
+    if torch.device(device).type == "cuda":
+        overrides.append("trainer=gpu")
+    if precision != "32-true":
+        overrides.append(f"trainer.precision={precision}")
+    return overrides
+
+
+def _precision_dtype(overrides: list[str]) -> torch.dtype | None:
+    """The autocast dtype of `trainer.precision` in the overrides (None: float32)."""
+    for item in overrides:
+        if item.startswith("trainer.precision="):
+            value = item.split("=", 1)[1]
+            return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(value)
+    return None
 
 
 def build_run(overrides: list[str], out: Path, epochs: int):
@@ -250,7 +287,8 @@ def build_run(overrides: list[str], out: Path, epochs: int):
 
 
 def mrinet_epochs(overrides: list[str], out: Path, epochs: int, profile: bool = False):
-    """Whole-epoch seconds of one mrinet fit (and the SimpleProfiler when `profile`)."""
+    """Whole-epoch (wall seconds, CPU seconds) of one mrinet fit, and the SimpleProfiler when
+    `profile`."""
     from hydra.utils import instantiate
     from pytorch_lightning.profilers import SimpleProfiler
 
@@ -267,56 +305,88 @@ def mrinet_epochs(overrides: list[str], out: Path, epochs: int, profile: bool = 
         _convert_="all",
     )
     trainer.fit(model, datamodule=datamodule)
-    return clock.seconds, profiler
+    return (clock.seconds, clock.cpu_seconds), profiler
 
 
-def _val_forward(net, batches) -> None:
+def _val_forward(net, batches, device: torch.device, autocast) -> None:
     """The hand loop's validation: forward passes and the predicted classes, nothing else."""
     net.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         for x, _ in batches:
-            net(x).argmax(1)
+            net(x.to(device, non_blocking=True)).argmax(1)
     net.train()
 
 
-def hand_epochs(overrides: list[str], out: Path, epochs: int) -> list[float]:
-    """Whole-epoch seconds of a hand loop over the same data, net, optimizer and batches:
-    rows (the DTI tables) shuffled and sliced per epoch, the CNN's own loaders as they are."""
+def hand_epochs(
+    overrides: list[str], out: Path, epochs: int, device: str = "cpu"
+) -> tuple[list[float], list[float]]:
+    """Whole-epoch (wall seconds, CPU seconds) of a hand loop over the same data, net,
+    optimizer and batches, on `device`, under autocast where the overrides set a mixed
+    `trainer.precision` (16-mixed: with a gradient scaler): rows (the DTI tables) shuffled and
+    sliced per epoch on the device, the CNN's own loaders as they are."""
+    import contextlib
+    import functools
+
+    device = torch.device(device)
     _, datamodule, model = build_run(overrides, out, epochs)
-    net = model.net
+    net = model.net.to(device)
     optimizer = model.optimizer_factory(params=net.parameters())
-    weight = model.class_weight if model.class_weight.numel() else None
-    seconds = []
+    weight = model.class_weight.to(device) if model.class_weight.numel() else None
+    dtype = _precision_dtype(overrides)
+    autocast = (
+        functools.partial(torch.autocast, device.type, dtype=dtype)
+        if dtype is not None
+        else contextlib.nullcontext
+    )
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        with autocast():
+            loss = F.cross_entropy(net(xb), yb, weight=weight)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+    def clock() -> tuple[float, float]:
+        _synchronize(device)
+        return time.perf_counter(), time.process_time()
+
+    wall, cpu = [], []
     if hasattr(datamodule, "data") and "x" in datamodule.data.get("train", {}):
         train, val = datamodule.data["train"], datamodule.data["val"]
         mean, std = train["x"].mean(0), train["x"].std(0).clamp(min=1e-12)
-        x, y = (train["x"] - mean) / std, train["y"]
-        xv = (val["x"] - mean) / std
+        x, y = ((train["x"] - mean) / std).to(device), train["y"].to(device)
+        xv = ((val["x"] - mean) / std).to(device)
         batch = datamodule.batch_size if hasattr(datamodule, "batch_size") else 4096
         for epoch in range(epochs):
-            start = time.perf_counter()
+            start = clock()
             order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+            order = order.to(device)
             xs, ys = x[order], y[order]
             for i in range(0, len(xs), batch):
-                loss = F.cross_entropy(net(xs[i : i + batch]), ys[i : i + batch], weight=weight)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                step(xs[i : i + batch], ys[i : i + batch])
             vb = getattr(datamodule, "eval_batch_size", batch)
-            _val_forward(net, [(xv[i : i + vb], None) for i in range(0, len(xv), vb)])
-            seconds.append(time.perf_counter() - start)
-        return seconds
+            batches = [(xv[i : i + vb], None) for i in range(0, len(xv), vb)]
+            _val_forward(net, batches, device, autocast)
+            end = clock()
+            wall.append(end[0] - start[0])
+            cpu.append(end[1] - start[1])
+        return wall, cpu
     train_loader, val_loader = datamodule.train_dataloader(), datamodule.val_dataloader()
     for _ in range(epochs):
-        start = time.perf_counter()
+        start = clock()
         for xb, yb, *_ in train_loader:
-            loss = F.cross_entropy(net(xb), yb, weight=weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        _val_forward(net, ((b[0], b[1]) for b in val_loader))
-        seconds.append(time.perf_counter() - start)
-    return seconds
+            step(xb.to(device, non_blocking=True), yb.to(device, non_blocking=True))
+        _val_forward(net, ((b[0], b[1]) for b in val_loader), device, autocast)
+        end = clock()
+        wall.append(end[0] - start[0])
+        cpu.append(end[1] - start[1])
+    return wall, cpu
 
 
 def profile_table(profiler, epochs: int, top: int = 14) -> list[str]:
@@ -332,7 +402,8 @@ def profile_table(profiler, epochs: int, top: int = 14) -> list[str]:
 
 
 def whole_epochs(args) -> dict[str, tuple[float, float]]:
-    """Run the whole-epoch comparison; returns {experiment: (median ratio, mean ratio)}."""
+    """Run the whole-epoch comparison; returns {experiment: (median, mean, CPU-time median,
+    CPU-time mean ratio)}."""
     import os
 
     ratios = {}
@@ -342,36 +413,57 @@ def whole_epochs(args) -> dict[str, tuple[float, float]]:
             voxel_table(table, args.voxels)
         data_dir = Path(args.data_dir)
         for name in args.experiments:
-            overrides = experiment_overrides(name, table, data_dir, args.batch_size)
-            hand, ours = [], []
-            for r in range(args.repeats):
+            overrides = experiment_overrides(
+                name, table, data_dir, args.batch_size, args.device, args.precision
+            )
+            hand, ours, hand_cpu, ours_cpu = [], [], [], []
+            for r in range(args.repeats):  # interleaved: both see the same load
                 out = Path(tmp) / f"{name}-{r}"
-                ours.append(mrinet_epochs(overrides, out / "mrinet", args.epochs)[0])
-                hand.append(hand_epochs(overrides, out / "hand", args.epochs))
+                (wall, cpu), _ = mrinet_epochs(overrides, out / "mrinet", args.epochs)
+                ours.append(wall)
+                ours_cpu.append(cpu)
+                wall, cpu = hand_epochs(overrides, out / "hand", args.epochs, args.device)
+                hand.append(wall)
+                hand_cpu.append(cpu)
             _, profiler = mrinet_epochs(overrides, Path(tmp) / f"{name}-prof", args.epochs, True)
             med_o = statistics.median(statistics.median(s) for s in ours)
             med_h = statistics.median(statistics.median(s) for s in hand)
             mean_o = statistics.median(statistics.fmean(s) for s in ours)
             mean_h = statistics.median(statistics.fmean(s) for s in hand)
-            ratios[name] = (med_h / med_o, mean_h / mean_o)
+            cpu_o = statistics.median(statistics.median(s) for s in ours_cpu)
+            cpu_h = statistics.median(statistics.median(s) for s in hand_cpu)
+            cpu_mean_o = statistics.median(statistics.fmean(s) for s in ours_cpu)
+            cpu_mean_h = statistics.median(statistics.fmean(s) for s in hand_cpu)
+            ratios[name] = (med_h / med_o, mean_h / mean_o, cpu_h / cpu_o, cpu_mean_h / cpu_mean_o)
             load = os.getloadavg()[0]
             print(f"\n{name}: {args.epochs} epochs x {args.repeats} repeats, load {load:.1f}")
             print(f"  epoch (median): hand loop {med_h:.3f} s, mrinet {med_o:.3f} s")
             print(
                 f"  epoch (mean, figure epochs included): hand {mean_h:.3f} s, mrinet {mean_o:.3f} s"
             )
+            print(
+                f"  CPU time per epoch (median / mean): hand {cpu_h:.3f} / {cpu_mean_h:.3f} s, "
+                f"mrinet {cpu_o:.3f} / {cpu_mean_o:.3f} s"
+            )
             print(f"  mrinet epochs (first repeat): {', '.join(f'{v:.3f}' for v in ours[0])} s")
             print("  where mrinet's epoch goes (SimpleProfiler, one more run):")
             print("\n".join(profile_table(profiler, args.epochs)))
     print()
-    for name, (median, mean) in ratios.items():
-        print(f"whole-epoch ratio hand/mrinet {name}: median {median:.2f}x, mean {mean:.2f}x")
+    where = ""
+    if torch.device(args.device).type == "cuda":
+        where = f" on {torch.cuda.get_device_name(torch.device(args.device))}, {args.precision}"
+    for name, (median, mean, cpu, cpu_mean) in ratios.items():
+        print(
+            f"whole-epoch ratio hand/mrinet {name}{where}: median {median:.2f}x, mean {mean:.2f}x"
+            f" (CPU time: median {cpu:.2f}x, mean {cpu_mean:.2f}x)"
+        )
     return ratios
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Run the benchmark; returns {experiment: (median, mean) epoch ratio hand/mrinet}, or with
-    --batch-sizes the training-only ratio mrinet / hand loop per batch size."""
+    """Run the benchmark; returns {experiment: (median, mean, CPU-time median, CPU-time mean)
+    epoch ratio hand/mrinet}, or with --batch-sizes the training-only ratio mrinet / hand loop
+    per batch size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voxels", type=int, default=1_000_000)
     parser.add_argument("--epochs", type=int, default=None, help="whole epochs: 6; else 3")
@@ -388,6 +480,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=None, help="whole epochs: 2; else 1")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both loops on it)")
+    parser.add_argument(
+        "--precision",
+        default="32-true",
+        choices=("32-true", "bf16-mixed", "16-mixed"),
+        help="whole epochs: mrinet's trainer.precision, the hand loop's autocast (CPU: bf16)",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -48,6 +48,14 @@ def test_dti_mlp_experiment_sets_its_own_seed_over_the_default():
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_is_one_override_on_every_trainer(trainer, precision):
+    """`trainer.precision=bf16-mixed` (docs, configs/trainer/gpu.yaml) needs no `+`."""
+    cfg = composed("experiment=dti_mlp", f"trainer={trainer}", f"trainer.precision={precision}")
+    assert cfg.trainer.precision == precision
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
 def test_every_trainer_composes(trainer):
     cfg = composed("experiment=dti_mlp", f"trainer={trainer}")
     assert cfg.trainer._target_ == "pytorch_lightning.Trainer"

@@ -110,3 +110,38 @@ def test_bench_pics_lam_study_reports_sigpy_best_mrinet_best_and_auto_per_case(c
         assert v.fixed_s > 0 and v.auto_s > 0 and v.ratio > 0
         assert v.psnr_auto == pytest.approx(v.psnr_fixed, abs=1e-4)  # same lam, same solve
     assert "| b0 volume (DIPY S0) |" in out
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_whole_epoch_overrides_on_a_gpu_pick_trainer_gpu_and_the_precision(tmp_path, precision):
+    """`make bench-gpu`'s whole-epoch runs: trainer=gpu and trainer.precision reach the config,
+    and the hand loop reads the same precision for its autocast."""
+    from hydra import compose, initialize_config_dir
+
+    from mrinet.run.config_dir import config_dir
+    from mrinet.run.entry import register_resolvers
+
+    bench = _script("bench_train_throughput")
+    register_resolvers()
+    overrides = bench.experiment_overrides(
+        "dti_mlp", tmp_path / "v.parquet", tmp_path, 4096, "cuda", precision
+    )
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == precision
+    want = torch.bfloat16 if precision == "bf16-mixed" else None
+    assert bench._precision_dtype(overrides) == want
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", DEVICES)
+def test_whole_epochs_run_in_bf16(device, capsys):
+    """The whole-epoch comparison under bf16-mixed (CPU autocast here, the GPU's where one is
+    visible): both loops run, every ratio is finite and printed last."""
+    args = ["--experiments", "dti_mlp", "--voxels", "20000", "--epochs", "2", "--repeats", "1"]
+    ratios = _script("bench_train_throughput").main(
+        [*args, "--precision", "bf16-mixed", "--device", device]
+    )
+    assert all(math.isfinite(r) and r > 0 for r in ratios["dti_mlp"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("whole-epoch ratio hand/mrinet dti_mlp") and "CPU time" in last

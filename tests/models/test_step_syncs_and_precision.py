@@ -15,7 +15,6 @@ import functools
 import math
 import sys
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -69,17 +68,15 @@ class HostReads(TorchFunctionMode):
 
 
 def voxel_table(path, n: int = 1200) -> None:
-    import pandas as pd
+    """n rows of the throughput benchmark's voxel table (scripts/bench_train_throughput.py)."""
+    import importlib.util
+    from pathlib import Path
 
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, n)
-    means = np.array(
-        [[900, 0.2, 1.0, 1.3, 0.9], [1000, 0.7, 0.4, 0.7, 0.2], [870, 0.4, 0.6, 0.8, 0.5]]
-    )
-    x = means[y] * (1 + 0.1 * rng.normal(size=(n, 5)))
-    frame = pd.DataFrame(x, columns=["T1w", "FA", "MD", "AD", "RD"]).assign(label=y + 1)
-    frame["subject"] = [f"s{i % 6}" for i in range(n)]
-    frame.to_csv(path, index=False)
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_train_throughput.py"
+    spec = importlib.util.spec_from_file_location("_bench_voxel_table", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.voxel_table(path, n)
 
 
 def logged(root) -> dict[str, list[float]]:
@@ -94,11 +91,11 @@ def logged(root) -> dict[str, list[float]]:
 
 
 def fit_dti(tmp_path, steps_per_batch: int, model_cls=Classifier, callbacks=(), **trainer_args):
-    voxel_table(tmp_path / "v.csv")
+    voxel_table(tmp_path / "v.parquet")
     torch.manual_seed(0)
     dm = DTIDataModule(
         source="table",
-        table_path=str(tmp_path / "v.csv"),
+        table_path=str(tmp_path / "v.parquet"),
         batch_size=32,
         split=[0.5, 0.25, 0.25],
         seed=1,

@@ -185,6 +185,8 @@ def apply_extras(cfg: DictConfig) -> None:
             ".*treespec.*",
             # the Classifier logs metrics already summed over ranks (confusion matrices)
             ".*when logging on epoch level in distributed setting.*",
+            # the Classifier moves its groups of batches itself; mrinet's DataModules do not
+            ".*overridden `transfer_batch_to_device` in `LightningModule` but have passed.*",
         ):
             warnings.filterwarnings("ignore", message=pattern)
     if extras.get("num_threads"):

@@ -31,16 +31,17 @@ class TissueMapLogger(pl.Callback):
             return
         if not self.every_n_epochs and not getattr(pl_module, "figures_now", lambda s: 1)("val"):
             return  # the model's FigureSchedule (figures within ~5 % of the run's time)
-        if self._example is None:  # the same subject every epoch: read and featurised once
-            read = getattr(trainer.datamodule, "example_subject", lambda split: None)
-            self._example = read(self.split) or {}
-        example = self._example or None
         writer = pl_module.tensorboard() if hasattr(pl_module, "tensorboard") else None
-        if example is None or writer is None:
+        if writer is None:
             return
         schedule = getattr(pl_module, "figure_schedule", None)
+        # the budget counts all a map costs, the first epoch's reading of the subject included
         with schedule.timed() if schedule is not None else contextlib.nullcontext():
-            self._draw(trainer, pl_module, example, writer)
+            if self._example is None:  # the same subject every epoch: read and featurised once
+                read = getattr(trainer.datamodule, "example_subject", lambda split: None)
+                self._example = read(self.split) or {}
+            if self._example:
+                self._draw(trainer, pl_module, self._example, writer)
 
     def _draw(self, trainer, pl_module, example, writer) -> None:
         import numpy as np

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_CONTEXT_RUN, eval_test_metrics, train_run
+from tests.helpers import TINY_CONTEXT_RUN, eval_test_metrics, train_run
 
 TINY = TINY_CONTEXT_RUN
 

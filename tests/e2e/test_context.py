@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import TINY_CONTEXT_RUN, train_run
+from tests.helpers import TINY_CONTEXT_RUN, train_run
 
 TINY_CONTEXT = ["experiment=dti_mlp_context", *TINY_CONTEXT_RUN]
 

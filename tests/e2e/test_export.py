@@ -11,9 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import eval_test_metrics, train_run
-from tests.e2e.test_train_recon_quality import TINY as TINY_CNN
-from tests.e2e.test_train_recon_quality import write_ghosted_reconstructions
+from tests.helpers import (
+    TINY_CNN,
+    eval_test_metrics,
+    train_run,
+    write_ghosted_reconstructions,
+)
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="pip install 'mrinet[export]'")
 pytest.importorskip("onnxscript", reason="pip install 'mrinet[export]'")
@@ -255,7 +258,7 @@ def test_context_mlp_export_equals_predict(tmp_path, data_dir, cli):
     from mrinet.data.tissue.context import ContextSpec
     from mrinet.data.tissue.subjects import read_subject, subject_context
     from mrinet.run.checkpoints import load_checkpoint
-    from tests.conftest import TINY_CONTEXT_RUN
+    from tests.helpers import TINY_CONTEXT_RUN
 
     run_dir = tmp_path / "run"
     overrides = ["experiment=dti_mlp_context", *TINY_CONTEXT_RUN, "extras.num_threads=1"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import eval_test_metrics, train_run
+from tests.helpers import eval_test_metrics, tensorboard_tags, train_run
 
 TINY = [
     "experiment=dti_mlp",
@@ -18,28 +18,6 @@ TINY = [
     "extras.print_config=false",
     "callbacks.progress_bar.kind=none",
 ]
-
-
-def tensorboard_tags(run_dir: Path) -> dict[str, set[str]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-
-    tags: dict[str, set[str]] = {"scalars": set(), "images": set(), "hparams": {}}
-    for events in run_dir.rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0})
-        acc.Reload()
-        found = acc.Tags()
-        tags["scalars"] |= set(found["scalars"])
-        tags["images"] |= set(found["images"])
-        try:
-            contents = acc.PluginTagToContent("hparams")
-        except KeyError:  # this event file holds no hparams summary
-            continue
-        for content in contents.values():
-            data = HParamsPluginData.FromString(content)
-            for key, value in data.session_start_info.hparams.items():
-                tags["hparams"][key] = value.string_value or value.number_value or value.bool_value
-    return tags
 
 
 @pytest.fixture(scope="module")

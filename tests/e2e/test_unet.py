@@ -7,8 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import eval_test_metrics, train_run
-from tests.e2e.test_train_dti import tensorboard_tags
+from tests.helpers import eval_test_metrics, tensorboard_tags, train_run
 
 TINY_UNET = [
     "experiment=dti_unet",

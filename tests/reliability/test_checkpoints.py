@@ -7,26 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.reliability.conftest import (
+from tests.helpers import (
     LABEL_MAP,
     QUIET,
+    RECON,
     assert_clear,
+    compose,
     guarded_run,
     write_nifti_subjects,
+    write_recon_dir,
 )
-from tests.reliability.test_bad_hdf5 import RECON, write_recon_dir
-
-
-def compose(entry: str, overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from mrinet.run.config_dir import config_dir
-    from mrinet.run.entry import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return hydra_compose(config_name=entry, overrides=overrides)
 
 
 def train_in_process(overrides: list[str], out: Path) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import run_module
+from tests.helpers import TINY_CONTEXT_RUN, run_module
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +36,21 @@ def write_subject():
 def cli():
     """`cli("mrinet.train", "key=value", ..., cwd=tmp)` runs an entry point in a subprocess."""
     return run_module
+
+
+@pytest.fixture(scope="session")
+def context_stage1(tmp_path_factory, data_dir) -> dict:
+    """ONE tiny context MLP (dti_mlp_context), trained into its work dir's own logs/ as a user
+    trains it: the run tests/e2e/test_context.py checks and the first stage that
+    tests/e2e/test_autocontext.py's second stage finds there."""
+    work = tmp_path_factory.mktemp("context-stage1")
+    first = run_module(
+        "mrinet.train",
+        "experiment=dti_mlp_context",
+        *TINY_CONTEXT_RUN,
+        f"paths.data_dir={data_dir}",
+        cwd=work,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    (ckpt,) = (work / "logs" / "dti_mlp_context" / "runs").glob("*/checkpoints/best.ckpt")
+    return {"work": work, "dir": ckpt.parent.parent, "ckpt": ckpt}

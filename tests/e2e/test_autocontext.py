@@ -16,14 +16,10 @@ TINY = TINY_CONTEXT_RUN
 
 
 @pytest.fixture(scope="module")
-def stages(tmp_path_factory, data_dir, cli):
-    """Stage 1 into the work dir's own logs/ (where dti_mlp_autocontext looks for it), then
-    stage 2 with no data.context_model given."""
-    work = tmp_path_factory.mktemp("autocontext")
-    first = cli(
-        "mrinet.train", "experiment=dti_mlp_context", *TINY, f"paths.data_dir={data_dir}", cwd=work
-    )
-    assert first.returncode == 0, first.stderr[-3000:]
+def stages(context_stage1, data_dir, cli):
+    """Stage 1 in the work dir's own logs/ (where dti_mlp_autocontext looks for it; the
+    session's context run), then stage 2 with no data.context_model given."""
+    work = context_stage1["work"]
     stage1 = next((work / "logs" / "dti_mlp_context" / "runs").glob("*/checkpoints/best.ckpt"))
     run_dir = work / "stage2"
     train_run(

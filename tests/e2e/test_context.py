@@ -7,17 +7,13 @@ import shutil
 
 import pytest
 
-from tests.helpers import TINY_CONTEXT_RUN, train_run
-
-TINY_CONTEXT = ["experiment=dti_mlp_context", *TINY_CONTEXT_RUN]
-
 
 @pytest.fixture(scope="module")
-def context_run(tmp_path_factory, data_dir, cli):
+def context_run(context_stage1, tmp_path_factory, data_dir, cli):
+    """The session's tiny context MLP (dti_mlp_context with TINY_CONTEXT_RUN), shared with the
+    auto-context tests; predictions go to this module's own work dir."""
     work = tmp_path_factory.mktemp("context")
-    run_dir = work / "run"
-    train_run(cli, *TINY_CONTEXT, run_dir=run_dir, data_dir=data_dir, cwd=work)
-    return {"dir": run_dir, "work": work, "cli": cli, "data_dir": data_dir}
+    return {"dir": context_stage1["dir"], "work": work, "cli": cli, "data_dir": data_dir}
 
 
 def _predict(run, subject, *extra):

@@ -75,6 +75,7 @@ def test_eval_reproduces_the_training_test_metrics(unet_run):
         assert abs(value - evaluated[key]) <= 1e-5, key
 
 
+@pytest.mark.e2e  # a second DDP run (tests/e2e/test_ddp.py is the fast suite's)
 def test_ddp_with_more_ranks_than_subjects_gives_the_single_process_metrics(
     tmp_path, data_dir, cli
 ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,6 @@ from tests.helpers import (
     assert_clear,
     compose,
     guarded_run,
-    write_nifti_subjects,
     write_recon_dir,
 )
 
@@ -28,19 +28,12 @@ def train_in_process(overrides: list[str], out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny DTI run on NIfTI subjects and a tiny recon-quality CNN run: their checkpoints."""
+def trained(tmp_path_factory, tiny_dti_run):
+    """A tiny DTI run on NIfTI subjects (the session's, its subjects copied into this module's
+    work dir) and a tiny recon-quality CNN run: their checkpoints."""
     work = tmp_path_factory.mktemp("ckpt")
-    write_nifti_subjects(work / "subjects")
-    dti = train_in_process(
-        [
-            "experiment=dti_mlp",
-            "data.source=nifti",
-            f"data.subjects_dir={work / 'subjects'}",
-            "data.split=[0.5,0.25,0.25]",
-        ],
-        work / "dti",
-    )
+    shutil.copytree(tiny_dti_run["subjects"], work / "subjects")
+    dti = tiny_dti_run["run"] / "checkpoints"
     recon_dir = write_recon_dir(work / "recon")
     recon = train_in_process([*RECON, f"data.recon_dir={recon_dir}"], work / "recon_run")
     return {

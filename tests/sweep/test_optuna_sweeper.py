@@ -81,7 +81,13 @@ def journal_or_url(storage: str):
     return storage
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("sqlite", marks=pytest.mark.e2e),  # the same sweep on a second storage
+        "journal",
+    ],
+)
 def test_pruning_stops_the_worst_trials_pruned_in_study_and_summary(tmp_path, kind):
     storage = (
         f"sqlite:///{tmp_path / 'optuna.db'}"

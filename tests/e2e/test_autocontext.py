@@ -93,6 +93,7 @@ def test_columns_are_the_first_stage_probability_maps_predict_writes(stages, tmp
     assert np.allclose(affine, volume["affine"])
 
 
+@pytest.mark.e2e  # eval + predict subprocesses (predict's columns above are fast)
 def test_second_stage_evaluates_and_predicts_without_the_first_stage_file(stages, tmp_path):
     moved = tmp_path / "elsewhere.ckpt"
     shutil.move(stages["stage1"], moved)

@@ -58,6 +58,7 @@ def test_predict_rebuilds_the_context_and_reports_dice(context_run):
     assert 0.3 < dice["dice_cortical_wm"] <= 1.0
 
 
+@pytest.mark.e2e  # a further predict subprocess (the rebuild above is the fast one)
 def test_predict_with_another_context_says_the_checkpoint_has_one(context_run):
     cohort = next((context_run["data_dir"] / "dti_synthetic").glob("literature-4subj-*"))
     subject = sorted(p for p in cohort.iterdir() if p.is_dir())[0]
@@ -67,6 +68,7 @@ def test_predict_with_another_context_says_the_checkpoint_has_one(context_run):
     assert "drop the context= override" in proc.stderr
 
 
+@pytest.mark.e2e  # a further predict subprocess (the rebuild above is the fast one)
 def test_predict_on_a_subject_without_brain_mask_names_the_file(context_run, tmp_path):
     cohort = next((context_run["data_dir"] / "dti_synthetic").glob("literature-4subj-*"))
     subject = tmp_path / "sub-nomask"

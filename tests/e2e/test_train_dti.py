@@ -88,6 +88,7 @@ def test_eval_reproduces_the_training_test_metrics(run):
         assert abs(value - evaluated[key]) <= 1e-6, key
 
 
+@pytest.mark.e2e  # a CLI exit 1: fast in tests/reliability/test_unwritable_dirs.py
 def test_bad_data_dir_exits_nonzero_with_a_clear_message(run):
     proc = run["run_module"](
         "mrinet.train",
@@ -103,6 +104,7 @@ def test_bad_data_dir_exits_nonzero_with_a_clear_message(run):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.e2e  # Hydra's own --cfg, a further train subprocess
 def test_cfg_job_prints_the_composed_config(run):
     proc = run["run_module"]("mrinet.train", "experiment=dti_mlp", "--cfg", "job", cwd=run["work"])
     assert (
@@ -215,6 +217,7 @@ def test_eval_rejects_missing_and_corrupt_checkpoints(run, capsys):
         assert message in err and str(ckpt) in err
 
 
+@pytest.mark.e2e  # in-process in tests/reliability/test_checkpoints.py
 def test_eval_names_a_data_mismatch_with_the_checkpoint(run):
     best = run["dir"] / "checkpoints" / "best.ckpt"
     proc = run["run_module"](

@@ -74,6 +74,7 @@ def test_validation_figures_every_n_epochs_scalars_every_epoch(run):
     }, counts
 
 
+@pytest.mark.e2e  # eval's reproduction: fast in test_train_dti.py
 def test_eval_reproduces_the_test_metrics(run, cli):
     work = run["work"]
     trained, evaluated = eval_test_metrics(

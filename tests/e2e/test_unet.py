@@ -68,6 +68,7 @@ def test_predict_on_the_test_subject_reproduces_the_test_dice(unet_run):
         assert dice[f"dice_{name}"] == pytest.approx(trained[f"test/dice_{name}"], abs=1e-6)
 
 
+@pytest.mark.e2e  # eval's reproduction: fast in test_train_dti.py
 def test_eval_reproduces_the_training_test_metrics(unet_run):
     work = unet_run["work"]
     trained, evaluated = eval_test_metrics(unet_run["cli"], unet_run["dir"], work / "eval", work)

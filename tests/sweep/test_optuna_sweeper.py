@@ -169,6 +169,7 @@ def test_async_trials_start_the_moment_a_slot_frees(tmp_path):
     assert [r["state"] for r in rows] == ["complete"] * 4
 
 
+@pytest.mark.e2e  # two sweepers on one study: the slurm suite's case
 def test_two_sweepers_share_one_journal_study(tmp_path):
     """Two sweepers at once on one journal: distinct trials and job numbers, n_trials in all,
     and neither fails the other's running trials (heartbeats, short grace period)."""

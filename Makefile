@@ -12,7 +12,7 @@ help:
 	@echo "make train        train the DTI MLP on the built-in synthetic data (ARGS='key=value ...')"
 	@echo "make train-context the MLP with spatial context, then its auto-context second stage"
 	@echo "make test         the fast test suite (installs dev/test extras first)"
-	@echo "make test-e2e     end-to-end runs CI takes after the fast suite (export, MLflow, examples)"
+	@echo "make test-e2e     end-to-end runs CI takes after the fast suite (export, MLflow, wheels, more DDP/sweeps)"
 	@echo "make test-all     every test but the SLURM ones, slow end-to-end runs included"
 	@echo "make test-slurm   end-to-end runs on a one-node SLURM cluster started here (root, apt)"
 	@echo "make lint|format  ruff"
@@ -59,7 +59,8 @@ test: .install-dev.stamp
 	$(PYTHON) -m pytest -m "not slow and not slurm and not e2e" -q
 
 # end-to-end runs CI takes after the fast suite: trained models exported (ONNX/TorchScript parity),
-# a real mlflow server, the examples installed beside mrinet's wheel
+# a real mlflow server, the wheel and the examples installed beside it, and the heavier repeats of
+# runs the fast suite keeps one of (DDP, sweeps on real storages, resumes)
 test-e2e: .install-dev.stamp
 	$(PYTHON) -m pytest -m "e2e" -q
 

@@ -2,72 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src"
-
-
-def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300):
-    """Run `python -m module args...` as a user would; returns the CompletedProcess."""
-    full_env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-# a context MLP on the tiny cohort in seconds (tests/e2e/test_context.py, test_autocontext.py)
-TINY_CONTEXT_RUN = [
-    "data_size=tiny",
-    "data.patch_dilation=[1,2]",  # two scales on the tiny 4 mm grid
-    "trainer.max_epochs=2",
-    "extras.print_config=false",
-    "callbacks.progress_bar.kind=none",
-]
-
-
-def train_run(cli, *overrides: str, run_dir: Path, data_dir: Path, cwd: Path, timeout: int = 300):
-    """`python -m mrinet.train overrides` into run_dir on the session's data dir, asserted to
-    succeed; returns the CompletedProcess."""
-    proc = cli(
-        "mrinet.train",
-        *overrides,
-        f"paths.data_dir={data_dir}",
-        f"hydra.run.dir={run_dir}",
-        cwd=cwd,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def eval_test_metrics(cli, run_dir: Path, out: Path, cwd: Path, *overrides: str):
-    """`python -m mrinet.eval` of run_dir's best checkpoint into out, asserted to succeed;
-    returns (the training run's test metrics, the evaluation's), both from metrics.json."""
-    proc = cli(
-        "mrinet.eval",
-        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
-        f"hydra.run.dir={out}",
-        "extras.print_config=false",
-        *overrides,
-        cwd=cwd,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trained = json.loads((run_dir / "metrics.json").read_text())["test"]
-    return trained, json.loads((out / "metrics.json").read_text())["test"]
+from tests.helpers import TINY_CONTEXT_RUN, run_module
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +36,21 @@ def write_subject():
 def cli():
     """`cli("mrinet.train", "key=value", ..., cwd=tmp)` runs an entry point in a subprocess."""
     return run_module
+
+
+@pytest.fixture(scope="session")
+def context_stage1(tmp_path_factory, data_dir) -> dict:
+    """ONE tiny context MLP (dti_mlp_context), trained into its work dir's own logs/ as a user
+    trains it: the run tests/e2e/test_context.py checks and the first stage that
+    tests/e2e/test_autocontext.py's second stage finds there."""
+    work = tmp_path_factory.mktemp("context-stage1")
+    first = run_module(
+        "mrinet.train",
+        "experiment=dti_mlp_context",
+        *TINY_CONTEXT_RUN,
+        f"paths.data_dir={data_dir}",
+        cwd=work,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    (ckpt,) = (work / "logs" / "dti_mlp_context" / "runs").glob("*/checkpoints/best.ckpt")
+    return {"work": work, "dir": ckpt.parent.parent, "ckpt": ckpt}

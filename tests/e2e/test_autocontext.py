@@ -10,20 +10,16 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_CONTEXT_RUN, eval_test_metrics, train_run
+from tests.helpers import TINY_CONTEXT_RUN, eval_test_metrics, train_run
 
 TINY = TINY_CONTEXT_RUN
 
 
 @pytest.fixture(scope="module")
-def stages(tmp_path_factory, data_dir, cli):
-    """Stage 1 into the work dir's own logs/ (where dti_mlp_autocontext looks for it), then
-    stage 2 with no data.context_model given."""
-    work = tmp_path_factory.mktemp("autocontext")
-    first = cli(
-        "mrinet.train", "experiment=dti_mlp_context", *TINY, f"paths.data_dir={data_dir}", cwd=work
-    )
-    assert first.returncode == 0, first.stderr[-3000:]
+def stages(context_stage1, data_dir, cli):
+    """Stage 1 in the work dir's own logs/ (where dti_mlp_autocontext looks for it; the
+    session's context run), then stage 2 with no data.context_model given."""
+    work = context_stage1["work"]
     stage1 = next((work / "logs" / "dti_mlp_context" / "runs").glob("*/checkpoints/best.ckpt"))
     run_dir = work / "stage2"
     train_run(
@@ -97,6 +93,7 @@ def test_columns_are_the_first_stage_probability_maps_predict_writes(stages, tmp
     assert np.allclose(affine, volume["affine"])
 
 
+@pytest.mark.e2e  # eval + predict subprocesses (predict's columns above are fast)
 def test_second_stage_evaluates_and_predicts_without_the_first_stage_file(stages, tmp_path):
     moved = tmp_path / "elsewhere.ckpt"
     shutil.move(stages["stage1"], moved)

@@ -7,17 +7,13 @@ import shutil
 
 import pytest
 
-from tests.conftest import TINY_CONTEXT_RUN, train_run
-
-TINY_CONTEXT = ["experiment=dti_mlp_context", *TINY_CONTEXT_RUN]
-
 
 @pytest.fixture(scope="module")
-def context_run(tmp_path_factory, data_dir, cli):
+def context_run(context_stage1, tmp_path_factory, data_dir, cli):
+    """The session's tiny context MLP (dti_mlp_context with TINY_CONTEXT_RUN), shared with the
+    auto-context tests; predictions go to this module's own work dir."""
     work = tmp_path_factory.mktemp("context")
-    run_dir = work / "run"
-    train_run(cli, *TINY_CONTEXT, run_dir=run_dir, data_dir=data_dir, cwd=work)
-    return {"dir": run_dir, "work": work, "cli": cli, "data_dir": data_dir}
+    return {"dir": context_stage1["dir"], "work": work, "cli": cli, "data_dir": data_dir}
 
 
 def _predict(run, subject, *extra):
@@ -62,6 +58,7 @@ def test_predict_rebuilds_the_context_and_reports_dice(context_run):
     assert 0.3 < dice["dice_cortical_wm"] <= 1.0
 
 
+@pytest.mark.e2e  # a further predict subprocess (the rebuild above is the fast one)
 def test_predict_with_another_context_says_the_checkpoint_has_one(context_run):
     cohort = next((context_run["data_dir"] / "dti_synthetic").glob("literature-4subj-*"))
     subject = sorted(p for p in cohort.iterdir() if p.is_dir())[0]
@@ -71,6 +68,7 @@ def test_predict_with_another_context_says_the_checkpoint_has_one(context_run):
     assert "drop the context= override" in proc.stderr
 
 
+@pytest.mark.e2e  # a further predict subprocess (the rebuild above is the fast one)
 def test_predict_on_a_subject_without_brain_mask_names_the_file(context_run, tmp_path):
     cohort = next((context_run["data_dir"] / "dti_synthetic").glob("literature-4subj-*"))
     subject = tmp_path / "sub-nomask"

@@ -11,9 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import eval_test_metrics, train_run
-from tests.e2e.test_train_recon_quality import TINY as TINY_CNN
-from tests.e2e.test_train_recon_quality import write_ghosted_reconstructions
+from tests.helpers import (
+    TINY_CNN,
+    eval_test_metrics,
+    train_run,
+    write_ghosted_reconstructions,
+)
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="pip install 'mrinet[export]'")
 pytest.importorskip("onnxscript", reason="pip install 'mrinet[export]'")
@@ -247,7 +250,7 @@ def test_graph_normalisation_equals_the_data_pipelines(method):
 
 
 @pytest.mark.e2e
-def test_context_mlp_export_equals_predict(tmp_path, data_dir, cli):
+def test_context_mlp_export_equals_predict(context_stage1, tmp_path, data_dir, cli):
     """A context MLP's rows are the features then the context columns mrinet builds for a
     subject (mrinet.data.tissue.subjects.subject_context): fed those, the export equals predict."""
     import nibabel as nib
@@ -255,12 +258,8 @@ def test_context_mlp_export_equals_predict(tmp_path, data_dir, cli):
     from mrinet.data.tissue.context import ContextSpec
     from mrinet.data.tissue.subjects import read_subject, subject_context
     from mrinet.run.checkpoints import load_checkpoint
-    from tests.conftest import TINY_CONTEXT_RUN
 
-    run_dir = tmp_path / "run"
-    overrides = ["experiment=dti_mlp_context", *TINY_CONTEXT_RUN, "extras.num_threads=1"]
-    train_run(cli, *overrides, run_dir=run_dir, data_dir=data_dir, cwd=tmp_path)
-    ckpt = run_dir / "checkpoints" / "best.ckpt"
+    ckpt = context_stage1["ckpt"]  # the session's tiny dti_mlp_context run
     path = tmp_path / "context.onnx"
     proc = export(cli, ckpt, "onnx", path, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SRC, train_run
-from tests.e2e.test_train_recon_quality import TINY as TINY_CNN
-from tests.e2e.test_train_recon_quality import write_ghosted_reconstructions
+from tests.helpers import ROOT, SRC, TINY_CNN, train_run, write_ghosted_reconstructions
 
 pytest.importorskip("mlflow", reason="pip install 'mrinet[mlflow]'")
 

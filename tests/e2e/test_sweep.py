@@ -68,6 +68,7 @@ def test_grid_multirun_one_dir_per_job_and_summary_despite_a_failing_job(tmp_pat
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
 
 
+@pytest.mark.e2e  # the fast suite's sweeps: the grid above, the pruned Optuna trials below
 def test_optuna_sweep_records_failed_trials_and_goes_on(tmp_path, data_dir, cli):
     proc = cli(
         "mrinet.train",
@@ -195,6 +196,7 @@ def test_slurm_launcher_writes_a_ddp_sbatch_script_with_requeue(tmp_path):
     assert "USR2" not in script  # Lightning's USR1 replaces submitit's own signal
 
 
+@pytest.mark.e2e  # two sweeps on a SQLite study (tests/sweep resumes a toy study)
 def test_persistent_optuna_study_resumes_up_to_n_trials(tmp_path, data_dir, cli):
     """The README's persistent-study line (SQLite storage, needs the [sweep] pins): run again,
     the study continues where it stopped and n_trials counts the whole study."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import eval_test_metrics, train_run
+from tests.helpers import eval_test_metrics, tensorboard_tags, train_run
 
 TINY = [
     "experiment=dti_mlp",
@@ -18,28 +18,6 @@ TINY = [
     "extras.print_config=false",
     "callbacks.progress_bar.kind=none",
 ]
-
-
-def tensorboard_tags(run_dir: Path) -> dict[str, set[str]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-
-    tags: dict[str, set[str]] = {"scalars": set(), "images": set(), "hparams": {}}
-    for events in run_dir.rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0})
-        acc.Reload()
-        found = acc.Tags()
-        tags["scalars"] |= set(found["scalars"])
-        tags["images"] |= set(found["images"])
-        try:
-            contents = acc.PluginTagToContent("hparams")
-        except KeyError:  # this event file holds no hparams summary
-            continue
-        for content in contents.values():
-            data = HParamsPluginData.FromString(content)
-            for key, value in data.session_start_info.hparams.items():
-                tags["hparams"][key] = value.string_value or value.number_value or value.bool_value
-    return tags
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +88,7 @@ def test_eval_reproduces_the_training_test_metrics(run):
         assert abs(value - evaluated[key]) <= 1e-6, key
 
 
+@pytest.mark.e2e  # a CLI exit 1: fast in tests/reliability/test_unwritable_dirs.py
 def test_bad_data_dir_exits_nonzero_with_a_clear_message(run):
     proc = run["run_module"](
         "mrinet.train",
@@ -125,6 +104,7 @@ def test_bad_data_dir_exits_nonzero_with_a_clear_message(run):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.e2e  # Hydra's own --cfg, a further train subprocess
 def test_cfg_job_prints_the_composed_config(run):
     proc = run["run_module"]("mrinet.train", "experiment=dti_mlp", "--cfg", "job", cwd=run["work"])
     assert (
@@ -237,6 +217,7 @@ def test_eval_rejects_missing_and_corrupt_checkpoints(run, capsys):
         assert message in err and str(ckpt) in err
 
 
+@pytest.mark.e2e  # in-process in tests/reliability/test_checkpoints.py
 def test_eval_names_a_data_mismatch_with_the_checkpoint(run):
     best = run["dir"] / "checkpoints" / "best.ckpt"
     proc = run["run_module"](

@@ -2,50 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from mrinet.io.fastmri import write_reconstruction
-from tests.conftest import eval_test_metrics
-
-HERE = Path(__file__).resolve().parent
-spec = importlib.util.spec_from_file_location("e2e_dti", HERE / "test_train_dti.py")
-tensorboard_tags = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tensorboard_tags)
-tensorboard_tags = tensorboard_tags.tensorboard_tags
-
-TINY = [
-    "experiment=recon_quality_cnn",
-    "data.source=files",
-    "data.crop=[48,48]",
-    "data.split=[0.5,0.25,0.25]",
-    "model.net.channels=[8,16]",
-    "model.num_examples=4",
-    "trainer.max_epochs=3",
-    "model.figures_every_n_epochs=2",
-    "trainer.log_every_n_steps=2",
-    "extras.print_config=false",
-    "extras.num_threads=1",
-    "callbacks.progress_bar.kind=none",
-]
-
-
-def write_ghosted_reconstructions(root: Path, volumes: int = 6, slices: int = 4) -> Path:
-    """Ellipses as the reference; the same plus a shifted ghost (aliasing-like) as `pics_R4`."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[-1:1:56j, -1:1:56j]
-    for v in range(volumes):
-        axes = rng.uniform(0.5, 0.8, (slices, 2, 1, 1))
-        reference = ((xx / axes[:, 0]) ** 2 + (yy / axes[:, 1]) ** 2 < 1).astype(np.float32)
-        accelerated = reference + 0.3 * np.roll(reference, 14, axis=-1)
-        for tag, images in (("reference_matched_R4", reference), ("pics_R4", accelerated)):
-            attrs = {"acceleration": 4 if tag == "pics_R4" else 1, "method": "pics"}
-            write_reconstruction(root / tag / f"vol{v}.h5", images, np.ones(56), attrs)
-    return root
+from tests.helpers import TINY_CNN as TINY
+from tests.helpers import (
+    eval_test_metrics,
+    tensorboard_tags,
+    write_ghosted_reconstructions,
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +74,7 @@ def test_validation_figures_every_n_epochs_scalars_every_epoch(run):
     }, counts
 
 
+@pytest.mark.e2e  # eval's reproduction: fast in test_train_dti.py
 def test_eval_reproduces_the_test_metrics(run, cli):
     work = run["work"]
     trained, evaluated = eval_test_metrics(

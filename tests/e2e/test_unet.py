@@ -7,8 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import eval_test_metrics, train_run
-from tests.e2e.test_train_dti import tensorboard_tags
+from tests.helpers import eval_test_metrics, tensorboard_tags, train_run
 
 TINY_UNET = [
     "experiment=dti_unet",
@@ -69,6 +68,7 @@ def test_predict_on_the_test_subject_reproduces_the_test_dice(unet_run):
         assert dice[f"dice_{name}"] == pytest.approx(trained[f"test/dice_{name}"], abs=1e-6)
 
 
+@pytest.mark.e2e  # eval's reproduction: fast in test_train_dti.py
 def test_eval_reproduces_the_training_test_metrics(unet_run):
     work = unet_run["work"]
     trained, evaluated = eval_test_metrics(unet_run["cli"], unet_run["dir"], work / "eval", work)
@@ -76,6 +76,7 @@ def test_eval_reproduces_the_training_test_metrics(unet_run):
         assert abs(value - evaluated[key]) <= 1e-5, key
 
 
+@pytest.mark.e2e  # a second DDP run (tests/e2e/test_ddp.py is the fast suite's)
 def test_ddp_with_more_ranks_than_subjects_gives_the_single_process_metrics(
     tmp_path, data_dir, cli
 ):

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# a wheel build and install, then a training from it (the examples' wheel suite is e2e too)
+@pytest.mark.e2e
 def test_wheel_installs_and_trains_from_another_directory(tmp_path, data_dir):
     wheels, site, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -7,17 +7,7 @@ import pytest
 
 from mrinet.errors import ConfigError, DataFormatError, MrinetError
 from mrinet.io.fastmri import write_kspace_volume, write_reconstruction
-from tests.reliability.conftest import QUIET, assert_clear, guarded_run
-
-RECON = [
-    "experiment=recon_quality_cnn",
-    "data.source=files",
-    "data.crop=[16,16]",
-    "data.split=[0.5,0.25,0.25]",
-    "data.preload=true",
-    "model.net.channels=[4]",
-    *QUIET,
-]
+from tests.helpers import RECON, assert_clear, guarded_run, write_recon_dir
 
 
 def kspace(slices: int = 1, coils: int = 4, n: int = 32) -> np.ndarray:
@@ -105,15 +95,6 @@ def test_reconstruct_cli_exits_1_with_one_message(tmp_path, cli):
         and "vol.h5" in proc.stderr
         and "Traceback" not in proc.stderr
     )
-
-
-def write_recon_dir(root, volumes: int = 4, slices: int = 2, n: int = 24):
-    rng = np.random.default_rng(0)
-    for v in range(volumes):
-        for tag in ("reference_matched_R4", "pics_R4"):
-            images = rng.uniform(size=(slices, n, n)).astype(np.float32)
-            write_reconstruction(root / tag / f"vol{v}.h5", images, np.ones(n), {"method": "pics"})
-    return root
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from tests.reliability.conftest import QUIET, SHAPE, assert_clear, guarded_run, subject_maps
+from tests.helpers import QUIET, SHAPE, assert_clear, guarded_run, subject_maps
 
 NIFTI = ["experiment=dti_mlp", "data.source=nifti", "data.split=[0.5,0.25,0.25]", *QUIET]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.reliability.conftest import FEATURES, QUIET, assert_clear, guarded_run
+from tests.helpers import FEATURES, QUIET, assert_clear, guarded_run
 
 TABLE = ["experiment=dti_mlp", "data.source=table", "data.split=[0.5,0.25,0.25]", *QUIET]
 MEANS = {1: [898, 0.22, 1.07, 1.33, 0.94], 2: [1007, 0.68, 0.39, 0.72, 0.22]}

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.reliability.conftest import (
+from tests.helpers import (
     LABEL_MAP,
     QUIET,
+    RECON,
     assert_clear,
+    compose,
     guarded_run,
-    write_nifti_subjects,
+    write_recon_dir,
 )
-from tests.reliability.test_bad_hdf5 import RECON, write_recon_dir
-
-
-def compose(entry: str, overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from mrinet.run.config_dir import config_dir
-    from mrinet.run.entry import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return hydra_compose(config_name=entry, overrides=overrides)
 
 
 def train_in_process(overrides: list[str], out: Path) -> Path:
@@ -38,19 +28,12 @@ def train_in_process(overrides: list[str], out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny DTI run on NIfTI subjects and a tiny recon-quality CNN run: their checkpoints."""
+def trained(tmp_path_factory, tiny_dti_run):
+    """A tiny DTI run on NIfTI subjects (the session's, its subjects copied into this module's
+    work dir) and a tiny recon-quality CNN run: their checkpoints."""
     work = tmp_path_factory.mktemp("ckpt")
-    write_nifti_subjects(work / "subjects")
-    dti = train_in_process(
-        [
-            "experiment=dti_mlp",
-            "data.source=nifti",
-            f"data.subjects_dir={work / 'subjects'}",
-            "data.split=[0.5,0.25,0.25]",
-        ],
-        work / "dti",
-    )
+    shutil.copytree(tiny_dti_run["subjects"], work / "subjects")
+    dti = tiny_dti_run["run"] / "checkpoints"
     recon_dir = write_recon_dir(work / "recon")
     recon = train_in_process([*RECON, f"data.recon_dir={recon_dir}"], work / "recon_run")
     return {

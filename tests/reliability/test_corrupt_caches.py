@@ -15,13 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.reliability.conftest import LABEL_MAP
+from tests.helpers import TINY_COHORT as TINY
+from tests.helpers import tiny_cohort_module as module
 
-TINY = {
-    "subjects": 2,
-    "grid": {"shape": [36, 44, 34], "voxel_mm": 4.0},
-    "single_shell": {"n_b0": 2, "n_dirs": 12, "bval": 1000.0},
-}
 RECON = {"simulation": {"volumes": 2, "slices": 1, "coils": 2, "size": 32, "progress": False}}
 
 
@@ -31,19 +27,6 @@ def master(tmp_path_factory) -> Path:
     cache_dir = tmp_path_factory.mktemp("cohort-master")
     module(cache_dir).load_voxels()
     return cache_dir
-
-
-def module(cache_dir: Path, **extra):
-    from mrinet.data.tissue.voxel_module import DTIDataModule
-
-    return DTIDataModule(
-        source="synthetic",
-        cache_dir=str(cache_dir),
-        synthetic=TINY,
-        label_map=LABEL_MAP,
-        split=[0.5, 0.5, 0.0],
-        **extra,
-    )
 
 
 @pytest.fixture
@@ -158,7 +141,7 @@ def test_a_bad_recon_cache_is_named_and_rebuilt(tmp_path, caplog):
 FILL = """
 import sys
 sys.path.insert(0, {src!r})
-from tests.reliability.test_corrupt_caches import module
+from tests.helpers import tiny_cohort_module as module
 from pathlib import Path
 v = module(Path({cache_dir!r})).load_voxels()
 print(v.features.shape[0], float(v.features.sum()))

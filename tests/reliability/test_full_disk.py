@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.reliability.conftest import LABEL_MAP, assert_clear, guarded_run
+from tests.helpers import LABEL_MAP, assert_clear, compose, fill, guarded_run
+from tests.helpers import TINY_COHORT as TINY
 
 
 @pytest.fixture
@@ -39,15 +40,6 @@ def tmpfs(tmp_path):
     yield mount
     for point in mounted:
         subprocess.run(["umount", "-l", str(point)], check=False)
-
-
-def fill(point: Path, leave: int) -> Path:
-    """Fill the tmpfs so that about `leave` bytes stay free."""
-    filler = point / "filler"
-    free = shutil.disk_usage(point).free
-    with open(filler, "wb") as handle:
-        handle.write(b"\0" * max(free - leave, 0))
-    return filler
 
 
 def temporaries(root: Path) -> list[Path]:
@@ -78,7 +70,6 @@ def test_a_full_disk_during_checkpointing_keeps_the_last_checkpoint_and_resumes(
     assert not temporaries(point), temporaries(point)
     filler.unlink()
     from mrinet.train import train
-    from tests.reliability.test_checkpoints import compose
 
     _, objects = train(compose("train", overrides))
     assert objects["trainer"].current_epoch == 3
@@ -90,7 +81,6 @@ def test_a_full_disk_while_writing_the_voxel_cache_is_named_and_the_rerun_builds
 ):
     from mrinet.data.tissue.voxel_module import DTIDataModule
     from mrinet.errors import DiskFullError
-    from tests.reliability.test_corrupt_caches import TINY
 
     point = tmpfs("16m")
     kwargs = {"source": "synthetic", "cache_dir": str(point), "synthetic": TINY,
@@ -116,7 +106,6 @@ def test_a_full_disk_while_simulating_the_cohort_resumes_with_the_missing_subjec
     from mrinet.errors import DiskFullError
     from mrinet.io.integrity import MANIFEST
     from mrinet.sim.dti_cache import ensure_synthetic_cohort
-    from tests.reliability.test_corrupt_caches import TINY
 
     point = tmpfs("16m")
     root = ensure_synthetic_cohort(point / "probe", TINY)  # how big one subject is
@@ -135,7 +124,6 @@ def test_a_full_disk_while_simulating_the_cohort_resumes_with_the_missing_subjec
 
 def test_a_full_disk_during_prediction_keeps_the_previous_maps(tiny_dti_run, tmpfs, capsys):
     from mrinet.predict import predict
-    from tests.reliability.test_checkpoints import compose
 
     point = tmpfs("2m")
     out = point / "pred" / "p.nii.gz"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.reliability.conftest import QUIET, assert_clear, guarded_run
+from tests.helpers import QUIET, assert_clear, compose, guarded_run
 
 ALLOWED_IMPORTS = ("mrinet", "torch", "pytorch_lightning", "lightning_fabric", "hydra", "omegaconf")
 
@@ -253,7 +253,6 @@ def test_own_net_needs_trust_and_then_evaluates_as_before(
     tiny_dti_run, own_net_module, tmp_path, capsys, monkeypatch
 ):
     from mrinet.eval import evaluate
-    from tests.reliability.test_checkpoints import compose
 
     ckpt = own_checkpoint(tiny_dti_run["ckpt"], f"{own_net_module}.TinyMLP", tmp_path)
     overrides = entry_overrides("eval", ckpt, tiny_dti_run, tmp_path / "a")
@@ -280,7 +279,6 @@ def test_resuming_ones_own_run_needs_no_option(tiny_dti_run, own_net_module, tmp
     """train ckpt_path=... with the user's own net named in the run's own config: the
     checkpoint's targets are the run's, so nothing more has to be trusted (as before)."""
     from mrinet.train import train
-    from tests.reliability.test_checkpoints import compose
 
     ckpt = own_checkpoint(tiny_dti_run["ckpt"], f"{own_net_module}.TinyMLP", tmp_path)
     out = tmp_path / "resume"

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.reliability.conftest import QUIET, assert_clear, guarded_run
+from tests.helpers import QUIET, assert_clear, fill, guarded_run
 
 
 @pytest.fixture
@@ -127,7 +127,6 @@ def test_predict_into_a_read_only_folder_is_refused_before_loading(read_only, tm
 def test_a_device_already_full_is_refused_up_front(tmp_path, capsys):
     """Hydra writes the run's .hydra/ before mrinet's code runs: a full device is said before
     that, as one DiskFullError (not Hydra's traceback)."""
-    from tests.reliability.test_full_disk import fill
 
     point = tmp_path / "full"
     point.mkdir()

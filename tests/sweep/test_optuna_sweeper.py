@@ -81,7 +81,13 @@ def journal_or_url(storage: str):
     return storage
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("sqlite", marks=pytest.mark.e2e),  # the same sweep on a second storage
+        "journal",
+    ],
+)
 def test_pruning_stops_the_worst_trials_pruned_in_study_and_summary(tmp_path, kind):
     storage = (
         f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -163,6 +169,7 @@ def test_async_trials_start_the_moment_a_slot_frees(tmp_path):
     assert [r["state"] for r in rows] == ["complete"] * 4
 
 
+@pytest.mark.e2e  # two sweepers on one study: the slurm suite's case
 def test_two_sweepers_share_one_journal_study(tmp_path):
     """Two sweepers at once on one journal: distinct trials and job numbers, n_trials in all,
     and neither fails the other's running trials (heartbeats, short grace period)."""

@@ -10,8 +10,8 @@ import torch
 from mrinet.analysis.recon_shortcuts import (
     FEATURE_NAMES,
     feature_baseline,
-    grouped_cross_validation,
     fit_logistic_regression,
+    grouped_cross_validation,
     image_statistics,
 )
 

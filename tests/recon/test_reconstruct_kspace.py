@@ -165,7 +165,7 @@ def test_a_nan_sample_is_an_error_naming_file_slice_and_coil_and_the_script_exit
     with pytest.raises(DataFormatError, match=r"slice 1, coil 2") as info:
         reconstruct_dataset(tmp_path / "k", tmp_path / "r", center_fraction=0.25, progress=False)
     assert "broken.h5" in str(info.value)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root / "src")}
     run = subprocess.run(
         [

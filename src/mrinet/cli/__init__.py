@@ -7,11 +7,11 @@ The old module paths (`python -m mrinet.reconstruct`, `mrinet.sim.dti_dataset`,
 `mrinet.sim.kspace_dataset`, `mrinet.nets.gradcheck`, `mrinet.slurm.reconstruct_array`) call
 the same `run()`.
 
-train, eval and predict are Hydra commands (their `main` is the `@hydra.main` function and
-the console script); they move here unchanged as cli/train.py, cli/eval.py, cli/predict.py,
-with `mrinet/<name>.py` left as a shim (`from mrinet.cli.<name> import main`, plus the
-`__main__` call: Lightning's DDP launcher re-runs `python -m mrinet.train`), and pyproject's
-`mrinet-<name>` pointed at `mrinet.cli.<name>:main`.
+train, eval and predict are Hydra commands: their `main` is the `@hydra.main` function and
+the console script (`mrinet-<name> = "mrinet.cli.<name>:main"`); Hydra finds the configs
+through `run.config_dir` (the checkout's configs/ or the wheel's copy), wherever the module
+lives. `mrinet/train.py`, `eval.py` and `predict.py` are shims (re-exports plus the
+`__main__` call: Lightning's DDP launcher re-runs `python -m <the module the user ran>`).
 """
 
 from __future__ import annotations

@@ -9,15 +9,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mrinet.run.config_dir import config_dir
 from mrinet.run.entry import (
     announce,
     apply_extras,
     check_accelerator,
-    guarded,
+    hydra_command,
     instantiate_list,
     register_resolvers,
     scalar_metrics,
@@ -132,10 +130,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
-@guarded
-def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+main = hydra_command("eval", evaluate)
 
 
 if __name__ == "__main__":

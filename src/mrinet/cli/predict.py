@@ -8,13 +8,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from mrinet.errors import ConfigError, DataNotFoundError, check_choice
-from mrinet.run.config_dir import config_dir
-from mrinet.run.entry import apply_extras, guarded, register_resolvers
+from mrinet.run.entry import apply_extras, hydra_command, register_resolvers
 
 log = logging.getLogger("mrinet.predict")
 register_resolvers()
@@ -214,10 +212,7 @@ def predict(cfg: DictConfig) -> Path:
     return output
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
-@guarded
-def main(cfg: DictConfig) -> None:
-    predict(cfg)
+main = hydra_command("predict", predict)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mrinet.errors import MrinetError
+from mrinet.run.config_dir import config_dir
 
 log = logging.getLogger("mrinet")
 
@@ -133,6 +135,13 @@ def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], obje
             raise SystemExit(1) from None
 
     return wrapper
+
+
+def hydra_command(config_name: str, task: Callable[[DictConfig], object]) -> Callable:
+    """A Hydra command's `main` (train, eval, predict, export): configs/<config_name>.yaml found
+    through `config_dir()` from any folder (the checkout's or the wheel's), `task` guarded."""
+    entry = hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
+    return entry(guarded(task))
 
 
 def quiet_about_full_disks() -> None:

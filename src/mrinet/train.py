@@ -9,9 +9,18 @@ from mrinet.cli.train import (
     resolve_ckpt_path,
     run_info,
     train,
+    train_for_sweep,
 )
 
-__all__ = ["DDP_ENV", "main", "one_run_dir_for_all_ranks", "resolve_ckpt_path", "run_info", "train"]
+__all__ = [
+    "DDP_ENV",
+    "main",
+    "one_run_dir_for_all_ranks",
+    "resolve_ckpt_path",
+    "run_info",
+    "train",
+    "train_for_sweep",
+]
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mrinet.errors import CheckpointError
 from mrinet.run.entry import (
     announce,
     apply_extras,
@@ -61,8 +62,6 @@ def check_data_overrides(
     trained: dict, overrides: dict, chosen_target: str | None, ckpt_path
 ) -> None:
     """Data given on the command line must be of the kind the checkpoint was trained on."""
-    from mrinet.errors import CheckpointError
-
     target = trained.get("_target_")
     if chosen_target is not None and chosen_target != target:
         raise CheckpointError(
@@ -88,7 +87,7 @@ def evaluate(cfg: DictConfig) -> dict:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mrinet.errors import CheckpointError
+    # lazy: run.checkpoints imports torch; keeps `mrinet-eval --help` start-up fast
     from mrinet.run.checkpoints import build_model, checkpoint_datamodule, load_checkpoint
 
     checkpoint = load_checkpoint(cfg.ckpt_path)

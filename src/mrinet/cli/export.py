@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mrinet.errors import check_choice
+from mrinet.run.checkpoints import build_model, load_checkpoint
 from mrinet.run.entry import apply_extras, hydra_command, register_resolvers
 from mrinet.run.export_graph import FORMATS
 from mrinet.run.exporter import check_output, export_model
@@ -34,7 +35,6 @@ def default_output(cfg: DictConfig, fmt: str) -> Path:
 def export(cfg: DictConfig) -> Path:
     """Load the checkpoint, export it, log where it went."""
     apply_extras(cfg)
-    from mrinet.run.checkpoints import build_model, load_checkpoint
 
     fmt = check_choice(str(cfg.format), FORMATS, "format")
     output = Path(cfg.output) if cfg.get("output") else default_output(cfg, fmt)

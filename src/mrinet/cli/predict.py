@@ -11,8 +11,21 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from mrinet.errors import ConfigError, DataNotFoundError, check_choice
+from mrinet.data.tissue.columns import parse_context
+from mrinet.data.tissue.subjects import (
+    class_lookup,
+    convert_diffusivity_units,
+    read_brain_mask,
+    read_labels,
+    read_subject,
+)
+from mrinet.errors import CheckpointError, ConfigError, DataNotFoundError, check_choice
+from mrinet.io.atomic import atomic_file
+from mrinet.io.layouts import get_layout
+from mrinet.io.nifti import save_nifti
+from mrinet.io.subjects import find_nifti
 from mrinet.run.entry import apply_extras, hydra_command, register_resolvers
+from mrinet.run.preflight import check_writable_dir
 
 log = logging.getLogger("mrinet.predict")
 register_resolvers()
@@ -21,8 +34,6 @@ MASKS = ("auto", "brain", "labels", "all")
 
 def choose_source(subject_dir: Path, source: str, features) -> str:
     """`auto`: read feature maps when they are there, else fit tensors to the raw DWI."""
-    from mrinet.io.subjects import find_nifti
-
     if source != "auto":
         return source
     has_maps = all(
@@ -36,9 +47,6 @@ def choose_source(subject_dir: Path, source: str, features) -> str:
 def subject_classes(subject_dir: Path, shape, affine, data_cfg: dict, layout: str):
     """Class index per voxel (X, Y, Z) int64 from the subject's label volume (-1: no class), or
     None when the subject has no label volume."""
-    from mrinet.data.tissue.subjects import class_lookup, read_labels
-    from mrinet.io.layouts import get_layout
-
     label_file = data_cfg.get("label_file", "aparc+aseg.nii.gz")
     if not get_layout(layout).label_path(subject_dir, label_file).is_file():
         return None
@@ -56,8 +64,6 @@ def voxel_mask(
     subject_dir: Path, maps: dict, affine, how: str, data_cfg: dict, layout: str = "flat"
 ) -> np.ndarray:
     """Which voxels to classify (see configs/predict.yaml `mask`)."""
-    from mrinet.data.tissue.subjects import read_brain_mask
-
     stack = np.stack(list(maps.values()), axis=-1)
     finite = np.all(np.isfinite(stack), axis=-1)
     check_choice(how, MASKS, "mask")
@@ -83,9 +89,6 @@ def voxel_mask(
 def check_context(data_cfg: dict, asked, ckpt_path) -> None:
     """predict builds the spatial context the checkpoint was trained with; asking for another
     (e.g. context=none for a model trained with coords) is an error that says so."""
-    from mrinet.data.tissue.columns import parse_context
-    from mrinet.errors import CheckpointError
-
     trained = parse_context(data_cfg.get("context", "none"))
     if asked is None:
         return
@@ -106,6 +109,7 @@ def dice_against_labels(predicted: np.ndarray, truth: np.ndarray, names) -> dict
     label volume's classes (-1 = no class), over the whole volume (false positives included)."""
     import torch
 
+    # lazy: these import torch; keeps `mrinet-predict --help` start-up fast
     from mrinet.models.metrics import dice_from_confusion
 
     k = len(names) + 1  # counts of (truth, predicted) with 0 = background / no class
@@ -133,8 +137,8 @@ def predict_subject(
 
     Inputs are built as in training: the checkpoint's features, then its spatial context
     (`context`: a ContextSpec; by default the one `data_cfg` records)."""
+    # lazy: these import torch; keeps `mrinet-predict --help` start-up fast
     from mrinet.data.tissue.first_stage import context_for, voxel_probabilities
-    from mrinet.data.tissue.subjects import convert_diffusivity_units, read_subject
 
     layout = layout or data_cfg.get("layout", "flat")
     features = list(data_cfg["features"])
@@ -158,8 +162,8 @@ def predict_subject(
 def predict(cfg: DictConfig) -> Path:
     """Load the checkpoint, classify every selected voxel, write the maps atomically."""
     apply_extras(cfg)
+    # lazy: these import torch; keeps `mrinet-predict --help` start-up fast
     from mrinet.data.tissue.first_stage import context_for
-    from mrinet.io.nifti import save_nifti
     from mrinet.run.checkpoints import build_model, load_checkpoint
 
     subject_dir = Path(cfg.input)
@@ -167,7 +171,6 @@ def predict(cfg: DictConfig) -> Path:
         raise DataNotFoundError(
             "subject folder not found", subject_dir, "give input=<one subject's folder>"
         )
-    from mrinet.run.preflight import check_writable_dir
 
     output = Path(cfg.output) if cfg.output else subject_dir / "mrinet_tissue.nii.gz"
     check_writable_dir(output.parent, "output")  # before minutes of work, not after
@@ -197,8 +200,6 @@ def predict(cfg: DictConfig) -> Path:
     truth = subject_classes(subject_dir, classes.shape, affine, data_cfg, layout)
     if truth is not None:  # labels at hand: how good is the written map?
         import json
-
-        from mrinet.io.atomic import atomic_file
 
         dice = dice_against_labels(classes, truth, list(data_cfg["classes"]))
         dice_path = output.with_name(f"{stem}_dice.json")

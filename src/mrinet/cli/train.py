@@ -14,22 +14,25 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mrinet.run.config_dir import config_dir
+from mrinet import __version__
+from mrinet.errors import CheckpointError, ConfigError, MrinetError
 from mrinet.run.entry import (
     announce,
     apply_extras,
     check_accelerator,
     flat_hparams,
-    guarded,
+    hydra_command,
     instantiate_list,
     register_resolvers,
     scalar_metrics,
     write_json,
 )
 from mrinet.run.net_record import record_built_net
+from mrinet.run.run_dirs import find_last_checkpoint
+from mrinet.run.trial_report import sweep_trial_callbacks
+from mrinet.slurm import signals
 
 log = logging.getLogger("mrinet.train")
 register_resolvers()
@@ -37,9 +40,6 @@ register_resolvers()
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """`ckpt_path=last` -> newest last.ckpt of this task; a path is checked to exist."""
-    from mrinet.errors import CheckpointError
-    from mrinet.run.run_dirs import find_last_checkpoint
-
     if not cfg.get("ckpt_path"):
         return None
     if str(cfg.ckpt_path) == "last":
@@ -55,8 +55,6 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 def run_info(cfg: DictConfig, datamodule=None) -> dict:
     """What a checkpoint must carry to be evaluated or used for prediction on its own (an
     auto-context stage: also its first stage's weights and settings)."""
-    from mrinet import __version__
-
     info = {
         "version": __version__,
         "task_name": str(cfg.task_name),
@@ -88,6 +86,7 @@ def one_run_dir_for_all_ranks(trainer, output_dir: Path, ckpt_path: str | None) 
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
+    # lazy: Lightning; keeps `mrinet-train --help` start-up fast (called once a run has started)
     from mrinet.compat.lightning import spawns_script_copies
 
     spawns_scripts = spawns_script_copies(trainer.strategy) and HydraConfig.initialized()
@@ -127,9 +126,10 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
+    # lazy: these import torch and Lightning; keeps `mrinet-train --help` and `--cfg` start-up fast
     from mrinet.callbacks import RequeueAtSafePoint, RevalidateAfterRestart, RunInfoInCheckpoint
-    from mrinet.run.trial_report import sweep_trial_callbacks
-    from mrinet.slurm import signals
+    from mrinet.run.checkpoint_io import use_atomic_checkpoints
+    from mrinet.run.checkpoints import check_fits_model, load_checkpoint
 
     signals.install_if_slurm()  # a requeue signal during data simulation is kept for later
 
@@ -158,14 +158,11 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all"
     )
-    from mrinet.run.checkpoint_io import use_atomic_checkpoints
 
     use_atomic_checkpoints(trainer)  # a full disk never truncates the previous checkpoint
 
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:
-        from mrinet.run.checkpoints import check_fits_model, load_checkpoint
-
         # refuse another model's/experiment's checkpoint with a message, not a load traceback
         check_fits_model(load_checkpoint(ckpt_path), model, ckpt_path)
     if ckpt_path and cfg.get("train", True):
@@ -211,17 +208,13 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-@guarded
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns `optimized_metric` for sweepers."""
+def train_for_sweep(cfg: DictConfig) -> float | None:
+    """Train, and return `optimized_metric` for sweepers (a NaN fails the trial, not the study)."""
     metrics, _ = train(cfg)
     name = cfg.get("optimized_metric")
     if not name:
         return None
     if name not in metrics:
-        from mrinet.errors import ConfigError
-
         raise ConfigError(
             f"optimized_metric {name!r} was not logged (logged: {sorted(metrics)[:20]})",
             "optimized_metric",
@@ -229,8 +222,6 @@ def main(cfg: DictConfig) -> float | None:
         )
     value = metrics[name]
     if not math.isfinite(value):
-        from mrinet.errors import MrinetError
-
         # Optuna aborts the whole study on a NaN objective; a raised error fails this trial only
         raise MrinetError(
             f"optimized_metric {name} is {value} (the training diverged)",
@@ -239,6 +230,8 @@ def main(cfg: DictConfig) -> float | None:
         )
     return value
 
+
+main = hydra_command("train", train_for_sweep)
 
 if __name__ == "__main__":
     main()

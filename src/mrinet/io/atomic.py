@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mrinet.errors import disk_full_error, is_disk_full
+
 
 def _tmp_sibling(path: Path) -> Path:
     # same directory => os.replace is an atomic rename on one filesystem
@@ -61,8 +63,6 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def _full(err: Exception, path: Path, tmp: Path):
     """A full device or quota: one DiskFullError naming the final file (the temporary is
     removed, the previous file keeps its name); None for other errors."""
-    from mrinet.errors import disk_full_error, is_disk_full
-
     if not is_disk_full(err):
         return None
     written = _size(tmp)

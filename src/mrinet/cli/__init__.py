@@ -16,6 +16,7 @@ lives. `mrinet/train.py`, `eval.py` and `predict.py` are shims (re-exports plus 
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -32,3 +33,17 @@ def exit_with(main: Callable[[], object], prefix: str | None = None) -> NoReturn
         lead = f"{prefix}: " if prefix else f"mrinet: {type(err).__name__}: "
         raise SystemExit(f"{lead}{err}") from None
     raise SystemExit(status if isinstance(status, int) else 0)
+
+
+def console_script(main: Callable[[], object], prefix: str | None = None) -> Callable[[], NoReturn]:
+    """A command's `run()`, its console script: `exit_with(main, prefix)`."""
+
+    def run() -> NoReturn:
+        exit_with(main, prefix)
+
+    return run
+
+
+def options(args: argparse.Namespace, *names: str) -> dict[str, object]:
+    """Parsed options by name (`--mem-gb` is `mem_gb`), to pass on as keyword arguments."""
+    return {name: getattr(args, name) for name in names}

@@ -65,6 +65,11 @@ FORBIDDEN_LIBRARIES = {
 KNOWN_LAYER_VIOLATIONS: set[tuple[str, str]] = set()
 KNOWN_CYCLES: set[frozenset[str]] = set()
 
+# An import of a mrinet module inside a function hides an edge of the graph from a reader: it is
+# allowed only where start-up time needs it, and says why in a comment holding `lazy:` (on the
+# import's lines, or on the comment/import lines directly above it: one comment per block).
+LAZY_REASON = "lazy:"
+
 
 def module_files() -> dict[str, Path]:
     """Dotted module name -> file, for every module under src/mrinet and src/hydra_plugins."""
@@ -181,6 +186,37 @@ def cycles() -> set[frozenset[str]]:
     return found
 
 
+def unexplained_lazy_imports(name: str, path: Path) -> list[str]:
+    """`name:line` of each import of a mrinet module inside a function without a `lazy:` reason."""
+    text = path.read_text()
+    lines = text.splitlines()
+    tree = ast.parse(text, str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    statements = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    import_lines = {i for n in statements for i in range(n.lineno, n.end_lineno + 1)}
+    bad = []
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                roots = [package.split(".")[0] if node.level else (node.module or "").split(".")[0]]
+            else:
+                continue
+            if "mrinet" not in roots:
+                continue
+            own = lines[node.lineno - 1 : node.end_lineno]
+            above, k = [], node.lineno - 1  # 1-based line numbers above the statement
+            while k >= 1 and (lines[k - 1].lstrip().startswith("#") or k in import_lines):
+                above.append(lines[k - 1])
+                k -= 1
+            if not any(LAZY_REASON in line for line in own + above):
+                bad.append(f"{name}:{node.lineno}")
+    return bad
+
+
 def test_every_module_has_a_layer():
     for module in module_files():
         unit_of(module)
@@ -235,6 +271,33 @@ def test_physics_files_and_pipelines_import_no_training_framework():
                     if imported.split(".")[0] in libraries
                 ]
     assert not bad, "\n".join(bad)
+
+
+def test_imports_inside_functions_say_why():
+    bad = [
+        where
+        for name, path in module_files().items()
+        for where in unexplained_lazy_imports(name, path)
+    ]
+    assert not bad, (
+        "mrinet imports inside functions without a `# lazy: <reason>` comment (move them to the "
+        "module's top, or say which start-up time they keep short):\n  " + "\n  ".join(bad)
+    )
+
+
+def test_the_lazy_import_check_sees_a_missing_reason(tmp_path):
+    module = tmp_path / "probe.py"
+    module.write_text(
+        "import os\n"
+        "def f():\n    from mrinet.run import checkpoints\n"
+        "def g():\n    import json\n\n    from mrinet.errors import ConfigError\n"
+        "def h():\n    # lazy: imports torch\n    from mrinet.models import metrics\n"
+        "    from mrinet.run import (\n        trust,\n    )\n"
+        "def i():\n    from . import sibling  # lazy: a test of relative imports\n"
+        "def j():\n    from . import sibling\n"
+    )
+    found = unexplained_lazy_imports("mrinet.run.probe", module)
+    assert found == ["mrinet.run.probe:3", "mrinet.run.probe:7", "mrinet.run.probe:17"]
 
 
 def test_the_contract_catches_what_it_claims(tmp_path):

@@ -95,6 +95,7 @@ class MrinetOptunaSweeper(TrialLoop, Sweeper):
     # ------------------------------------------------------------ checks, before any trial
 
     def _check_numbers(self) -> None:
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.errors import ConfigError
 
         key = "hydra.sweeper"
@@ -135,6 +136,7 @@ class MrinetOptunaSweeper(TrialLoop, Sweeper):
 
     def _prepare(self, arguments: list[str]) -> None:
         """Everything that can be wrong, checked before the study is touched."""
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.errors import ConfigError
         from mrinet.run.samplers import make_pruner, make_sampler
         from mrinet.run.search_space import search_space
@@ -186,6 +188,7 @@ class MrinetOptunaSweeper(TrialLoop, Sweeper):
 
     def _validate_probe(self) -> None:
         """Compose one job's config (first choice / lower bound of each parameter)."""
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.errors import ConfigError
 
         probe = list(self.fixed)
@@ -205,6 +208,7 @@ class MrinetOptunaSweeper(TrialLoop, Sweeper):
     # ------------------------------------------------------------ the sweep
 
     def sweep(self, arguments: list[str]) -> Any:
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.errors import MrinetError
         from mrinet.run.liveness import Heartbeat
 
@@ -224,6 +228,7 @@ class MrinetOptunaSweeper(TrialLoop, Sweeper):
             self.heartbeat.start()
         self.done_here = self.failed_here = 0
         self.stop_reason: str | None = None
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.slurm.jobs import interrupt_on_signals
 
         # SIGTERM/SIGHUP (kill, a closed login session) end the sweep as Ctrl-C does: the

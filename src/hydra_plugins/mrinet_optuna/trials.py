@@ -31,6 +31,7 @@ class TrialLoop:
         variables are set while the job runs, on any machine); each job adds its number."""
         from omegaconf import open_dict, read_write
 
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.run import trial_report as report
 
         assert self.config is not None
@@ -48,6 +49,7 @@ class TrialLoop:
     def _recover(self, first: bool = False) -> None:
         """Fail and requeue trials whose sweeper is gone; on the first call, say where the
         study stands."""
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.run.liveness import count, interrupt, stale_trials
         from mrinet.run.study import OWNER
 
@@ -81,6 +83,7 @@ class TrialLoop:
             )
 
     def _slots_left(self) -> int:
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.run.liveness import count
 
         if getattr(self, "grid_done", False):
@@ -90,6 +93,7 @@ class TrialLoop:
 
     def _ask(self) -> tuple[Any, list[str]]:
         """Ask the study for a trial (a queued retry first) and its job's overrides."""
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.run import trial_report as report
         from mrinet.run.study import OWNER, RUN_DIR, trial_id
 
@@ -109,6 +113,7 @@ class TrialLoop:
         word) or FAIL (an error, no value, a non-finite value)."""
         from optuna.trial import TrialState
 
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.run.study import PRUNED_AT, finite, trial_id
         from mrinet.run.sweep import first_line
 
@@ -163,6 +168,7 @@ class TrialLoop:
             try:
                 (ret,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
             except BaseException:
+                # lazy: Hydra imports every plugin module when any app starts
                 from mrinet.run.liveness import interrupt
 
                 interrupt(self.study, self.store, trial, "its sweeper was interrupted")
@@ -173,6 +179,7 @@ class TrialLoop:
     def _run_batches(self) -> None:
         """Batch-synchronous trials (async_trials=false, or a launcher without submit/poll):
         n_jobs trials asked together, the next batch once the slowest of them ended."""
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.run.liveness import interrupt
 
         while self.stop_reason is None:
@@ -198,6 +205,7 @@ class TrialLoop:
             self._recover()
 
     def _run_async(self) -> None:
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.run.liveness import interrupt
 
         self.launcher.start_trials()

@@ -14,12 +14,14 @@ class MrinetSearchPathPlugin(SearchPathPlugin):
     the search path), so other Hydra apps see no mrinet folders."""
 
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.run.config_dir import config_dir
         from mrinet.run.config_path import added_folders, check_searchpath_overrides
 
         own = Path(config_dir()).resolve()
         if not any(_folder(e.path) == own for e in search_path.get_path()):
             return
+        # lazy: Hydra imports every plugin module when any app starts
         from mrinet.errors import MrinetError
 
         try:
@@ -46,6 +48,7 @@ def _folder(path: str | None) -> Path | None:
 def _mrinet_command() -> bool:
     """True in `python -m mrinet.<command>` and the mrinet-* console scripts."""
     script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    # lazy: Hydra imports every plugin module when any app starts
     import mrinet
 
     package = Path(mrinet.__file__).resolve().parent

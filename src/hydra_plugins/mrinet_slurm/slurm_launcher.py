@@ -44,6 +44,7 @@ if _SubmititSlurmLauncher is None:
             pass
 
         def launch(self, job_overrides, initial_job_idx):
+            # lazy: Hydra imports every plugin module when any app starts
             from mrinet.errors import ConfigError
 
             _refuse(
@@ -60,6 +61,7 @@ else:
         """submitit's SLURM launcher with checks before, real waiting during, truth after."""
 
         def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state):
+            # lazy: Hydra imports every plugin module when any app starts
             from mrinet.slurm import job_side
 
             job_side.before_job()
@@ -73,6 +75,7 @@ else:
             from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
             from omegaconf import OmegaConf
 
+            # lazy: Hydra imports every plugin module when any app starts
             from mrinet.errors import MrinetError
             from mrinet.slurm import partition
 
@@ -119,6 +122,7 @@ else:
             from hydra.core.singleton import Singleton
             from hydra.core.utils import filter_overrides
 
+            # lazy: Hydra imports every plugin module when any app starts
             from mrinet.slurm import jobs
 
             executor = self._executor()
@@ -151,6 +155,7 @@ else:
 
         def start_trials(self) -> None:
             """Check the partition and build the executor once, before the first trial."""
+            # lazy: Hydra imports every plugin module when any app starts
             from mrinet.slurm import jobs
 
             self._trial_executor = self._executor()
@@ -175,6 +180,7 @@ else:
             return done
 
         def cancel_trials(self, keys: Sequence[str]) -> None:
+            # lazy: Hydra imports every plugin module when any app starts
             from mrinet.slurm import jobs
 
             jobs.cancel(list(keys))
@@ -212,6 +218,7 @@ def _as_job_return(outcome: object, overrides: list[str], sweep_dir: Path, num: 
         return outcome
     ret = JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=outcome)
     ret.working_dir = str(sweep_dir / str(num))
+    # lazy: Hydra imports every plugin module when any app starts
     from mrinet.run.failed_jobs import record_failed_job
 
     record_failed_job(sweep_dir, num, overrides, f"{type(outcome).__name__}: {outcome}")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mrinet.models.metrics import batch_confusion, confusion_metrics
+
 FEATURE_NAMES = (
     "background_mean",
     "background_std",
@@ -107,8 +109,6 @@ def fit_logistic_regression(
 
 def balanced_accuracy(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:
     """Mean recall over the classes present in `target`, computed as training logs it."""
-    from mrinet.models.metrics import batch_confusion, confusion_metrics
-
     confmat = batch_confusion(pred.long(), target.long(), num_classes)
     return float(confusion_metrics(confmat, [str(k) for k in range(num_classes)])["bal_acc"])
 

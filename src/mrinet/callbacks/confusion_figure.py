@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
+from mrinet.callbacks.figures import confusion_matrix_figure
+
 
 class ConfusionMatrixFigure(pl.Callback):
     """Draw `<stage>/confusion_matrix` from the counts the model summed over the epoch
@@ -23,8 +25,6 @@ class ConfusionMatrixFigure(pl.Callback):
         writer = pl_module.tensorboard()
         if writer is None:
             return
-        from mrinet.callbacks.figures import confusion_matrix_figure  # matplotlib: only when drawn
-
         names = pl_module.class_names or [str(i) for i in range(confmat.shape[0])]
         title = f"{stage} confusion matrix (epoch {trainer.current_epoch})"
         with pl_module.figure_schedule.timed():

@@ -6,6 +6,8 @@ import contextlib
 
 import pytorch_lightning as pl
 
+from mrinet.callbacks.figures import tissue_map_figure
+
 
 class TissueMapLogger(pl.Callback):
     """Each validation epoch, log axial/coronal/sagittal slices of one validation subject to
@@ -46,8 +48,6 @@ class TissueMapLogger(pl.Callback):
     def _draw(self, trainer, pl_module, example, writer) -> None:
         import numpy as np
         import torch
-
-        from mrinet.callbacks.figures import tissue_map_figure
 
         maps, true = example["maps"], example["classes"]
         features = list(maps)

@@ -7,15 +7,16 @@ The old module paths (`python -m mrinet.reconstruct`, `mrinet.sim.dti_dataset`,
 `mrinet.sim.kspace_dataset`, `mrinet.nets.gradcheck`, `mrinet.slurm.reconstruct_array`) call
 the same `run()`.
 
-train, eval and predict are Hydra commands (their `main` is the `@hydra.main` function and
-the console script); they move here unchanged as cli/train.py, cli/eval.py, cli/predict.py,
-with `mrinet/<name>.py` left as a shim (`from mrinet.cli.<name> import main`, plus the
-`__main__` call: Lightning's DDP launcher re-runs `python -m mrinet.train`), and pyproject's
-`mrinet-<name>` pointed at `mrinet.cli.<name>:main`.
+train, eval and predict are Hydra commands: their `main` is the `@hydra.main` function and
+the console script (`mrinet-<name> = "mrinet.cli.<name>:main"`); Hydra finds the configs
+through `run.config_dir` (the checkout's configs/ or the wheel's copy), wherever the module
+lives. `mrinet/train.py`, `eval.py` and `predict.py` are shims (re-exports plus the
+`__main__` call: Lightning's DDP launcher re-runs `python -m <the module the user ran>`).
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -32,3 +33,17 @@ def exit_with(main: Callable[[], object], prefix: str | None = None) -> NoReturn
         lead = f"{prefix}: " if prefix else f"mrinet: {type(err).__name__}: "
         raise SystemExit(f"{lead}{err}") from None
     raise SystemExit(status if isinstance(status, int) else 0)
+
+
+def console_script(main: Callable[[], object], prefix: str | None = None) -> Callable[[], NoReturn]:
+    """A command's `run()`, its console script: `exit_with(main, prefix)`."""
+
+    def run() -> NoReturn:
+        exit_with(main, prefix)
+
+    return run
+
+
+def options(args: argparse.Namespace, *names: str) -> dict[str, object]:
+    """Parsed options by name (`--mem-gb` is `mem_gb`), to pass on as keyword arguments."""
+    return {name: getattr(args, name) for name in names}

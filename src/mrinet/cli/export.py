@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from mrinet.errors import check_choice
-from mrinet.run.config_dir import config_dir
-from mrinet.run.entry import apply_extras, guarded, register_resolvers
+from mrinet.run.checkpoints import build_model, load_checkpoint
+from mrinet.run.entry import apply_extras, hydra_command, register_resolvers
 from mrinet.run.export_graph import FORMATS
 from mrinet.run.exporter import check_output, export_model
 
@@ -36,7 +35,6 @@ def default_output(cfg: DictConfig, fmt: str) -> Path:
 def export(cfg: DictConfig) -> Path:
     """Load the checkpoint, export it, log where it went."""
     apply_extras(cfg)
-    from mrinet.run.checkpoints import build_model, load_checkpoint
 
     fmt = check_choice(str(cfg.format), FORMATS, "format")
     output = Path(cfg.output) if cfg.get("output") else default_output(cfg, fmt)
@@ -57,10 +55,7 @@ def export(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
-@guarded
-def main(cfg: DictConfig) -> None:
-    export(cfg)
+main = hydra_command("export", export)
 
 
 if __name__ == "__main__":

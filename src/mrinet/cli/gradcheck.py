@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from mrinet.cli import exit_with
+from mrinet.cli import console_script
 from mrinet.nets.backprop import COSTS, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from mrinet.nets.gradcheck import (
     TOL_AUTOGRAD,
@@ -63,9 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def run() -> None:
-    """Console script `mrinet-gradcheck`."""
-    exit_with(main)
+run = console_script(main)
 
 
 if __name__ == "__main__":

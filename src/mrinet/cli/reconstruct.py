@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mrinet.cli import exit_with
+from mrinet.cli import console_script
 from mrinet.mri.wavelets import WAVELETS
 from mrinet.recon.driver import reconstruct_dataset
 from mrinet.recon.protocol import MASKS, METHODS, REFERENCE_NOISE
@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Path]]:
     return out
 
 
-def run() -> None:
-    """Console script `mrinet-reconstruct`."""
-    exit_with(main, prefix="error")
+run = console_script(main, prefix="error")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mrinet.cli import exit_with
+from mrinet.cli import console_script
 from mrinet.sim.dti_dataset import LAYOUTS, simulate_dti_cohort
 
 
@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def run() -> None:
-    """Console script `mrinet-simulate-dti`."""
-    exit_with(main)
+run = console_script(main)
 
 
 if __name__ == "__main__":

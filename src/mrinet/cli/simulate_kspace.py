@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mrinet.cli import exit_with
+from mrinet.cli import console_script, options
 from mrinet.sim.kspace_dataset import simulate_kspace_dataset
 
 
@@ -48,14 +48,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = p.parse_args(argv)
     paths = simulate_kspace_dataset(
         args.out,
-        volumes=args.volumes,
-        slices=args.slices,
-        coils=args.coils,
-        seed=args.seed,
-        size=args.size,
+        **options(args, "volumes", "slices", "coils", "seed", "size", "anatomy"),
         snr=args.snr[0] if len(args.snr) == 1 else args.snr,
         contrast=args.contrast[0] if len(args.contrast) == 1 else args.contrast,
-        anatomy=args.anatomy,
         readout_oversampling=args.readout_oversampling,
         progress=not args.no_progress,
     )
@@ -63,9 +58,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def run() -> None:
-    """Console script `mrinet-simulate-kspace`."""
-    exit_with(main)
+run = console_script(main)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mrinet.cli import exit_with
+from mrinet.cli import console_script, options
 from mrinet.cli.reconstruct import parser as reconstruct_parser
 from mrinet.cli.reconstruct import settings_from
 from mrinet.errors import ConfigError
@@ -63,19 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         settings,
         args.shards,
         partition_name=args.partition,
-        account=args.account,
-        timeout_min=args.timeout_min,
-        cpus_per_task=args.cpus_per_task,
-        mem_gb=args.mem_gb,
-        gpus_per_task=args.gpus_per_task,
-        array_parallelism=args.array_parallelism,
-        setup=args.setup,
+        **options(args, "account", "timeout_min", "cpus_per_task", "mem_gb", "gpus_per_task"),
+        **options(args, "array_parallelism", "setup"),
     )
 
 
-def run() -> None:
-    """Console script `mrinet-slurm-reconstruct`."""
-    exit_with(main)
+run = console_script(main)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from mrinet.errors import disk_full_error, is_disk_full
 
 
 def _tmp_sibling(path: Path) -> Path:
@@ -19,35 +21,35 @@ def _tmp_sibling(path: Path) -> Path:
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it to `path`, on error delete it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(path)
-    try:
+    with _temporary_sibling(path, lambda tmp: None, Path.unlink) as tmp:
         yield tmp
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:  # HDF5 reports a full disk as a RuntimeError
-        full = _full(err, path, tmp)
-        if full is None:
-            raise
-        raise full from err
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside `path`; rename it to `path` only once it is complete."""
+    with _temporary_sibling(path, Path.mkdir, shutil.rmtree) as tmp:
+        yield tmp
+        if Path(path).exists():  # another process finished first: keep theirs, drop ours
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, path)
+
+
+@contextmanager
+def _temporary_sibling(
+    path: str | Path, create: Callable[[Path], object], remove: Callable[[Path], object]
+) -> Iterator[Path]:
+    """What both writers share: a temporary beside `path` (made by `create`), a full disk while
+    writing or renaming as one DiskFullError naming `path`, and the temporary removed (by
+    `remove`) unless it was renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
     try:
-        tmp.mkdir()
+        create(tmp)
         yield tmp
-        if path.exists():  # another process finished first: keep theirs, drop ours
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # HDF5 reports a full disk as a RuntimeError
         full = _full(err, path, tmp)
         if full is None:
@@ -55,14 +57,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise full from err
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp)
+            remove(tmp)
 
 
 def _full(err: Exception, path: Path, tmp: Path):
     """A full device or quota: one DiskFullError naming the final file (the temporary is
     removed, the previous file keeps its name); None for other errors."""
-    from mrinet.errors import disk_full_error, is_disk_full
-
     if not is_disk_full(err):
         return None
     written = _size(tmp)

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from mrinet.errors import CheckpointError
+from mrinet.io.trust import check_config
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -46,7 +47,6 @@ def load_checkpoint(path: str | Path) -> dict:
             path,
             "give a checkpoint written by mrinet.train",
         )
-    from mrinet.io.trust import check_config
 
     check_config(checkpoint["mrinet"], path, "mrinet")  # data, never code: before any use
     return checkpoint

@@ -8,6 +8,7 @@ import numpy as np
 
 from mrinet.errors import DataFormatError, DataNotFoundError
 from mrinet.io.atomic import atomic_file
+from mrinet.io.nifti import load_nifti
 
 DWI_FILE = "data.nii.gz"
 BVALS_FILE = "bvals"
@@ -88,8 +89,6 @@ def read_dwi_subject(
 
     The mask is the brain mask (bool X, Y, Z), or None when `mask_file` is None or absent.
     """
-    from mrinet.io.nifti import load_nifti
-
     subject_dir = Path(subject_dir)
     if not subject_dir.is_dir():
         raise DataNotFoundError(

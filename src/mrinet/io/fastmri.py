@@ -65,6 +65,7 @@ def rss_reference(kspace: np.ndarray, recon_size: tuple[int, int] = RECON_SIZE) 
     """(slices, coils, H, W) complex -> centre-cropped RSS of the inverse FFT (slices, h, w) float32."""
     import torch
 
+    # lazy: torch only for an RSS reference; io stays torch-free on import
     from mrinet.mri.fft import center_crop, ifft2c, rss
 
     k = torch.from_numpy(np.ascontiguousarray(kspace))

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mrinet import __version__
+from mrinet.io.atomic import atomic_file
+
 log = logging.getLogger(__name__)
 
 MANIFEST = ".mrinet-manifest.json"
@@ -75,9 +78,6 @@ def cache_files(folder: Path) -> list[Path]:
 
 def write_manifest(folder: str | Path, files: Iterable[Path] | None = None) -> Path:
     """Record size and SHA-1 of every file of `folder` (atomically, beside them)."""
-    from mrinet import __version__
-    from mrinet.io.atomic import atomic_file
-
     folder = Path(folder)
     entries = {
         str(p.relative_to(folder)): [p.stat().st_size, file_sha1(p)]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrinet.errors import ConfigError, DataNotFoundError
+from mrinet.io.subjects import find_label_file
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,6 @@ class SubjectLayout:
 
     def label_path(self, subject_dir: Path, label_file: str) -> Path:
         """The label volume: `<labels_dir>/<label_file>`, or FreeSurfer's `<id>/mri/` copy."""
-        from mrinet.io.subjects import find_label_file
-
         path = find_label_file(subject_dir / self.labels_dir / label_file)
         if not path.is_file() and self.name == "hcp":
             freesurfer = find_label_file(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from mrinet.errors import DataFormatError
+from mrinet.io.nifti import load_nifti
+from mrinet.io.subjects import find_label_file
+
 
 def resample_labels(
     labels: np.ndarray,
@@ -49,10 +53,6 @@ def load_labels_on_grid(
     A label volume on another grid (HCP's aparc+aseg is on the 0.7 mm T1w grid) raises a
     DataFormatError that names the fix unless `resample` is True.
     """
-    from mrinet.errors import DataFormatError
-    from mrinet.io.nifti import load_nifti
-    from mrinet.io.subjects import find_label_file
-
     path = find_label_file(path)
     labels, affine = load_nifti(path, ndim=3, dtype=np.int32)
     same_grid = labels.shape == tuple(target_shape) and np.allclose(

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from mrinet.models.classifier import Classifier
+from mrinet.nets.cnn import conv_layer_parameters, dense_layer_parameters, parameter_counts
 
 
 class ImageClassifier(Classifier):
@@ -132,7 +133,6 @@ class ImageClassifier(Classifier):
         writer = self.tensorboard()
         if writer is None:
             return
-        from mrinet.nets.cnn import conv_layer_parameters, dense_layer_parameters, parameter_counts
 
         height, width = self.image_size
         pixels = height * width

@@ -8,13 +8,12 @@ from pathlib import Path
 
 from mrinet.data.contract import DataSpec
 from mrinet.errors import CheckpointError
+from mrinet.io.trust import check_config
 
 
 def build_model(checkpoint: dict, path: str | Path = "checkpoint"):
     """Instantiate the LightningModule recorded in the checkpoint and load its weights."""
     from hydra.utils import instantiate
-
-    from mrinet.io.trust import check_config
 
     check_config(checkpoint["mrinet"]["model"], path, "mrinet.model")
     model = instantiate(checkpoint["mrinet"]["model"])

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrinet.errors import ConfigError
+
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     """Two 3^3 convolutions (same size), each followed by batch norm and ReLU."""
@@ -39,8 +41,6 @@ class UNet3d(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, width: int = 16, depth: int = 2):
         super().__init__()
         if int(depth) < 0 or int(width) < 1 or int(in_channels) < 1 or int(num_classes) < 1:
-            from mrinet.errors import ConfigError
-
             raise ConfigError(
                 f"UNet3d(in_channels={in_channels}, num_classes={num_classes}, width={width}, "
                 f"depth={depth}): sizes must be >= 1 and depth >= 0",

@@ -15,6 +15,9 @@ from typing import Any
 
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from mrinet.errors import DiskFullError, disk_full_error
+from mrinet.io.atomic import atomic_file
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """TorchCheckpointIO whose local saves go to a temporary sibling, then an atomic rename."""
@@ -25,9 +28,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         import io
 
         import torch
-
-        from mrinet.errors import DiskFullError, disk_full_error
-        from mrinet.io.atomic import atomic_file
 
         buffer = io.BytesIO()  # as Lightning does; a full disk then fails in a plain write
         torch.save(checkpoint, buffer)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mrinet.errors import CheckpointError
 from mrinet.io.checkpoints import load_checkpoint
+from mrinet.io.trust import check_config
 from mrinet.models.restore import build_model, checkpoint_data_spec
 
 __all__ = [
@@ -60,8 +61,6 @@ def checkpoint_datamodule(checkpoint: dict, data_cfg=None):
     not from the recorded path, which may be on another machine or gone (unless
     `data.context_model` is overridden)."""
     from hydra.utils import instantiate
-
-    from mrinet.io.trust import check_config
 
     recorded = checkpoint["mrinet"]["data"]
     data_cfg = recorded if data_cfg is None else data_cfg

@@ -10,9 +10,16 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mrinet.errors import MrinetError
+from mrinet.errors import ConfigError, MrinetError, disk_full_error, is_disk_full
+from mrinet.io.atomic import atomic_file
+from mrinet.run import trust
+from mrinet.run.config_dir import config_dir
+from mrinet.run.run_dirs import hydra_subdir_for, newest_best_checkpoint, rank_suffix, run_dir_for
+from mrinet.run.sweep import optuna_direction
+from mrinet.slurm.partition import gpus_for
 
 log = logging.getLogger("mrinet")
 
@@ -24,28 +31,16 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("mrinet_cwd"):  # configs/paths/default.yaml: root_dir
         OmegaConf.register_new_resolver("mrinet_cwd", launch_cwd)
     if not OmegaConf.has_resolver("mrinet_run_dir"):  # configs/hydra/default.yaml: run.dir
-        from mrinet.run.run_dirs import run_dir_for
-
         OmegaConf.register_new_resolver("mrinet_run_dir", run_dir_for)
     if not OmegaConf.has_resolver("mrinet_best_ckpt"):  # configs/experiment/dti_mlp_autocontext
-        from mrinet.run.run_dirs import newest_best_checkpoint
-
         OmegaConf.register_new_resolver("mrinet_best_ckpt", newest_best_checkpoint)
     if not OmegaConf.has_resolver("mrinet_hydra_subdir"):  # configs/hydra/default.yaml
-        from mrinet.run.run_dirs import hydra_subdir_for
-
         OmegaConf.register_new_resolver("mrinet_hydra_subdir", hydra_subdir_for)
     if not OmegaConf.has_resolver("mrinet_rank_suffix"):  # configs/hydra/default.yaml
-        from mrinet.run.run_dirs import rank_suffix
-
         OmegaConf.register_new_resolver("mrinet_rank_suffix", rank_suffix)
     if not OmegaConf.has_resolver("mrinet_slurm_gpus"):  # configs/hydra/launcher/slurm.yaml
-        from mrinet.slurm.partition import gpus_for
-
         OmegaConf.register_new_resolver("mrinet_slurm_gpus", gpus_for)
     if not OmegaConf.has_resolver("optuna_direction"):  # configs/hparams_search/*
-        from mrinet.run.sweep import optuna_direction
-
         OmegaConf.register_new_resolver("optuna_direction", optuna_direction)
 
 
@@ -82,8 +77,6 @@ def mrinet_cause(err: BaseException) -> MrinetError | None:
 def disk_full_cause(err: BaseException | None) -> MrinetError | None:
     """A full device or quota (ENOSPC, EDQUOT, EFBIG) anywhere behind `err` (a library's
     write: TensorBoard, Lightning's checkpoint) as one DiskFullError naming the file."""
-    from mrinet.errors import disk_full_error, is_disk_full
-
     seen = set()
     while err is not None and id(err) not in seen:
         if is_disk_full(err):
@@ -135,14 +128,19 @@ def guarded(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], obje
     return wrapper
 
 
+def hydra_command(config_name: str, task: Callable[[DictConfig], object]) -> Callable:
+    """A Hydra command's `main` (train, eval, predict, export): configs/<config_name>.yaml found
+    through `config_dir()` from any folder (the checkout's or the wheel's), `task` guarded."""
+    entry = hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
+    return entry(guarded(task))
+
+
 def quiet_about_full_disks() -> None:
     """A full disk is reported once, as a DiskFullError: a writer thread that dies of it
     (TensorBoard's; the main thread re-raises its error) and a log file that can no longer be
     written print no traceback of their own."""
     import logging as logging_module
     import threading
-
-    from mrinet.errors import is_disk_full
 
     handle_error = logging_module.Handler.handleError
     if not getattr(handle_error, "mrinet", False):
@@ -171,8 +169,6 @@ def quiet_about_full_disks() -> None:
 def apply_extras(cfg: DictConfig) -> None:
     """Thread count, warning filters and the config printout, before anything heavy runs
     (and which modules a checkpoint's config may name: mrinet.run.trust)."""
-    from mrinet.run import trust
-
     trust.configure_from(cfg)
     extras = cfg.get("extras") or {}
     if extras.get("ignore_warnings"):
@@ -249,8 +245,6 @@ def flat_hparams(cfg: DictConfig) -> dict:
 
 def write_json(path: str | Path, payload: dict) -> Path:
     """Write JSON atomically (never a half-written metrics file)."""
-    from mrinet.io.atomic import atomic_file
-
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_plain))
     return Path(path)
@@ -281,8 +275,6 @@ def announce(output_dir: str | Path) -> None:
 
 def check_accelerator(trainer_cfg) -> None:
     """`trainer=gpu`/`ddp` on a machine without a usable GPU: say so in one line, with the fix."""
-    from mrinet.errors import ConfigError
-
     accelerator = str(trainer_cfg.get("accelerator", "cpu"))
     if accelerator not in ("gpu", "cuda"):
         return

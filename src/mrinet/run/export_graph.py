@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mrinet.data.recon_quality.transforms import NORMALIZATIONS, PERCENTILE_PIXELS
 from mrinet.errors import MrinetError, check_choice
 
 FORMATS = ("onnx", "torchscript")
@@ -25,7 +26,6 @@ class PerImageNormalization(nn.Module):
 
     def __init__(self, method: str = "percentile", percentile: float = 99.0) -> None:
         super().__init__()
-        from mrinet.data.recon_quality.transforms import NORMALIZATIONS
 
         self.method = check_choice(method, NORMALIZATIONS, "data.normalization")
         self.percentile = float(percentile)
@@ -37,7 +37,6 @@ class PerImageNormalization(nn.Module):
         if self.method == "meanstd":
             flat = x.reshape(x.shape[0], -1)
             return (x - flat.mean(1).view(shape)) / flat.std(1).clamp(min=1e-12).view(shape)
-        from mrinet.data.recon_quality.transforms import PERCENTILE_PIXELS
 
         sample = x  # the same regular subgrid as percentile_scales (static sizes: traced once)
         while sample.shape[-1] * sample.shape[-2] > PERCENTILE_PIXELS:

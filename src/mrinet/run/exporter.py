@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from mrinet.errors import ConfigError, MrinetError, check_choice
+from mrinet.io.atomic import atomic_file
 from mrinet.run.export_graph import (
     FORMATS,
     INPUT_NAME,
@@ -184,8 +185,6 @@ def export_model(
 ) -> Path:
     """Write `model` (a Classifier) as `fmt` to `output` with its metadata (also in
     `<output>.json`); with `verify`, check it against the model on fresh inputs first."""
-    from mrinet.io.atomic import atomic_file
-
     check_choice(fmt, FORMATS, "format")
     output = Path(output)
     check_output(output)

@@ -9,6 +9,7 @@ def record_built_net(cfg: DictConfig, model) -> None:
     """Replace cfg.model.net (a `_partial_` factory config) by the config that builds the very
     net the model holds (in_features/in_channels, num_classes filled in from the DataSpec), so
     the checkpoint's run information, the logged hyperparameters and eval/predict see it."""
+    # lazy: imports torch; keeps `mrinet-train --help` start-up fast
     from mrinet.models.net_builder import recorded_net_config  # torch: not at --help time
 
     sizes = getattr(model, "net_sizes", None)

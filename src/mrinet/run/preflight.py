@@ -17,7 +17,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mrinet.errors import ConfigError, disk_full_error, is_disk_full
+from mrinet.errors import ConfigError, MrinetError, disk_full_error, is_disk_full
 
 PROBE_BYTES = 64 * 1024  # the least a run needs to start (its configs and logs)
 
@@ -91,8 +91,6 @@ class CheckOutputDirs(Callback):
 
     @staticmethod
     def _check(config: DictConfig, run_key: str) -> None:
-        from mrinet.errors import MrinetError
-
         try:
             for key, folder in output_dirs(config, run_key):
                 check_writable_dir(folder, key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mrinet.errors import CheckpointError
+from mrinet.errors import CheckpointError, MrinetError
 
 
 def find_last_checkpoint(log_dir: str | Path, task_name: str, name: str = "last.ckpt") -> Path:
@@ -54,8 +54,6 @@ def run_dir_for(runs_dir: str, timestamp: str, train: object, ckpt_path: object)
     - otherwise `<runs_dir>/<timestamp>` (microseconds: runs started together do not collide).
     Never raises: a missing checkpoint is reported by mrinet.train with a clear message.
     """
-    from mrinet.errors import MrinetError
-
     if train in (True, "true", "True") and ckpt_path not in (None, "", "null", "None"):
         runs = Path(runs_dir)
         try:

@@ -27,8 +27,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mrinet.errors import check_choice
+from mrinet.errors import MrinetError, check_choice
+from mrinet.io.atomic import atomic_file
 from mrinet.io.trial_file import TRIAL_FILE
+from mrinet.run.run_dirs import process_rank
 
 log = logging.getLogger("mrinet.run.sweep")
 
@@ -51,8 +53,6 @@ def _is_multirun(config: DictConfig) -> bool:
 
 def first_line(error: BaseException) -> str:
     """`TypeName: first line of the message`, of the mrinet error behind Hydra's wrappers."""
-    from mrinet.errors import MrinetError
-
     cause, seen = error, set()
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
@@ -145,8 +145,6 @@ def _read_overrides(job_dir: Path) -> list[str]:
 
 def write_summary(sweep_dir: str | Path, metric_name: str | None = None) -> Path:
     """Write `<sweep_dir>/summary.csv` (atomically): job, status, error, overrides, metrics."""
-    from mrinet.io.atomic import atomic_file
-
     sweep_dir = Path(sweep_dir)
     rows = collect_jobs(sweep_dir)
     metric_name = metric_name or next(
@@ -283,11 +281,8 @@ class SweepSummary(Callback):
             _started[str(run_dir)] = time.time()
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        from mrinet.run.run_dirs import process_rank
-
         if not _is_multirun(config) or process_rank() > 0:  # rank 0 speaks for a DDP job
             return
-        from mrinet.io.atomic import atomic_file
 
         try:
             record = job_record(config, job_return)

@@ -15,6 +15,11 @@ import logging
 import os
 from typing import Any
 
+from mrinet.run import study as studies
+from mrinet.run.run_dirs import process_rank
+from mrinet.run.samplers import make_pruner
+from mrinet.run.study import PRUNED_AT, trial_id
+
 log = logging.getLogger("mrinet.sweep")
 
 ENV_TRIAL = "MRINET_OPTUNA_TRIAL"
@@ -31,8 +36,6 @@ def in_trial() -> bool:
 
 def storage_for_job(url: str) -> Any | None:
     """The storage a job reports to: the sweeper's own object in-process, else opened anew."""
-    from mrinet.run import study as studies
-
     if url.startswith("memory:"):
         return studies._LIVE.get(url)  # None in another process: nothing to report to
     if url.startswith("journal:"):
@@ -55,9 +58,6 @@ class TrialReporter:
         pruner: str = "none",
         pruner_options: dict | None = None,
     ) -> None:
-        from mrinet.run.samplers import make_pruner
-        from mrinet.run.study import trial_id
-
         self.study_name, self.number = study_name, int(number)
         self.storage = storage_for_job(storage_url)
         self.pruner_name = pruner
@@ -127,8 +127,6 @@ class TrialReporter:
 
     def mark_pruned(self, step: int) -> None:
         """Tell the sweeper (through the study) that the trial stopped on the pruner's word."""
-        from mrinet.run.study import PRUNED_AT
-
         self.pruned_at = int(step)
         if self.study is not None:
             self.storage.set_trial_user_attr(self.trial_id, PRUNED_AT, int(step))
@@ -138,8 +136,7 @@ def sweep_trial_callbacks(cfg) -> list:
     """[OptunaPruning] in a run of mrinet's Optuna sweeper, else [] (called by mrinet.train)."""
     if not in_trial() or not cfg.get("optimized_metric"):
         return []
-    from mrinet.callbacks.optuna_pruning import OptunaPruning  # Lightning: only in a trial
-    from mrinet.run.run_dirs import process_rank
+    from mrinet.callbacks.optuna_pruning import OptunaPruning  # lazy: Lightning, only in a trial
 
     reporter = TrialReporter.from_env() if process_rank() == 0 else None
     return [OptunaPruning(str(cfg.optimized_metric), cfg.paths.output_dir, reporter)]

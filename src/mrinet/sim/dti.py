@@ -16,7 +16,18 @@ from importlib import resources
 import numpy as np
 
 from mrinet.errors import ConfigError, check_choice
-from mrinet.sim.anatomy.atlas import auto_shape, check_voxel_mm, resolve_anatomy
+from mrinet.sim.anatomy.atlas import (
+    MNI_TISSUES,
+    auto_shape,
+    check_voxel_mm,
+    load_atlas,
+    load_wmparc,
+    resolve_anatomy,
+)
+from mrinet.sim.anatomy.blas import single_threaded_blas
+from mrinet.sim.anatomy.fibres import fibre_orientations
+from mrinet.sim.anatomy.subject import sample_subject
+from mrinet.sim.anatomy.warp import random_pose
 from mrinet.sim.phantom import TISSUES, make_brain_anatomy, tissue_fractions
 
 PRESETS = ("lecture", "literature")
@@ -126,8 +137,6 @@ def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nda
     """One subject: labels (X,Y,Z) int32 (FreeSurfer's view), tissue (X,Y,Z) int32 (what the
     signals come from), dwi (X,Y,Z,N) (dtype `dwi_dtype`), bvals (N,), bvecs (N,3), t1w (X,Y,Z)
     float32, mask (X,Y,Z) bool, and the pure-tissue ground truth ad/rd (um^2/ms)."""
-    from mrinet.sim.anatomy.blas import single_threaded_blas
-
     with single_threaded_blas():
         return _simulate_subject(params, rng)
 
@@ -140,11 +149,6 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
     shape = grid_shape(params, anatomy)
     subject = None
     if anatomy == "mni_aparc":
-        from mrinet.sim.anatomy.atlas import MNI_TISSUES, load_atlas, load_wmparc
-        from mrinet.sim.anatomy.fibres import fibre_orientations
-        from mrinet.sim.anatomy.subject import sample_subject
-        from mrinet.sim.anatomy.warp import random_pose
-
         atlas = load_atlas()
         pose = random_pose(rng, np.asarray(shape) * voxel_mm, float(phantom.get("deform_mm", 2.0)))
         subject = sample_subject(atlas, pose, shape, voxel_mm)

@@ -8,6 +8,10 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from mrinet.io.integrity import MANIFEST, manifest_problems, remove_tree, write_manifest
+from mrinet.io.locks import cache_lock
+from mrinet.sim.dti_dataset import cohort_params, simulate_dti_cohort
+
 log = logging.getLogger(__name__)
 
 
@@ -16,8 +20,6 @@ SIMULATOR_VERSION = "dwi-1"  # bump when the simulator's output changes: invalid
 
 def synthetic_cohort_dir(cache_dir: str | Path, params: Mapping) -> Path:
     """Where the simulated cohort for these settings lives (keyed by all simulator parameters)."""
-    from mrinet.sim.dti_dataset import cohort_params
-
     settings = dict(params)
     subjects, seed = settings.pop("subjects", 8), settings.pop("seed", 0)
     preset = settings.pop("preset", "literature")
@@ -42,17 +44,12 @@ def ensure_synthetic_cohort(cache_dir: str | Path, params: Mapping) -> Path:
     """Simulate the cohort on first use; each subject folder is written whole (temp + rename),
     so an interrupted generation resumes with the missing subjects only. One process simulates,
     others started together wait for it (mrinet.io.locks)."""
-    from mrinet.io.locks import cache_lock
-
     target = synthetic_cohort_dir(cache_dir, params)
     with cache_lock(target):
         return _ensure_cohort(target, params)
 
 
 def _ensure_cohort(target: Path, params: Mapping) -> Path:
-    from mrinet.io.integrity import MANIFEST, write_manifest
-    from mrinet.sim.dti_dataset import simulate_dti_cohort
-
     settings = dict(params)
     expected = int(settings.get("subjects", 8))
     _drop_bad_subjects(target, expected)
@@ -74,8 +71,6 @@ def _drop_bad_subjects(target: Path, expected: int) -> None:
     """Remove (with a warning naming the file) the subjects whose files no longer match the
     cohort's manifest, so they are simulated again; a whole cohort without one (another mrinet
     version's) is simulated again."""
-    from mrinet.io.integrity import MANIFEST, manifest_problems, remove_tree
-
     if not target.is_dir():
         return
     problems = manifest_problems(target)

@@ -8,6 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mrinet.io.atomic import atomic_dir, remove_stale_temporaries
+from mrinet.io.dwi import write_bvals_bvecs
+from mrinet.io.nifti import save_nifti
+from mrinet.sim.anatomy.atlas import resolve_anatomy
+from mrinet.sim.dti import load_preset, merge_params, simulate_subject
+from mrinet.sim.phantom import phantom_affine
+
 SUBJECT_FILES = (
     "data.nii.gz",
     "bvals",
@@ -46,8 +53,6 @@ def finer_label_grid(labels: np.ndarray, affine: np.ndarray, factor: int = 2):
 
 def cohort_params(preset: str = "literature", **params) -> dict:
     """The full parameter set a cohort is simulated with: a preset updated by overrides."""
-    from mrinet.sim.dti import load_preset, merge_params
-
     return merge_params(load_preset(preset), params)
 
 
@@ -55,11 +60,8 @@ def _write_subject(
     folder: Path, params: dict, rng: np.random.Generator, meta: dict, layout: str = "flat"
 ) -> None:
     """Simulate one subject and write its files into `folder` (a fresh directory) in `layout`."""
-    from mrinet.io.dwi import write_bvals_bvecs
-    from mrinet.io.nifti import save_nifti
+    # lazy: the tensor fit imports torch; keeps `mrinet-simulate-dti --help` start-up fast
     from mrinet.mri.dti import fit_tensor, select_volumes
-    from mrinet.sim.dti import simulate_subject
-    from mrinet.sim.phantom import phantom_affine
 
     t0 = time.perf_counter()
     sim = simulate_subject(params, rng)
@@ -131,8 +133,6 @@ def simulate_dti_cohort(
     Subject i is drawn from numpy's Generator seeded with (seed, i), so a rerun that resumes
     after an interruption, or asks for more subjects, gives the same subjects as a single run.
     """
-    from mrinet.io.atomic import remove_stale_temporaries
-
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     out_dir = Path(out_dir)
@@ -158,8 +158,6 @@ def cohort_workers(params: dict, n_subjects: int) -> int:
     """Processes that simulate a cohort: one per torch thread (so extras.num_threads=1 keeps
     one core), up to 4, for the anatomical phantom only (a geometric subject costs less than a
     process start)."""
-    from mrinet.sim.anatomy.atlas import resolve_anatomy
-
     anatomy = (params.get("phantom") or {}).get("anatomy")
     if n_subjects < 2 or resolve_anatomy(anatomy) != "mni_aparc":
         return 1
@@ -171,8 +169,6 @@ def cohort_workers(params: dict, n_subjects: int) -> int:
 def _write_job(job) -> Path:
     """Write one subject folder atomically (a process pool's unit of work)."""
     import torch
-
-    from mrinet.io.atomic import atomic_dir
 
     folder, full, seed, i, preset, layout = job
     if torch.get_num_threads() > 1 and multiprocessing_child():

@@ -11,6 +11,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from mrinet.mri.fft import fft2c
+from mrinet.sim.anatomy.atlas import check_voxel_mm, load_atlas
+from mrinet.sim.anatomy.blas import single_threaded_blas
+from mrinet.sim.anatomy.subject import sample_subject
+from mrinet.sim.anatomy.warp import random_pose
 from mrinet.sim.phantom import TISSUES, make_brain_phantom, tissue_fractions
 
 #: Relative signal per tissue group for T2-weighted (fastMRI AXT2-like) and T1-weighted images.
@@ -102,9 +107,6 @@ def anatomy_slices(
     1 mm atlas, over ANATOMY_FOV_MM square, at evenly spaced heights ANATOMY_SLAB_MM; T2w mixes
     per-tissue signals (ANATOMY_T2W), T1w is the MNI T1 (white matter at 0.82, as CONTRASTS).
     """
-    from mrinet.sim.anatomy.atlas import check_voxel_mm, load_atlas
-    from mrinet.sim.anatomy.blas import single_threaded_blas
-
     if contrast not in CONTRASTS:
         raise ValueError(f"contrast must be one of {sorted(CONTRASTS)}, got {contrast!r}")
     voxel_mm = check_voxel_mm(voxel_mm)
@@ -116,9 +118,6 @@ def anatomy_slices(
 
 def _anatomy_image(atlas, slices: int, rng, contrast: str, voxel_mm: float) -> np.ndarray:
     """(X, Y, slices) images of one anatomical subject (see anatomy_slices)."""
-    from mrinet.sim.anatomy.subject import sample_subject
-    from mrinet.sim.anatomy.warp import random_pose
-
     n = 2 * round(ANATOMY_FOV_MM / voxel_mm / 2)
     pose = random_pose(rng, (ANATOMY_FOV_MM, ANATOMY_FOV_MM, 172.0))
     image = np.zeros((n, n, slices), dtype=np.float32)
@@ -223,7 +222,6 @@ def simulate_kspace(
     obj = np.zeros((s, hh, w), dtype=np.complex64)
     obj[:, pad : pad + h] = images * np.exp(1j * phase)
     maps = coil_sensitivities(coils, (hh, w), rng)
-    from mrinet.mri.fft import fft2c
 
     kspace = fft2c(torch.from_numpy(maps[None] * obj[:, None])).numpy()
     sigma = noise_std(images, snr)

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mrinet.io.atomic import remove_stale_temporaries
+from mrinet.io.fastmri import write_kspace_volume
+from mrinet.io.nifti import load_nifti
 from mrinet.sim.kspace import (
     CONTRASTS,
     anatomy_slices,
@@ -54,17 +57,12 @@ def simulate_kspace_dataset(
     `mrinet.sim.kspace.CONTRASTS` or a list that volumes take in turn (volume i gets
     contrast[i % len]), as a fastMRI brain set mixes AXT1 and AXT2 series.
     """
-    from mrinet.io.atomic import remove_stale_temporaries
-    from mrinet.io.fastmri import write_kspace_volume
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)  # half-written volumes of a killed run
     source = None
     phantoms = {None: "phantom", "geometric": "phantom", "mni_aparc": "mni_aparc"}
     if anatomy not in phantoms:
-        from mrinet.io.nifti import load_nifti
-
         source = load_nifti(anatomy, ndim=3)[0]
     params = {
         "simulator": "mrinet.sim.kspace",

@@ -12,6 +12,7 @@ import torch
 
 from mrinet.data.recon_quality.transforms import normalize_images
 from mrinet.errors import DataFormatError, DataNotFoundError
+from mrinet.io.fastmri import read_reconstruction
 from mrinet.io.recon_files import center_crop_box
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,6 @@ def preload_images(
     index: ImageIndex, crop: Sequence[int], normalization: str, percentile: float
 ) -> torch.Tensor:
     """Every image of `index`, cropped and normalised, in RAM: (N, 1, H, W) float32."""
-    from mrinet.io.fastmri import read_reconstruction
-
     out = torch.empty(len(index), 1, int(crop[0]), int(crop[1]))
     for file_number, path in enumerate(index.files):
         positions = np.flatnonzero(index.file_index == file_number)

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mrinet.errors import DataFormatError
+from mrinet.io.dwi import read_dwi_subject
+from mrinet.io.layouts import check_hcp_subject, get_layout
+from mrinet.io.nifti import load_nifti
+
 FEATURES = ("T1w", "FA", "MD", "AD", "RD")
 
 
@@ -26,10 +31,7 @@ def dwi_feature_maps(
     shells are jittered +-15, grouped with `shell_tolerance`), fits tensors in the mask
     (MD/AD/RD in um^2/ms, 0 outside) and reads T1w on the same grid.
     """
-    from mrinet.errors import DataFormatError
-    from mrinet.io.dwi import read_dwi_subject
-    from mrinet.io.layouts import check_hcp_subject, get_layout
-    from mrinet.io.nifti import load_nifti
+    # lazy: the tensor fit imports torch; reading subject maps stays torch-free (mrinet-predict start-up)
     from mrinet.mri.dti import fit_tensor, select_volumes
 
     subject_dir = Path(subject_dir)

@@ -15,8 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from mrinet.data.tissue.context import ContextSpec, context_columns
+from mrinet.data.tissue.dwi_features import dwi_feature_maps
 from mrinet.data.tissue.geometry import patch_columns
 from mrinet.errors import ConfigError, DataFormatError
+from mrinet.io.layouts import check_hcp_subject, get_layout
+from mrinet.io.nifti import load_nifti
+from mrinet.io.resample import load_labels_on_grid
+from mrinet.io.subjects import list_subjects, read_feature_maps, read_label_volume
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +113,6 @@ def read_subject(
     T1w/Diffusion/data.nii.gz.
     """
     if source == "dwi" or layout == "hcp":
-        from mrinet.data.tissue.dwi_features import dwi_feature_maps
-
         maps, affine = dwi_feature_maps(subject_dir, layout=layout)
         missing = [name for name in features if name not in maps]
         if missing:
@@ -119,7 +122,6 @@ def read_subject(
                 "use features among T1w, FA, MD, AD, RD with data.source=dwi",
             )
         return {name: maps[name] for name in features}, affine
-    from mrinet.io.subjects import read_feature_maps
 
     maps, affine, _ = read_feature_maps(subject_dir, features)
     return maps, affine
@@ -131,23 +133,15 @@ def read_labels(
     """The subject's label volume on the feature grid; another grid is resampled (nearest
     neighbour) only when `resample` is set (always for HCP's 0.7 mm aparc+aseg), else it is an
     error that names the fix. NIfTI or FreeSurfer .mgz."""
-    from mrinet.io.layouts import get_layout
-    from mrinet.io.subjects import read_label_volume
-
     files = get_layout(layout)
     path = files.label_path(Path(subject_dir), label_file)
     if resample or not files.labels_on_diffusion_grid:
-        from mrinet.io.resample import load_labels_on_grid
-
         return load_labels_on_grid(path, shape, affine, resample=True)
     return read_label_volume(path, shape, affine)
 
 
 def read_brain_mask(subject_dir: Path, shape, affine, layout: str = "flat"):
     """The subject's brain mask (bool X, Y, Z) and its path; (None, path) when it is absent."""
-    from mrinet.io.layouts import get_layout
-    from mrinet.io.nifti import load_nifti
-
     path = Path(subject_dir) / get_layout(layout).brain_mask
     if not path.is_file():
         return None, path
@@ -175,8 +169,6 @@ def subject_voxels(
 
     Inputs are the features, then the spatial context columns (`context`, data/tissue/context.py)."""
     if layout == "hcp":
-        from mrinet.io.layouts import check_hcp_subject
-
         check_hcp_subject(subject_dir, label_file)
     maps, affine = read_subject(subject_dir, features, source, layout)
     shape = next(iter(maps.values())).shape
@@ -242,8 +234,6 @@ def load_subjects(
 ) -> Voxels:
     """Read every subject folder and keep the voxels whose label code maps to a class."""
     import pandas as pd
-
-    from mrinet.io.subjects import list_subjects
 
     lookup = class_lookup(classes, label_map)
     folders = list_subjects(subjects_dir)

@@ -14,6 +14,7 @@ import numpy as np
 
 from mrinet.data.tissue.subjects import Voxels, check_fa_range, convert_diffusivity_units
 from mrinet.errors import DataFormatError
+from mrinet.io.tables import read_voxel_table
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ def load_table(
     drop_nonfinite: bool = False,
 ) -> Voxels:
     """Read a voxel table; labels are the lecture's 1-based class numbers or class names."""
-    from mrinet.io.tables import read_voxel_table
-
     x, raw, subjects = read_voxel_table(table_path, features, label_column, subject_column)
     labels = labels_to_indices(raw, classes, f"{table_path} (column {label_column!r})")
     nonfinite = ~np.isfinite(x)

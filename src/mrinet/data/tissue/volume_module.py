@@ -17,19 +17,18 @@ Validation and test serve one whole subject per batch (under DDP, subjects are d
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from mrinet.data.checks import check_every_class, check_positive
+from mrinet.data.checks import check_every_class
 from mrinet.data.contract import DataSpec, class_counts, require_splits
-from mrinet.data.splits import SPLITS, check_split_fractions, split_units
-from mrinet.data.tissue.context import ContextSpec
+from mrinet.data.splits import SPLITS, split_units
 from mrinet.data.tissue.geometry import right_axis, volume_inputs
-from mrinet.data.tissue.reader import SubjectReader
+from mrinet.data.tissue.settings import ReadsSettings, VolumeSettings
 from mrinet.data.tissue.volume_batches import VolumeCrops, WholeVolumes
 from mrinet.errors import ConfigError
 
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 __all__ = ["DTIVolumeDataModule", "VolumeCrops", "WholeVolumes", "right_axis", "volume_inputs"]
 
 
-class DTIVolumeDataModule(pl.LightningDataModule):
+class DTIVolumeDataModule(ReadsSettings, pl.LightningDataModule):
     """DTI subjects as whole volumes (see the module docstring); `data_spec` as the voxel
     module's (per-feature mean/std and class counts over the training class voxels).
 
@@ -46,48 +45,15 @@ class DTIVolumeDataModule(pl.LightningDataModule):
     crops_per_epoch: crops drawn per epoch (an epoch is crops_per_epoch / batch_size steps).
     """
 
-    def __init__(
-        self,
-        source: str = "synthetic",
-        subjects_dir: str | None = None,
-        table_path: str | None = None,
-        cache_dir: str = "data/dti_synthetic",
-        features: Sequence[str] = ("T1w", "FA", "MD", "AD", "RD"),
-        classes: Sequence[str] = ("thalamus", "corpus_callosum", "cortical_wm"),
-        label_map: Mapping[str, Sequence[int]] | None = None,
-        label_file: str = "aparc+aseg.nii.gz",
-        columns: Mapping[str, object] | None = None,
-        split: Sequence[float] = (0.6, 0.2, 0.2),
-        batch_size: int = 1024,
-        eval_batch_size: int = 65536,
-        class_weights: bool = False,
-        drop_nonfinite: bool = False,
-        resample_labels: bool = False,
-        steps_per_batch: int = 1,
-        seed: int = 0,
-        synthetic: Mapping | None = None,
-        context: str | Sequence[str] | None = "none",
-        patch_size: int = 3,
-        patch_dilation: int | Sequence[int] = 1,
-        mirror_train: bool = False,
-        layout: str = "flat",
-        context_model=None,
-        crop_size: int = 48,
-        crops_per_epoch: int = 32,
-        augment_prob: float = 0.0,
-        rotate_deg: float = 0.0,
-        scale: float = 0.0,
-    ) -> None:
-        """The settings of configs/data/dti.yaml (this config's base) and the crops'. The voxel
-        MLP's table, class-weight, grouped-step and context settings are accepted (a volume
-        config inherits them) and refused where they would mean something: a table source and
-        any spatial context."""
+    def __init__(self, **settings: Any) -> None:
+        """`settings`: the keys of configs/data/dti_volumes.yaml, by name (`VolumeSettings`:
+        dti.yaml's, which this config inherits, and the crops'). The voxel MLP's table,
+        class-weight, grouped-step and context settings are accepted and refused where they
+        would mean something: a table source and any spatial context."""
         super().__init__()
-        self.reader = SubjectReader(
-            source, subjects_dir, cache_dir, synthetic or {}, features, classes,
-            label_map or {}, label_file, resample_labels, layout,
-        )  # fmt: skip
-        spec = ContextSpec.from_config(context, patch_size, patch_dilation, context_model)
+        self.settings = s = VolumeSettings(**settings)
+        self.reader = s.reader()
+        spec = s.context_spec()
         if spec.kinds:
             raise ConfigError(
                 f"data.context={list(spec.kinds)}: a volume model sees every voxel's "
@@ -95,38 +61,15 @@ class DTIVolumeDataModule(pl.LightningDataModule):
                 "data.context",
                 "use data.context=none with data=dti_volumes (context is for the voxel MLP)",
             )
-        check_positive("data.batch_size", batch_size, 1024)
-        check_positive("data.eval_batch_size", eval_batch_size, 1024)
-        check_split_fractions(split)
-        if source == "table":
+        if s.source == "table":
             raise ConfigError(
                 "data.source=table has no volumes for a segmentation CNN",
                 "data.source",
                 "use data.source=synthetic, nifti or dwi (subject folders)",
             )
-        self.source, self.subjects_dir, self.cache_dir = source, subjects_dir, cache_dir
         self.features, self.classes = self.reader.features, self.reader.classes
-        self.split, self.seed, self.batch_size = list(split), int(seed), int(batch_size)
-        self.crop_size = check_positive("data.crop_size", crop_size, 48)
-        self.crops_per_epoch = check_positive("data.crops_per_epoch", crops_per_epoch, 32)
-        if (
-            not 0.0 <= float(augment_prob) <= 1.0
-            or float(rotate_deg) < 0
-            or not 0 <= float(scale) < 1
-        ):
-            raise ConfigError(
-                f"data.augment_prob={augment_prob}, data.rotate_deg={rotate_deg}, "
-                f"data.scale={scale}: need 0 <= augment_prob <= 1, rotate_deg >= 0, 0 <= scale < 1",
-                "data.augment_prob",
-                "e.g. data.augment_prob=0.5 data.rotate_deg=10 data.scale=0.1 (0: no augmentation)",
-            )
-        self.augment = {
-            "augment_prob": float(augment_prob),
-            "rotate_deg": float(rotate_deg),
-            "scale": float(scale),
-        }
         # mirror_train needs no context here: a flipped crop is a flipped subject
-        self.mirror_train = bool(mirror_train)
+        self.mirror_train = s.mirror_train
         self.volumes: dict[str, list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
         self.split_units: dict[str, list[str]] = {}
         self._examples: dict[str, dict] = {}
@@ -156,7 +99,7 @@ class DTIVolumeDataModule(pl.LightningDataModule):
             return
         root = self.subjects_root()
         names = self.reader.names(root)
-        self.split_units = split_units(names, self.split, self.seed)
+        self.split_units = split_units(names, self.settings.split, self.settings.seed)
         for split in SPLITS:
             volumes = []
             for name in self.split_units[split]:
@@ -169,19 +112,19 @@ class DTIVolumeDataModule(pl.LightningDataModule):
                     )
                 )
             self.volumes[split] = volumes
-        for split, fraction in zip(SPLITS, self.split):
+        for split, fraction in zip(SPLITS, self.settings.split):
             if not fraction:
                 continue
             check_every_class(
                 self.classes,
                 self._counts(split).numpy(),
                 split,
-                self.subjects_dir or self.cache_dir,
+                self.reader.where,
             )
         shapes = {tuple(x.shape[1:]) for v in self.volumes.values() for x, _, _ in v}
-        if min(min(s) for s in shapes) < self.crop_size:
+        if min(min(s) for s in shapes) < self.settings.crop_size:
             raise ConfigError(
-                f"data.crop_size={self.crop_size} is larger than a volume ({sorted(shapes)})",
+                f"data.crop_size={self.settings.crop_size} is larger than a volume ({sorted(shapes)})",
                 "data.crop_size",
                 f"use data.crop_size<={min(min(s) for s in shapes)}",
             )
@@ -221,16 +164,16 @@ class DTIVolumeDataModule(pl.LightningDataModule):
         return self._examples[split]
 
     def train_dataloader(self) -> VolumeCrops:
-        batches = max(self.crops_per_epoch // self.batch_size, 1)
+        batches = max(self.settings.crops_per_epoch // self.settings.batch_size, 1)
         return VolumeCrops(
             self.volumes["train"],
-            self.crop_size,
-            self.batch_size,
+            self.settings.crop_size,
+            self.settings.batch_size,
             batches,
-            self.seed,
+            self.settings.seed,
             self._current_epoch,
             self.mirror_train,
-            **self.augment,
+            **self.settings.augment,
         )
 
     def val_dataloader(self) -> WholeVolumes:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -13,11 +13,12 @@ import torch
 from mrinet.data.checks import check_every_class, check_positive
 from mrinet.data.contract import DataSpec, class_counts, require_splits
 from mrinet.data.loading.batches import TensorBatches, pin_for
-from mrinet.data.splits import SPLITS, check_split_fractions, split_sizes, split_units
+from mrinet.data.splits import SPLITS, split_sizes, split_units
 from mrinet.data.tissue.columns import mirror_columns
 from mrinet.data.tissue.context import ContextSpec
 from mrinet.data.tissue.first_stage import assemble_context
-from mrinet.data.tissue.reader import SOURCES, SubjectReader
+from mrinet.data.tissue.reader import SOURCES
+from mrinet.data.tissue.settings import ReadsSettings, TissueSettings
 from mrinet.data.tissue.subjects import Voxels
 from mrinet.data.tissue.tables import load_table
 from mrinet.data.tissue.voxel_cache import cached_synthetic_voxels
@@ -28,76 +29,36 @@ log = logging.getLogger(__name__)
 __all__ = ["SOURCES", "DTIDataModule", "check_every_class", "check_positive"]
 
 
-class DTIDataModule(pl.LightningDataModule):
+class DTIDataModule(ReadsSettings, pl.LightningDataModule):
     """Voxels from synthetic, NIfTI or table sources; split by subject; served as whole batches.
 
     Features are served raw; `data_spec()` (mean, std of the training split, class counts and
     weights) is stored in the model so eval and predict on new data use the training scaling.
     """
 
-    def __init__(
-        self,
-        source: str = "synthetic",
-        subjects_dir: str | None = None,
-        table_path: str | None = None,
-        cache_dir: str = "data/dti_synthetic",
-        features: Sequence[str] = ("T1w", "FA", "MD", "AD", "RD"),
-        classes: Sequence[str] = ("thalamus", "corpus_callosum", "cortical_wm"),
-        label_map: Mapping[str, Sequence[int]] | None = None,
-        label_file: str = "aparc+aseg.nii.gz",
-        columns: Mapping[str, object] | None = None,
-        split: Sequence[float] = (0.6, 0.2, 0.2),
-        batch_size: int = 1024,
-        eval_batch_size: int = 65536,
-        class_weights: bool = False,
-        drop_nonfinite: bool = False,
-        resample_labels: bool = False,
-        steps_per_batch: int = 1,
-        seed: int = 0,
-        synthetic: Mapping | None = None,
-        context: str | Sequence[str] | None = "none",
-        patch_size: int = 3,
-        patch_dilation: int | Sequence[int] = 1,
-        mirror_train: bool = False,
-        layout: str = "flat",
-        context_model=None,
-    ) -> None:
+    def __init__(self, **settings: Any) -> None:
+        """`settings`: the `data.*` keys of configs/data/dti.yaml, by name (`TissueSettings`)."""
         super().__init__()
-        self.reader = SubjectReader(
-            source, subjects_dir, cache_dir, synthetic or {}, features, classes,
-            label_map or {}, label_file, resample_labels, layout,
-        )  # fmt: skip
+        self.settings = s = TissueSettings(**settings)
+        self.reader = s.reader()
         self.layout = self.reader.layout
         # spatial context (data/tissue/context.py): coords and/or k^3 patches after the voxel's
         # features; autocontext: the first stage (a checkpoint path, or the dict a second stage
         # carries), loaded here, where the objects are assembled, and handed to the record
-        spec = ContextSpec.from_config(context, patch_size, patch_dilation, context_model)
-        self.context = assemble_context(spec)
+        self.context = assemble_context(s.context_spec())
         if self.context.model is not None:
-            self.context.model.check_fits(list(features), list(classes))
+            self.context.model.check_fits(list(s.features), list(s.classes))
         # training voxels plus their left-right mirror images (context only: a voxel alone is
         # the same mirrored); with few subjects, the midline's wander is what the net memorises
-        self.mirror_train = bool(mirror_train) and bool(self.context.kinds)
-        if self.context.kinds and source == "table":
+        self.mirror_train = s.mirror_train and bool(self.context.kinds)
+        if self.context.kinds and s.source == "table":
             raise ConfigError(
                 f"data.context={list(self.context.kinds)} needs whole volumes; a voxel table has none",
                 "data.context",
                 "use data.context=none with data.source=table, or read subject folders (nifti/dwi)",
             )
-        check_positive("data.batch_size", batch_size, 1024)
-        check_positive("data.eval_batch_size", eval_batch_size, 1024)
-        check_split_fractions(split)
-        self.source, self.subjects_dir, self.table_path = source, subjects_dir, table_path
-        self.cache_dir = cache_dir
         self.features, self.classes = self.reader.features, self.reader.classes
-        self.label_map, self.label_file = self.reader.label_map, label_file
-        self.columns = dict(columns or {})
-        self.split, self.seed = list(split), int(seed)
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
-        self.use_class_weights, self.drop_nonfinite = bool(class_weights), bool(drop_nonfinite)
-        self.synthetic = self.reader.synthetic
-        self.resample_labels = self.reader.resample_labels
-        self.steps_per_batch = int(steps_per_batch)  # loader groups of batches (grouped steps)
+        self.label_map = self.reader.label_map
         self.data: dict[str, dict[str, torch.Tensor]] = {}
         self.split_units: dict[str, list[str]] = {}
         self._examples: dict[str, dict] = {}
@@ -105,20 +66,20 @@ class DTIDataModule(pl.LightningDataModule):
     # ---- reading -------------------------------------------------------------------------
     def load_voxels(self) -> Voxels:
         """All voxels of the configured source (before splitting)."""
-        if self.source == "table":
-            if not self.table_path:
+        if self.settings.source == "table":
+            if not self.settings.table_path:
                 raise ConfigError(
                     "data.source=table needs a table", "data.table_path", "set data.table_path=FILE"
                 )
             return load_table(
-                self.table_path,
+                self.settings.table_path,
                 self.features,
                 self.classes,
-                str(self.columns.get("label", "label")),
-                self.columns.get("subject", "subject"),
-                self.drop_nonfinite,
+                str(self.settings.columns.get("label", "label")),
+                self.settings.columns.get("subject", "subject"),
+                self.settings.drop_nonfinite,
             )
-        if self.source == "synthetic":
+        if self.settings.source == "synthetic":
             return cached_synthetic_voxels(self.reader, self.context)
         return self.reader.voxels(self.context)
 
@@ -138,7 +99,7 @@ class DTIDataModule(pl.LightningDataModule):
 
     def example_subject(self, split: str = "val") -> dict | None:
         """A whole subject of `split` as volumes, for tissue-map figures (None for tables)."""
-        if self.source == "table" or not self.split_units.get(split):
+        if self.settings.source == "table" or not self.split_units.get(split):
             return None
         if split not in self._examples:
             subject_dir = self.subjects_root() / self.split_units[split][0]
@@ -163,7 +124,7 @@ class DTIDataModule(pl.LightningDataModule):
             import pandas as pd
 
             codes, names = pd.factorize(voxels.subjects)  # strings -> ints once, not per split
-            self.split_units = split_units(list(names), self.split, self.seed)
+            self.split_units = split_units(list(names), self.settings.split, self.settings.seed)
             split_of = {
                 name: i for i, split in enumerate(SPLITS) for name in self.split_units[split]
             }
@@ -173,19 +134,17 @@ class DTIDataModule(pl.LightningDataModule):
             log.warning(
                 "no subject column: splitting voxels at random (voxels of one subject may share splits)"
             )
-            order = np.random.default_rng(self.seed).permutation(len(voxels.labels))
-            bounds = np.cumsum([0, *split_sizes(len(order), self.split)])
+            order = np.random.default_rng(self.settings.seed).permutation(len(voxels.labels))
+            bounds = np.cumsum([0, *split_sizes(len(order), self.settings.split)])
             parts = {
                 s: voxels.take(np.sort(order[bounds[i] : bounds[i + 1]]))
                 for i, s in enumerate(SPLITS)
             }
-        for name, fraction in zip(SPLITS, self.split):
+        for name, fraction in zip(SPLITS, self.settings.split):
             if fraction == 0:
                 continue
             counts = np.bincount(parts[name].labels, minlength=len(self.classes))
-            check_every_class(
-                self.classes, counts, name, self.subjects_dir or self.table_path or self.cache_dir
-            )
+            check_every_class(self.classes, counts, name, self.settings.where)
         self.data = {
             name: {
                 "x": torch.from_numpy(np.ascontiguousarray(part.features)),
@@ -212,7 +171,7 @@ class DTIDataModule(pl.LightningDataModule):
         x, y = self.data["train"]["x"].double(), self.data["train"]["y"]
         counts = class_counts(y, self.classes)
         weights = None
-        if self.use_class_weights:
+        if self.settings.class_weights:
             weights = counts.sum().double() / (len(self.classes) * counts.double())
         return DataSpec(
             classes=self.classes,
@@ -235,10 +194,10 @@ class DTIDataModule(pl.LightningDataModule):
         return TensorBatches(
             part["x"],
             part["y"],
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            group=self.steps_per_batch if train and single else 1,
+            batch_size=self.settings.batch_size if train else self.settings.eval_batch_size,
+            group=self.settings.steps_per_batch if train and single else 1,
             shuffle=train,
-            seed=self.seed,
+            seed=self.settings.seed,
             epoch_fn=self._current_epoch,
             pin_memory=pin_for(trainer),
         )

@@ -11,6 +11,7 @@ import numpy as np
 from mrinet.sim.anatomy.atlas import ATLAS_VOXEL_MM, MNI_TISSUES, Atlas, gather
 from mrinet.sim.anatomy.blas import single_threaded_blas
 from mrinet.sim.anatomy.warp import SubjectPose
+from mrinet.sim.phantom import phantom_affine
 
 
 def grid_axes(shape, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,8 +106,6 @@ def sample_subject(
 
 
 def _sample_subject(atlas, pose, shape, voxel_mm, slab, affine) -> SubjectAnatomy:
-    from mrinet.sim.phantom import phantom_affine
-
     shape = tuple(int(n) for n in shape)
     affine = phantom_affine(shape, voxel_mm) if affine is None else np.asarray(affine, float)
     k = fine_factor(voxel_mm)

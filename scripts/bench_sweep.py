@@ -2,20 +2,30 @@
 
     python scripts/bench_sweep.py pruning [--trials 24] [--pruner hyperband] [--data-size full]
         [--pruner-option reduction_factor=4] [--unpruned-journal PATH]
-    python scripts/bench_sweep.py async [--app train|toy] [--trials 8] [--slots 2]
+    python scripts/bench_sweep.py async [--app train|toy] [--epochs 5 20] [--order N ...]
+    python scripts/bench_sweep.py plot PRUNED_JOURNAL [--out-dir docs/img]
 
 pruning: the same search (`experiment=dti_mlp hparams_search=dti_mlp_optuna`, the default
-cohort, the same sampler seed) twice, without and with a pruner, each in its own journal study.
-Prints the trial-epochs each ran (the sum over trials of the validation epochs reported to the
-study; early stopping included) and their ratio (target <= 0.5), and the best val/dice_macro of
-each (target: within 0.01). Epoch counts do not depend on the machine's load.
+cohort, the same sampler seed) twice, without and with a pruner, each in its own journal study,
+trials one after the other in the sweeper's process, one simulated cohort for every trial
+(simulated before either search, or --data-dir), no test-set evaluation (the objective is
+val/dice_macro). Prints the trial-epochs each ran (the sum over trials of the validation epochs
+reported to the study; early stopping included) and their ratio (target <= 0.5), and the best
+val/dice_macro of each (target: within 0.01). Counts do not depend on the machine's load;
+`--concurrent` runs both searches at once (same counts, wall times under each other's load).
 
-async: the same 8 trials whose lengths differ up to 4x (a grid over max_epochs, so both runs
-have exactly the same trials) on `n_jobs` slots of the local launcher, batch by batch
-(`async_trials=false`) and asynchronously; prints both wall times and their ratio (target
-<= 0.75). Wall times depend on the load: measure on a quiet machine. `--app toy` runs the
-tests' toy objective (tests/sweep/toy_app.py: each epoch a sleep), which needs no CPU and so
-shows the scheduling alone, whatever the load.
+async: the same 8 real trials (tiny DTI cohort, training only trainer.max_epochs differing, up
+to 4x) enqueued into each study in one stated order (default: lengths 20 5 20 5 15 10 15 10,
+long and short alternating, so each batch of 2 pairs a long trial with a short one; --order
+gives another), run on `n_jobs` slots of the local launcher batch by batch
+(`async_trials=false`) and asynchronously; prints the order, both wall times, the epoch-unit
+bound of that order (start-ups left out) and the ratio last (target <= 0.75). Wall times
+depend on the load: measure on a quiet machine. `--app toy` runs the tests' toy objective
+(tests/sweep/toy_app.py: each epoch a sleep) in the same order, which shows the scheduling
+with next to no CPU.
+
+plot: optuna-dashboard's intermediate values and optimization history of a study (e.g. the
+pruned search's journal) as PNGs, through Optuna's matplotlib plots of the same storage.
 """
 
 from __future__ import annotations
@@ -251,6 +261,33 @@ def async_vs_batch(args: argparse.Namespace) -> None:
     )
 
 
+def plot(args: argparse.Namespace) -> None:
+    """What optuna-dashboard draws for a study, as PNGs (Optuna's matplotlib plots of the same
+    storage): each trial's value per epoch (pruned trials end early) and the history."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.visualization import matplotlib as views
+
+    study = journal_study(Path(args.journal), args.study)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        for name, view in (
+            ("intermediate", views.plot_intermediate_values),
+            ("history", views.plot_optimization_history),
+        ):
+            ax = view(study)
+            ax.figure.set_size_inches(7, 4)
+            ax.figure.tight_layout()
+            path = out / f"{args.prefix}_{name}.png"
+            ax.figure.savefig(path, dpi=90)
+            print(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -293,8 +330,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     a.add_argument("--epoch-s", type=float, default=1.0, help="toy: seconds per epoch")
     a.add_argument("--data-dir", default=None)
+    v = sub.add_parser("plot", help="optuna-dashboard's intermediate values and history as PNGs")
+    v.add_argument("journal", help="a study's journal file (e.g. the pruned one of `pruning`)")
+    v.add_argument("--study", default="dti_mlp")
+    v.add_argument("--out-dir", default=str(ROOT / "docs" / "img"))
+    v.add_argument("--prefix", default="sweep_pruned")
     args = parser.parse_args(argv)
-    (pruning if args.what == "pruning" else async_vs_batch)(args)
+    {"pruning": pruning, "async": async_vs_batch, "plot": plot}[args.what](args)
 
 
 if __name__ == "__main__":

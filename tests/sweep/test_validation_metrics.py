@@ -24,6 +24,8 @@ from mrinet.nets.cnn import ConvNet  # noqa: E402
 from mrinet.nets.mlp import MLP  # noqa: E402
 from mrinet.run.validation_metrics import declared_metrics, logged  # noqa: E402
 
+CLASSIFIER = "mrinet.models.classifier.Classifier"
+BACKPROP = "mrinet.models.backprop_classifier.BackpropClassifier"
 VOXEL_CLASSES = ("thalamus", "corpus_callosum", "cortical_wm")
 IMAGE_CLASSES = ("reference", "accelerated")
 
@@ -126,7 +128,7 @@ def nothing_ran(work: Path, journal: Path) -> None:
     [
         ("val/dice_gray_matter", "max", []),  # a class the DTI data does not have
         ("val/auroc", "max", []),  # the image classifier's, not the voxel MLP's
-        ("val/mse", "min", ["model.decision=choice(argmax,tuned)"]),  # one config per model
+        ("val/mse", "min", [f"model._target_=choice({CLASSIFIER},{BACKPROP})"]),  # each model
     ],
 )
 def test_a_metric_the_model_never_logs_in_validation_is_refused(tmp_path, cli, metric, mode, model):
@@ -152,7 +154,7 @@ def test_a_metric_the_model_never_logs_in_validation_is_refused(tmp_path, cli, m
     if metric == "val/dice_gray_matter":
         assert "val/dice_thalamus" in out  # it lists what the model logs, per class
     if model:
-        assert "the trials' model (model.decision=argmax)" in out  # the first one it picks
+        assert f"the trials' model (model._target_={CLASSIFIER})" in out  # the first one
     nothing_ran(tmp_path, journal)
 
 

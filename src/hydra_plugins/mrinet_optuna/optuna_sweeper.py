@@ -192,7 +192,8 @@ class MrinetOptunaSweeper(TrialLoop, Sweeper):
 
     def _validate_probe(self) -> list[tuple[str, DictConfig]]:
         """Compose one job's config (first choice / lower bound of each parameter), and one per
-        other choice of a parameter that picks the model (`model`, `model.*`, `experiment`):
+        other choice of a parameter that picks the model (`model`, `model._target_`,
+        `experiment`):
         [(that choice's override, or "" for the first config, composed config)]."""
         from mrinet.errors import ConfigError
 
@@ -202,7 +203,7 @@ class MrinetOptunaSweeper(TrialLoop, Sweeper):
 
         def picks_model(p: Any) -> bool:
             key = p.key.lstrip("+~")
-            model = key in ("model", "experiment") or key.startswith(("model.", "model/"))
+            model = key in ("model", "experiment", "model._target_")
             return model and hasattr(p.distribution, "choices")
 
         base = [*self.fixed, *(first(p) for p in self.space)]

@@ -281,6 +281,9 @@ def plot(args: argparse.Namespace) -> None:
             ("history", views.plot_optimization_history),
         ):
             ax = view(study)
+            if name == "intermediate" and ax.get_legend() is not None:
+                ax.get_legend().remove()  # one entry per trial: the lines say enough
+            ax.set_ylabel(args.metric if name == "intermediate" else f"best {args.metric}")
             ax.figure.set_size_inches(7, 4)
             ax.figure.tight_layout()
             path = out / f"{args.prefix}_{name}.png"
@@ -333,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     v = sub.add_parser("plot", help="optuna-dashboard's intermediate values and history as PNGs")
     v.add_argument("journal", help="a study's journal file (e.g. the pruned one of `pruning`)")
     v.add_argument("--study", default="dti_mlp")
+    v.add_argument("--metric", default="val/dice_macro", help="the y axis' label")
     v.add_argument("--out-dir", default=str(ROOT / "docs" / "img"))
     v.add_argument("--prefix", default="sweep_pruned")
     args = parser.parse_args(argv)

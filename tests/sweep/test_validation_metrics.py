@@ -112,6 +112,24 @@ SEARCH = [
 ]
 
 
+def search(cli, work: Path, *overrides: str) -> str:
+    """Run the search with `overrides` through `python -m mrinet.train -m`; exit 1 expected,
+    without a traceback; its output."""
+    proc = cli(
+        "mrinet.train",
+        *SEARCH,
+        *overrides,
+        f"paths.log_dir={work / 'logs'}",
+        f"paths.data_dir={work / 'data'}",
+        cwd=work,
+        timeout=240,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    return out
+
+
 def nothing_ran(work: Path, journal: Path) -> None:
     assert not list(work.glob("logs/**/.hydra")), "a trial ran"
     if journal.exists():
@@ -133,21 +151,10 @@ def nothing_ran(work: Path, journal: Path) -> None:
 )
 def test_a_metric_the_model_never_logs_in_validation_is_refused(tmp_path, cli, metric, mode, model):
     journal = tmp_path / "study.journal"
-    proc = cli(
-        "mrinet.train",
-        *SEARCH,
-        f"optimized_metric={metric}",
-        f"optimized_mode={mode}",
-        *model,
-        f"hydra.sweeper.storage=journal:{journal}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        f"paths.data_dir={tmp_path / 'data'}",
-        cwd=tmp_path,
-        timeout=240,
+    storage = f"hydra.sweeper.storage=journal:{journal}"
+    out = search(
+        cli, tmp_path, f"optimized_metric={metric}", f"optimized_mode={mode}", *model, storage
     )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out[-3000:]
-    assert "Traceback" not in out, out[-3000:]
     assert f"{metric!r} is never logged in validation" in out, out[-3000:]
     assert "where: optimized_metric" in out and "optimized_metric=val/dice_macro" in out
     assert "hydra.sweeper.pruner=none" in out
@@ -161,17 +168,13 @@ def test_a_metric_the_model_never_logs_in_validation_is_refused(tmp_path, cli, m
 def test_a_model_without_a_declaration_is_warned_about_not_refused(tmp_path, cli):
     # torch.nn.Identity declares nothing: a warning, and the sweep goes on to its next check
     # (a journal folder that does not exist), so nothing runs
-    proc = cli(
-        "mrinet.train",
-        *SEARCH,
+    journal = tmp_path / "no" / "study.journal"
+    out = search(
+        cli,
+        tmp_path,
         "model._target_=torch.nn.Identity",
-        f"hydra.sweeper.storage=journal:{tmp_path / 'no' / 'study.journal'}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        cwd=tmp_path,
-        timeout=240,
+        f"hydra.sweeper.storage=journal:{journal}",
     )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out[-3000:]
     assert "torch.nn.Identity) declares no validation_metrics" in out, out[-3000:]
     assert "'val/dice_macro' was not checked" in out
     assert "where: hydra.sweeper.storage" in out  # the next check's error, not the metric's

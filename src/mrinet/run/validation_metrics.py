@@ -28,12 +28,16 @@ def declared_metrics(model_class: type, cfg: DictConfig) -> list[str] | None:
     if not callable(declare):
         return None
     # class names as the trial will have them, if the config says (else per-class patterns)
-    classes = OmegaConf.select(cfg, "model.class_names", default=None)
-    if classes is None:
-        classes = OmegaConf.select(cfg, "data.classes", default=None)
-    if classes is not None:
-        classes = [str(c) for c in OmegaConf.to_container(classes, resolve=True)]
-    return list(declare(classes))
+    classes = None
+    for key in ("model.class_names", "data.classes"):
+        try:
+            node = OmegaConf.select(cfg, key, default=None)
+            classes = None if node is None else OmegaConf.to_container(node, resolve=True)
+        except Exception:  # an interpolation only a job can resolve: per-class patterns
+            classes = None
+        if classes is not None:
+            break
+    return list(declare(None if classes is None else [str(c) for c in classes]))
 
 
 def logged(metric: str, names: list[str]) -> bool:

@@ -247,13 +247,29 @@ def async_vs_batch(args: argparse.Namespace) -> None:
             cwd=work,
             env=env,
         )
-        ran = [t.params[key] for t in journal_study(journal, study).get_trials(deepcopy=False)]
+        done = journal_study(journal, study).get_trials(deepcopy=False)
+        ran = [t.params[key] for t in done]
         if ran != lengths:
             raise SystemExit(f"{label}: the study ran {ran}, not the enqueued {lengths}")
-        print(f"{label:5s}: wall {walls[label]:.1f} s")
+        # each trial's slot time: asked (its process spawned) to told (its result read)
+        slot_s = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
+        print(
+            f"{label:5s}: wall {walls[label]:.1f} s; each trial's slot time (s): "
+            f"{' '.join(f'{x:.0f}' for x in slot_s)}"
+        )
+        if label == "async":  # told the moment each ends (a batch's are told together)
+            by_length = {n: [x for m, x in zip(lengths, slot_s) if m == n] for n in set(lengths)}
+            mean = {n: sum(v) / len(v) for n, v in by_length.items()}
+            spread = mean[max(lengths)] / mean[min(lengths)]
+            measured = makespans([round(x) for x in slot_s], args.slots)
     print(
         f"epoch-unit bound (no start-ups): batch {batch_units}, async {async_units}, "
         f"{async_units / batch_units:.3f}"
+    )
+    print(
+        f"measured trial lengths: longest/shortest {spread:.2f}x in time (epochs: "
+        f"{max(lengths) / min(lengths):.1f}x; a trial's fixed start-up/test time narrows it); "
+        f"bound for those lengths: {measured[1] / measured[0]:.3f}"
     )
     print(
         f"async/batch wall time: {walls['async'] / walls['batch']:.3f} (target <= 0.75; "

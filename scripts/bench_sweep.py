@@ -19,8 +19,10 @@ to 4x) enqueued into each study in one stated order (default: lengths 20 5 20 5 
 long and short alternating, so each batch of 2 pairs a long trial with a short one; --order
 gives another), run on `n_jobs` slots of the local launcher batch by batch
 (`async_trials=false`) and asynchronously; prints the order, both wall times, the epoch-unit
-bound of that order (start-ups left out) and the ratio last (target <= 0.75). Wall times
-depend on the load: measure on a quiet machine. `--app toy` runs the tests' toy objective
+bound of that order (start-ups left out), each trial's slot time, how far apart the lengths
+really were in time, and the ratio last (target <= 0.75). Every trial also pays a fixed
+start-up (process, imports, data, test): for the target the epochs must dwarf it, e.g.
+`--epochs 75 300` on a quiet machine. Wall times depend on the load: measure on a quiet machine. `--app toy` runs the tests' toy objective
 (tests/sweep/toy_app.py: each epoch a sleep) in the same order, which shows the scheduling
 with next to no CPU.
 

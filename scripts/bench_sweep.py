@@ -301,7 +301,7 @@ def plot(args: argparse.Namespace) -> None:
             ax = view(study)
             if name == "intermediate" and ax.get_legend() is not None:
                 ax.get_legend().remove()  # one entry per trial: the lines say enough
-            ax.set_ylabel(args.metric if name == "intermediate" else f"best {args.metric}")
+            ax.set_ylabel(args.metric)
             ax.figure.set_size_inches(7, 4)
             ax.figure.tight_layout()
             path = out / f"{args.prefix}_{name}.png"

@@ -58,7 +58,7 @@ def finish(started: tuple) -> float:
     output's tail)."""
     cmd, proc, log, t0 = started
     code = proc.wait()
-    took = time.perf_counter() - t0
+    took = getattr(proc, "ended", time.perf_counter()) - t0
     if code != 0:
         log.seek(0)
         print(log.read()[-4000:], file=sys.stderr)
@@ -131,6 +131,12 @@ def pruning(args: argparse.Namespace) -> None:
         running[label] = (pruner, journal, start([*common, *extra], work, env))
         if not args.concurrent:
             running[label] = (pruner, journal, finish(running[label][2]))
+    procs = [started[1] for _, _, started in running.values() if not isinstance(started, float)]
+    while any(p.poll() is None for p in procs):  # each one's own end time (--concurrent)
+        time.sleep(1.0)
+        for p in procs:
+            if p.poll() is not None and not hasattr(p, "ended"):
+                p.ended = time.perf_counter()
     for label, (pruner, journal, started) in running.items():
         took = started if isinstance(started, float) else finish(started)
         study = journal_study(journal, "dti_mlp")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -331,12 +332,16 @@ def test_pruning_under_ddp_stops_every_rank_at_the_same_epoch(tmp_path, data_dir
 
 @pytest.mark.slow
 def test_pruning_on_a_metric_never_logged_in_validation_stops_the_sweep(tmp_path, data_dir, cli):
-    """A val/ name the model does not log: the first trial says which ones it logs, and the
-    sweep starts no other trial (every one would fail the same way)."""
+    """A val/ name a model that declares nothing does not log (mrinet's own models are refused
+    before any trial: tests/sweep/test_validation_metrics.py): a warning that the check was
+    skipped, the first trial says which ones it logs, and the sweep starts no other trial."""
+    tests = next(p for p in Path(__file__).resolve().parents if p.name == "tests")
+    sweep_tests = tests / "sweep"  # undeclared_model.py
     proc = cli(
         "mrinet.train",
         "-m",
         *tiny(data_dir, tmp_path),
+        "model._target_=undeclared_model.UndeclaredClassifier",
         "trainer.max_epochs=2",
         "hparams_search=dti_mlp_optuna",
         f"hydra.sweeper.storage=journal:{tmp_path / 'study.journal'}",
@@ -348,9 +353,13 @@ def test_pruning_on_a_metric_never_logged_in_validation_stops_the_sweep(tmp_path
         "callbacks.model_checkpoint.monitor=val/loss",
         "callbacks.model_checkpoint.mode=min",
         cwd=tmp_path,
+        env={
+            "PYTHONPATH": os.pathsep.join([str(sweep_tests.parents[1] / "src"), str(sweep_tests)])
+        },
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-3000:]
+    assert "declares no validation_metrics(class_names)" in out, out[-3000:]
     assert "optimized_metric 'val/nosuch' is not logged during validation" in out
     assert "where: optimized_metric" in out and "val/dice_macro" in out
     rows = read_summary(only_sweep_dir(tmp_path))

@@ -180,23 +180,49 @@ class MrinetOptunaSweeper(TrialLoop, Sweeper):
                 "hydra.sweeper.storage=journal:./optuna.journal (or an RDB URL such as "
                 "sqlite:///optuna.db)",
             )
-        self._validate_probe()
+        probes = self._validate_probe()
+        if pruning:
+            from mrinet.run.validation_metrics import check_pruned_metric
+
+            for pick, cfg in probes:  # each model the search can pick
+                where = f"the trials' model ({pick})" if pick else "the trials' model"
+                check_pruned_metric(cfg, self.pruner_name, where)
         self.store = open_storage(self.spec)
         self.study = open_study(
             self.store, str(self.study_name), self.direction, self.sampler, self.pruner
         )
 
-    def _validate_probe(self) -> None:
-        """Compose one job's config (first choice / lower bound of each parameter)."""
+    def _validate_probe(self) -> list[tuple[str, DictConfig]]:
+        """Compose one job's config (first choice / lower bound of each parameter), and one per
+        other choice of a parameter that picks the model (`model`, `model._target_`,
+        `experiment`):
+        [(that choice's override, or "" for the first config, composed config)]."""
         # lazy: Hydra imports every plugin module when any app starts
         from mrinet.errors import ConfigError
 
-        probe = list(self.fixed)
-        for p in self.space:
+        def first(p: Any) -> str:
             dist = p.distribution
-            probe.append(p.override(dist.choices[0] if hasattr(dist, "choices") else dist.low))
+            return p.override(dist.choices[0] if hasattr(dist, "choices") else dist.low)
+
+        def picks_model(p: Any) -> bool:
+            key = p.key.lstrip("+~")
+            model = key in ("model", "experiment", "model._target_")
+            return model and hasattr(p.distribution, "choices")
+
+        base = [*self.fixed, *(first(p) for p in self.space)]
+        picks = [i for i, p in enumerate(self.space) if picks_model(p)]
+        probes = [(" ".join(base[len(self.fixed) + i] for i in picks), base)]
+        for i in picks:
+            for choice in self.space[i].distribution.choices[1:]:
+                probe = list(base)
+                probe[len(self.fixed) + i] = self.space[i].override(choice)
+                probes.append((probe[len(self.fixed) + i], probe))
+        loader = self.hydra_context.config_loader
         try:
-            self.validate_batch_is_legal([probe])
+            return [
+                (pick, loader.load_sweep_config(master_config=self.config, sweep_overrides=probe))
+                for pick, probe in probes
+            ]
         except Exception as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(

@@ -23,7 +23,12 @@ from mrinet.errors import ConfigError, check_choice
 from mrinet.models.decision import DECISIONS, DecisionRule, offsets_at_top_level, per_channel
 from mrinet.models.grouped_steps import GroupedSteps
 from mrinet.models.losses import LOSSES, labelled_voxels, soft_dice_loss  # noqa: F401 (re-export)
-from mrinet.models.metrics import ConfusionCounts, batch_confusion, confusion_metrics
+from mrinet.models.metrics import (
+    ConfusionCounts,
+    batch_confusion,
+    confusion_metric_names,
+    confusion_metrics,
+)
 from mrinet.models.net_builder import (
     build_net,
     check_logits,
@@ -116,6 +121,12 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     def check_net(self) -> None:
         """Refuse a net this model cannot train, once it is built (subclasses add checks)."""
+
+    @classmethod
+    def validation_metrics(cls, class_names: Sequence[str] | None = None) -> list[str]:
+        """What each validation epoch logs (`_epoch_end`), so a sweep can check a pruner's
+        optimized_metric before any trial runs; unknown classes give `val/dice_*` patterns."""
+        return [f"val/{k}" for k in confusion_metric_names(class_names)] + ["val/loss"]
 
     @property
     def logit_offset(self) -> torch.Tensor:

@@ -39,6 +39,12 @@ class ImageClassifier(Classifier):
         self._scores: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._examples: dict[str, list[tuple[torch.Tensor, int, int, float]]] = {}
 
+    @classmethod
+    def validation_metrics(cls, class_names: Sequence[str] | None = None) -> list[str]:
+        """The Classifier's, and `val/auroc` for two classes (`_image_epoch_end`)."""
+        binary = class_names is None or len(class_names) == 2
+        return super().validation_metrics(class_names) + (["val/auroc"] if binary else [])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = super().forward(x)
         if not self.training:

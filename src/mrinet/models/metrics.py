@@ -7,6 +7,10 @@ from collections.abc import Sequence
 import torch
 from torchmetrics import Metric
 
+# the keys of confusion_metrics: these scalars, then each per-class metric per class
+SCALAR_METRICS = ("acc", "bal_acc", "f1_macro", "dice_macro")
+PER_CLASS_METRICS = ("dice", "f1", "recall", "precision")
+
 
 def confusion_metrics(confmat: torch.Tensor, class_names: Sequence[str]) -> dict[str, torch.Tensor]:
     """Accuracy, balanced accuracy (macro recall), per-class Dice/F1/recall/precision, macros.
@@ -31,12 +35,20 @@ def confusion_metrics(confmat: torch.Tensor, class_names: Sequence[str]) -> dict
         "f1_macro": f1_macro,
     }
     out["dice_macro"] = out["f1_macro"]
+    per_class = {"dice": f1, "f1": f1, "recall": recall, "precision": precision}
     for i, name in enumerate(class_names):
-        out[f"dice_{name}"] = f1[i]
-        out[f"f1_{name}"] = f1[i]
-        out[f"recall_{name}"] = recall[i]
-        out[f"precision_{name}"] = precision[i]
+        for metric in PER_CLASS_METRICS:
+            out[f"{metric}_{name}"] = per_class[metric][i]
     return {k: v.float() for k, v in out.items()}
+
+
+def confusion_metric_names(class_names: Sequence[str] | None = None) -> list[str]:
+    """The keys `confusion_metrics` returns; unknown class names give `<metric>_*` patterns
+    (what a sweep checks its optimized_metric against before the data exists)."""
+    names = list(SCALAR_METRICS)
+    for name in class_names if class_names is not None else ["*"]:
+        names += [f"{metric}_{name}" for metric in PER_CLASS_METRICS]
+    return names
 
 
 def dice_from_counts(

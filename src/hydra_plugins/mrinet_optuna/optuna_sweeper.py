@@ -182,6 +182,7 @@ class MrinetOptunaSweeper(TrialLoop, Sweeper):
             )
         probes = self._validate_probe()
         if pruning:
+            # lazy: Hydra imports every plugin module when any app starts
             from mrinet.run.validation_metrics import check_pruned_metric
 
             for pick, cfg in probes:  # each model the search can pick

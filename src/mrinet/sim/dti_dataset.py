@@ -58,11 +58,13 @@ def _write_subject(
     from mrinet.io.dwi import write_bvals_bvecs
     from mrinet.io.nifti import save_nifti
     from mrinet.mri.dti import fit_tensor, select_volumes
+    from mrinet.sim.cpu_clock import CpuClock
     from mrinet.sim.dti import simulate_subject
     from mrinet.sim.phantom import phantom_affine
 
     t0 = time.perf_counter()
-    sim = simulate_subject(params, rng)
+    clock = CpuClock()
+    sim = simulate_subject(params, rng, clock)
     affine = phantom_affine(sim["labels"].shape, float(params["grid"]["voxel_mm"]))
     dwi = sim["dwi"]
     if layout == "hcp":
@@ -80,23 +82,28 @@ def _write_subject(
         record = {**meta, "layout": "hcp", "params": params, "shape": list(sim["labels"].shape)}
         (folder / "simulation.json").write_text(json.dumps(record, indent=2, sort_keys=True))
         return
-    save_nifti(folder / "data.nii.gz", dwi, affine)
-    write_bvals_bvecs(folder / "bvals", folder / "bvecs", sim["bvals"], sim["bvecs"])
-    save_nifti(folder / "nodif_brain_mask.nii.gz", sim["mask"], affine, dtype=np.uint8)
-    save_nifti(folder / "T1w.nii.gz", sim["t1w"], affine, dtype=np.float32)
-    save_nifti(folder / "aparc+aseg.nii.gz", sim["labels"], affine, dtype=np.int32)
-    if "wmparc" in sim:  # phantom.wmparc (anatomical phantom): FreeSurfer's wmparc.nii.gz
-        save_nifti(folder / "wmparc.nii.gz", sim["wmparc"], affine, dtype=np.int32)
+    with clock("write DWI"):
+        save_nifti(folder / "data.nii.gz", dwi, affine, fast_gzip=True)
+    with clock("write other NIfTI"):
+        write_bvals_bvecs(folder / "bvals", folder / "bvecs", sim["bvals"], sim["bvecs"])
+        save_nifti(folder / "nodif_brain_mask.nii.gz", sim["mask"], affine, dtype=np.uint8)
+        save_nifti(folder / "T1w.nii.gz", sim["t1w"], affine, dtype=np.float32)
+        save_nifti(folder / "aparc+aseg.nii.gz", sim["labels"], affine, dtype=np.int32)
+        if "wmparc" in sim:  # phantom.wmparc (anatomical phantom): FreeSurfer's wmparc.nii.gz
+            save_nifti(folder / "wmparc.nii.gz", sim["wmparc"], affine, dtype=np.int32)
 
     # maps fitted from exactly the stored data, as a real pipeline would
     fit_cfg = params["fit"]
     keep = select_volumes(sim["bvals"], fit_cfg["max_bval"], fit_cfg["b0_threshold"])
     sub = dwi if keep.all() else dwi[..., keep]
-    fit = fit_tensor(sub, sim["bvals"][keep], sim["bvecs"][keep], fit_cfg["method"], sim["mask"])
-    for name in ("fa", "md", "ad", "rd"):
-        save_nifti(
-            folder / f"{name.upper()}.nii.gz", getattr(fit, name).numpy(), affine, np.float32
-        )
+    with clock("tensor fit"):
+        bvals, bvecs = sim["bvals"][keep], sim["bvecs"][keep]
+        fit = fit_tensor(sub, bvals, bvecs, fit_cfg["method"], sim["mask"])
+    with clock("write other NIfTI"):
+        for name in ("fa", "md", "ad", "rd"):
+            save_nifti(
+                folder / f"{name.upper()}.nii.gz", getattr(fit, name).numpy(), affine, np.float32
+            )
 
     record = {
         **meta,
@@ -107,6 +114,8 @@ def _write_subject(
         "units": {"MD/AD/RD": "um^2/ms", "bvals": "s/mm^2"},
         "axes": "X right->left, Y posterior->anterior, Z inferior->superior (affine RAS+ mm)",
         "seconds": round(time.perf_counter() - t0, 3),
+        # CPU seconds per stage in the simulating process (scripts/bench_first_run.py)
+        "cpu_seconds": clock.rounded(),
     }
     (folder / "simulation.json").write_text(json.dumps(record, indent=2, sort_keys=True))
 

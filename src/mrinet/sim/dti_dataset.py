@@ -167,6 +167,7 @@ def _write_in_parallel(jobs: list, n_workers: int, bar: CohortProgress | None) -
     """Write `jobs` in this process and `n_workers - 1` spawned ones: this process is started
     already (one interpreter and torch import fewer than a pool of n_workers), each worker keeps
     a job queued while several remain, so it never waits for this process's subject."""
+    # lazy: start-up, only a cohort simulated in parallel needs these
     import multiprocessing
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -201,7 +202,7 @@ class CohortProgress:
     (redrawn in place on a terminal, one line per subject otherwise)."""
 
     def __init__(self, total: int, stream=None, width: int = 24) -> None:
-        import sys
+        import sys  # lazy: start-up, only a simulation draws the bar
 
         self.total, self.done, self.width = int(total), 0, width
         self.stream = sys.stderr if stream is None else stream

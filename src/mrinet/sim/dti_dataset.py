@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -202,8 +203,6 @@ class CohortProgress:
     (redrawn in place on a terminal, one line per subject otherwise)."""
 
     def __init__(self, total: int, stream=None, width: int = 24) -> None:
-        import sys  # lazy: start-up, only a simulation draws the bar
-
         self.total, self.done, self.width = int(total), 0, width
         self.stream = sys.stderr if stream is None else stream
         self.start = time.perf_counter()

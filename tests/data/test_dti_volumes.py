@@ -166,4 +166,3 @@ def test_the_configured_augmentation_reaches_the_training_crops(data_dir):
     dm.setup("fit")
     loader = dm.train_dataloader()
     assert (loader.augment_prob, loader.rotate_deg, loader.scale) == (0.5, 7.0, 0.05)
-

@@ -124,3 +124,51 @@ def test_cli_writes_a_cohort(tmp_path, capsys):
     record = json.loads((paths[0] / "simulation.json").read_text())
     assert record["preset"] == "lecture" and record["params"]["snr"] == 20.0
     assert "1 subjects" in capsys.readouterr().out
+
+
+def test_progress_bar_counts_subjects_and_estimates_the_rest():
+    """The first run's bar: on stderr, a line per subject off a terminal, the time left from
+    the subjects done so far."""
+    import io
+
+    from mrinet.sim.dti_dataset import CohortProgress
+
+    stream = io.StringIO()
+    bar = CohortProgress(4, stream=stream, width=8)
+    bar.start -= 10.0  # as if the first subject took 10 s
+    bar.step()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("simulating DTI cohort [........] 0/4 subjects")
+    assert "[##......] 1/4 subjects, 10 s, ~30 s left" in lines[1]
+    for _ in range(3):
+        bar.step()
+    assert stream.getvalue().splitlines()[-1].endswith("4/4 subjects, 10 s, done")
+
+
+def test_simulation_json_records_cpu_seconds_per_stage(cohort):
+    _, paths = cohort
+    cpu = json.loads((paths[0] / "simulation.json").read_text())["cpu_seconds"]
+    assert {"signal", "noise", "tensor fit", "write DWI"} <= set(cpu)
+    assert all(sec >= 0 for sec in cpu.values()) and sum(cpu.values()) > 0
+
+
+def test_cohort_verified_once_per_process_until_a_file_changes(tmp_path, monkeypatch):
+    """A run asks for the cohort several times: its SHA-1s are checked once per process, and
+    again as soon as any file changes (a same-size corruption is still found)."""
+    import mrinet.io.integrity as integrity
+    from mrinet.sim.dti_cache import ensure_synthetic_cohort
+
+    params = {"subjects": 1, "seed": 3, "preset": "literature", **SMALL}
+    target = ensure_synthetic_cohort(tmp_path, params)
+    hashed = []
+    original = integrity.file_sha1
+    monkeypatch.setattr(integrity, "file_sha1", lambda p: hashed.append(p) or original(p))
+    ensure_synthetic_cohort(tmp_path, params)
+    assert hashed == []  # written and hashed by this process: not read again
+    fa = target / "sub-000" / "FA.nii.gz"
+    data = bytearray(fa.read_bytes())
+    data[-10:] = bytes(10)  # same size, different bytes
+    fa.write_bytes(bytes(data))
+    ensure_synthetic_cohort(tmp_path, params)
+    assert hashed  # the change was seen, the cohort verified again ...
+    assert fa.read_bytes() != bytes(data)  # ... and the corrupt subject simulated again

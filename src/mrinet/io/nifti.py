@@ -79,13 +79,32 @@ def diagnose_nifti(path: str | Path) -> str:
     return "not a NIfTI image (no NIfTI magic in the header)"
 
 
+def _fortran_order(arr: np.ndarray) -> np.ndarray:
+    """`arr` as a Fortran-ordered array (NIfTI's order); a C-ordered 4D series is transposed in
+    two torch passes (volume axis first, then each volume), 2x faster than numpy's one pass."""
+    if arr.ndim != 4 or not arr.flags.c_contiguous or arr.flags.f_contiguous:
+        return np.asfortranarray(arr)
+    import torch  # lazy: start-up, only 4D writes need it
+
+    x, y, z, n = arr.shape
+    try:
+        series = torch.from_numpy(arr)
+    except TypeError:  # a dtype torch lacks (uint16 on old torch): numpy's one pass
+        return np.asfortranarray(arr)
+    by_volume = series.reshape(-1, n).t().contiguous().reshape(n, x, y, z)
+    return by_volume.permute(0, 3, 2, 1).contiguous().numpy().T
+
+
 MGH_DTYPES = (np.uint8, np.int16, np.int32, np.float32)  # what FreeSurfer's .mgz can hold
 
 
-def save_nifti(path: str | Path, data, affine, dtype=None) -> Path:
+def save_nifti(path: str | Path, data, affine, dtype=None, fast_gzip: bool = False) -> Path:
     """Write `data` with `affine` to `path` atomically (temporary name, then rename).
 
     A `.mgz` path writes FreeSurfer's MGH format instead (integers as int32, floats float32).
+    `fast_gzip=True` gzips a `.nii.gz` with run-length matching only (zlib's Z_RLE): on a
+    simulated DWI series (noise inside the head, zeros outside) ~2x faster than nibabel's level 1
+    and 5 % smaller; any gzip reader reads it.
     """
     import nibabel as nib
 
@@ -100,6 +119,18 @@ def save_nifti(path: str | Path, data, affine, dtype=None) -> Path:
         img = nib.Nifti1Image(arr, np.asarray(affine, dtype=np.float64))
         img.header.set_xyzt_units("mm", "sec")
         suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    if fast_gzip and suffix == ".nii.gz":
+        # Fortran order: nibabel then writes contiguous slices instead of gathering strided ones
+        img = nib.Nifti1Image(_fortran_order(arr), img.affine, img.header)
+        packer = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_RLE)  # wbits 31: gzip
+        raw = img.to_bytes()
+        with atomic_file(path) as tmp:
+            with open(tmp, "wb") as handle:
+                step = 1 << 24
+                for start in range(0, len(raw), step):
+                    handle.write(packer.compress(memoryview(raw)[start : start + step]))
+                handle.write(packer.flush())
+        return path
     with atomic_file(path) as tmp:
         tmp_named = tmp.with_name(tmp.name + suffix)  # nibabel picks compression from the suffix
         try:

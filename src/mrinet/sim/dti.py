@@ -28,6 +28,7 @@ from mrinet.sim.anatomy.blas import single_threaded_blas
 from mrinet.sim.anatomy.fibres import fibre_orientations
 from mrinet.sim.anatomy.subject import sample_subject
 from mrinet.sim.anatomy.warp import random_pose
+from mrinet.sim.cpu_clock import CpuClock, clock_or_none
 from mrinet.sim.phantom import TISSUES, make_brain_anatomy, tissue_fractions
 
 PRESETS = ("lecture", "literature")
@@ -133,15 +134,18 @@ def grid_shape(params: dict, anatomy: str) -> tuple[int, int, int]:
     return tuple(int(n) for n in shape)
 
 
-def simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def simulate_subject(
+    params: dict, rng: np.random.Generator, clock: CpuClock | None = None
+) -> dict[str, np.ndarray]:
     """One subject: labels (X,Y,Z) int32 (FreeSurfer's view), tissue (X,Y,Z) int32 (what the
     signals come from), dwi (X,Y,Z,N) (dtype `dwi_dtype`), bvals (N,), bvecs (N,3), t1w (X,Y,Z)
-    float32, mask (X,Y,Z) bool, and the pure-tissue ground truth ad/rd (um^2/ms)."""
+    float32, mask (X,Y,Z) bool, and the pure-tissue ground truth ad/rd (um^2/ms). `clock`
+    collects CPU seconds per stage (the first-run benchmark)."""
     with single_threaded_blas():
-        return _simulate_subject(params, rng)
+        return _simulate_subject(params, rng, clock_or_none(clock))
 
 
-def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _simulate_subject(params: dict, rng: np.random.Generator, clock) -> dict[str, np.ndarray]:
     phantom = params.get("phantom") or {}
     anatomy = resolve_anatomy(phantom.get("anatomy"))
     wmparc = None
@@ -149,11 +153,16 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
     shape = grid_shape(params, anatomy)
     subject = None
     if anatomy == "mni_aparc":
-        atlas = load_atlas()
-        pose = random_pose(rng, np.asarray(shape) * voxel_mm, float(phantom.get("deform_mm", 2.0)))
-        subject = sample_subject(atlas, pose, shape, voxel_mm)
-        if phantom.get("wmparc"):
-            wmparc = subject.resample(load_wmparc()).astype(np.int32)
+        with clock("atlas (once per process)"):
+            atlas = load_atlas()
+            if phantom.get("wmparc"):
+                load_wmparc()
+        with clock("anatomy"):
+            deform_mm = float(phantom.get("deform_mm", 2.0))
+            pose = random_pose(rng, np.asarray(shape) * voxel_mm, deform_mm)
+            subject = sample_subject(atlas, pose, shape, voxel_mm)
+            if phantom.get("wmparc"):
+                wmparc = subject.resample(load_wmparc()).astype(np.int32)
         tissue, labels = subject.tissue, subject.labels
         tissues = MNI_TISSUES
         missing = [n for n in tissues if n != "background" and n not in params["tissues"]]
@@ -169,10 +178,11 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
         if sigma_pv > 0:  # the acquisition's point spread on top of the voxel's own average
             from scipy.ndimage import gaussian_filter
 
-            fractions = {
-                n: gaussian_filter(f, sigma=sigma_pv, mode="nearest", truncate=3.0)
-                for n, f in fractions.items()
-            }
+            with clock("partial volume"):
+                fractions = {
+                    n: gaussian_filter(f, sigma=sigma_pv, mode="nearest", truncate=3.0)
+                    for n, f in fractions.items()
+                }
     else:
         if phantom.get("wmparc"):
             raise ConfigError(
@@ -194,22 +204,56 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
         fractions = tissue_fractions(tissue, float(params["partial_volume_sigma_vox"]))
     head = fractions["background"] < 0.999
     n_head = int(head.sum())
-    rho = float(params["smooth_fraction"])
-    b = bvals / 1000.0  # ms/um^2
-
     signal = np.zeros((n_head, bvals.size), dtype=np.float32)
     t1w_head = np.zeros(n_head, dtype=np.float64)
     truth_ad = np.zeros(shape, dtype=np.float32)
     truth_rd = np.zeros(shape, dtype=np.float32)
-    smooth = _smooth_field(shape, 4.0, rng, n=3)[:, head]
-    orient = _smooth_field(shape, float(params["orientation_smooth_vox"]), rng, n=3)[:, head]
+    with clock("random fields"):
+        smooth = _smooth_field(shape, 4.0, rng, n=3)[:, head]
+        orient = _smooth_field(shape, float(params["orientation_smooth_vox"]), rng, n=3)[:, head]
     spread = np.tan(np.deg2rad(float(params["cc_orientation_spread_deg"])))
     fibres = None
     if subject is not None:  # orientations the anatomy dictates, in the subject's pose
-        fibres = fibre_orientations(atlas, subject.template[:, head], subject.pose.linear, orient)
-        # the callosum's angular spread, as in the geometric phantom
-        cc_dir = fibres["cc"] + spread * np.cross(fibres["cc"].T, orient.T).T
-        fibres["cc"] = cc_dir / np.linalg.norm(cc_dir, axis=0, keepdims=True)
+        with clock("fibres"):
+            template = subject.template[:, head]
+            fibres = fibre_orientations(atlas, template, subject.pose.linear, orient)
+            # the callosum's angular spread, as in the geometric phantom
+            cc_dir = fibres["cc"] + spread * np.cross(fibres["cc"].T, orient.T).T
+            fibres["cc"] = cc_dir / np.linalg.norm(cc_dir, axis=0, keepdims=True)
+    with clock("signal"):
+        fields = (smooth, orient, fibres, spread)
+        truth = (truth_ad, truth_rd, t1w_head)
+        _tissue_signals(params, tissues, fractions, head, fields, bvals, bvecs, signal, truth, rng)
+    with clock("noise"):
+        dwi = _noisy_dwi(params, signal, head, shape, rng)
+    with clock("t1w"):
+        t1w = _t1w(params, subject, head, shape, t1w_head, rng)
+    extra = {} if wmparc is None else {"wmparc": wmparc}
+    return {
+        **extra,
+        "labels": labels,
+        "tissue": tissue,
+        "dwi": dwi,
+        "bvals": bvals,
+        "bvecs": bvecs,
+        "t1w": t1w,
+        # the head: FreeSurfer leaves sulcal CSF unlabelled, a brain mask does not
+        "mask": labels > 0 if subject is None else fractions["background"] < 0.5,
+        "true_ad": truth_ad,
+        "true_rd": truth_rd,
+    }
+
+
+def _tissue_signals(params, tissues, fractions, head, fields, bvals, bvecs, signal, truth, rng):
+    """Add every tissue's fraction-weighted signal into `signal` (V, N) and its pure-voxel
+    ground truth into `truth` (ad, rd; and the geometric phantom's T1w of the head voxels)."""
+    smooth, orient, fibres, spread = fields
+    truth_ad, truth_rd, t1w_head = truth
+    geometric = fibres is None  # the anatomical phantom takes the MNI T1 instead
+    shape = head.shape
+    n_head = signal.shape[0]
+    rho = float(params["smooth_fraction"])
+    b = bvals / 1000.0  # ms/um^2
     for name in tissues:
         if name == "background":
             continue
@@ -220,7 +264,7 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
         rd = np.clip(rd, 0.05, None)
         ad = np.maximum(ad, rd)
         t1 = _varying(tp["t1w"], smooth[2], n_head, rho, rng)
-        if subject is None:
+        if geometric:
             t1w_head += frac * t1
         sel = frac > 0.999
         pure = np.zeros(shape, dtype=bool)
@@ -245,6 +289,9 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
         arg *= (frac[idx] * float(tp["s0"])).astype(np.float32)[:, None]
         signal[idx] += arg
 
+
+def _noisy_dwi(params, signal, head, shape, rng) -> np.ndarray:
+    """The head's signals with Rician noise, stored (X, Y, Z, N) as the preset's dwi_dtype."""
     sigma = float(params["tissues"]["wm"]["s0"]) / float(params["snr"])
     if np.isfinite(sigma) and sigma > 0:
         signal = _add_rician(signal, sigma, rng)
@@ -253,9 +300,13 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
     if dtype.kind == "i":
         np.rint(signal, out=signal)
         np.minimum(signal, np.iinfo(dtype).max, out=signal)  # Rician magnitudes are >= 0
-    dwi = np.zeros((*shape, bvals.size), dtype=dtype)
+    dwi = np.zeros((*shape, signal.shape[1]), dtype=dtype)
     dwi[head] = signal
+    return dwi
 
+
+def _t1w(params, subject, head, shape, t1w_head, rng) -> np.ndarray:
+    """T1w magnitude image: tissue (or MNI) T1 times a smooth bias field, Rician noise."""
     if subject is not None:  # the MNI T1 averaged over each voxel, in the preset's WM units
         t1w_head = subject.t1[head].astype(np.float64) * float(params["tissues"]["wm"]["t1w"][0])
     t1p = params["t1w"]
@@ -267,22 +318,7 @@ def _simulate_subject(params: dict, rng: np.random.Generator) -> dict[str, np.nd
     noise_sd = float(t1p["noise_sd"])
     re = t1w * bias + noise_sd * rng.standard_normal(shape)
     im = noise_sd * rng.standard_normal(shape)
-    t1w = np.sqrt(re * re + im * im).astype(np.float32)
-
-    extra = {} if wmparc is None else {"wmparc": wmparc}
-    return {
-        **extra,
-        "labels": labels,
-        "tissue": tissue,
-        "dwi": dwi,
-        "bvals": bvals,
-        "bvecs": bvecs,
-        "t1w": t1w,
-        # the head: FreeSurfer leaves sulcal CSF unlabelled, a brain mask does not
-        "mask": labels > 0 if subject is None else fractions["background"] < 0.5,
-        "true_ad": truth_ad,
-        "true_rd": truth_rd,
-    }
+    return np.sqrt(re * re + im * im).astype(np.float32)
 
 
 def simulate(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from mrinet.io.atomic import atomic_dir, remove_stale_temporaries
 from mrinet.io.dwi import write_bvals_bvecs
 from mrinet.io.nifti import save_nifti
 from mrinet.sim.anatomy.atlas import resolve_anatomy
+from mrinet.sim.cpu_clock import CpuClock
 from mrinet.sim.dti import load_preset, merge_params, simulate_subject
 from mrinet.sim.phantom import phantom_affine
 
@@ -64,7 +66,8 @@ def _write_subject(
     from mrinet.mri.dti import fit_tensor, select_volumes
 
     t0 = time.perf_counter()
-    sim = simulate_subject(params, rng)
+    clock = CpuClock()
+    sim = simulate_subject(params, rng, clock)
     affine = phantom_affine(sim["labels"].shape, float(params["grid"]["voxel_mm"]))
     dwi = sim["dwi"]
     if layout == "hcp":
@@ -82,23 +85,28 @@ def _write_subject(
         record = {**meta, "layout": "hcp", "params": params, "shape": list(sim["labels"].shape)}
         (folder / "simulation.json").write_text(json.dumps(record, indent=2, sort_keys=True))
         return
-    save_nifti(folder / "data.nii.gz", dwi, affine)
-    write_bvals_bvecs(folder / "bvals", folder / "bvecs", sim["bvals"], sim["bvecs"])
-    save_nifti(folder / "nodif_brain_mask.nii.gz", sim["mask"], affine, dtype=np.uint8)
-    save_nifti(folder / "T1w.nii.gz", sim["t1w"], affine, dtype=np.float32)
-    save_nifti(folder / "aparc+aseg.nii.gz", sim["labels"], affine, dtype=np.int32)
-    if "wmparc" in sim:  # phantom.wmparc (anatomical phantom): FreeSurfer's wmparc.nii.gz
-        save_nifti(folder / "wmparc.nii.gz", sim["wmparc"], affine, dtype=np.int32)
+    with clock("write DWI"):
+        save_nifti(folder / "data.nii.gz", dwi, affine, fast_gzip=True)
+    with clock("write other NIfTI"):
+        write_bvals_bvecs(folder / "bvals", folder / "bvecs", sim["bvals"], sim["bvecs"])
+        save_nifti(folder / "nodif_brain_mask.nii.gz", sim["mask"], affine, dtype=np.uint8)
+        save_nifti(folder / "T1w.nii.gz", sim["t1w"], affine, dtype=np.float32)
+        save_nifti(folder / "aparc+aseg.nii.gz", sim["labels"], affine, dtype=np.int32)
+        if "wmparc" in sim:  # phantom.wmparc (anatomical phantom): FreeSurfer's wmparc.nii.gz
+            save_nifti(folder / "wmparc.nii.gz", sim["wmparc"], affine, dtype=np.int32)
 
     # maps fitted from exactly the stored data, as a real pipeline would
     fit_cfg = params["fit"]
     keep = select_volumes(sim["bvals"], fit_cfg["max_bval"], fit_cfg["b0_threshold"])
     sub = dwi if keep.all() else dwi[..., keep]
-    fit = fit_tensor(sub, sim["bvals"][keep], sim["bvecs"][keep], fit_cfg["method"], sim["mask"])
-    for name in ("fa", "md", "ad", "rd"):
-        save_nifti(
-            folder / f"{name.upper()}.nii.gz", getattr(fit, name).numpy(), affine, np.float32
-        )
+    with clock("tensor fit"):
+        bvals, bvecs = sim["bvals"][keep], sim["bvecs"][keep]
+        fit = fit_tensor(sub, bvals, bvecs, fit_cfg["method"], sim["mask"])
+    with clock("write other NIfTI"):
+        for name in ("fa", "md", "ad", "rd"):
+            save_nifti(
+                folder / f"{name.upper()}.nii.gz", getattr(fit, name).numpy(), affine, np.float32
+            )
 
     record = {
         **meta,
@@ -109,6 +117,8 @@ def _write_subject(
         "units": {"MD/AD/RD": "um^2/ms", "bvals": "s/mm^2"},
         "axes": "X right->left, Y posterior->anterior, Z inferior->superior (affine RAS+ mm)",
         "seconds": round(time.perf_counter() - t0, 3),
+        # CPU seconds per stage in the simulating process (scripts/bench_first_run.py)
+        "cpu_seconds": clock.rounded(),
     }
     (folder / "simulation.json").write_text(json.dumps(record, indent=2, sort_keys=True))
 
@@ -120,12 +130,14 @@ def simulate_dti_cohort(
     preset: str = "literature",
     layout: str = "flat",
     workers: int | None = None,
+    progress: bool = True,
     **params,
 ) -> list[Path]:
     """Write `subjects` folders sub-000, sub-001, ... under out_dir; existing folders are kept.
 
     `workers` processes simulate subjects in parallel (None: `cohort_workers`, one per torch
-    thread for the anatomical phantom; the subjects do not depend on it).
+    thread for the anatomical phantom; the subjects do not depend on it): this process and
+    `workers - 1` started ones. `progress` draws a bar with the time left on stderr.
 
     `layout="hcp"` writes each as an HCP 1200 subject as downloaded (HCP_SUBJECT_FILES, labels
     on a 2x finer grid); `flat` (the default) one folder of maps, DWI and labels.
@@ -141,17 +153,87 @@ def simulate_dti_cohort(
     paths = [out_dir / f"sub-{i:03d}" for i in range(int(subjects))]
     jobs = [(p, full, int(seed), i, preset, layout) for i, p in enumerate(paths) if not p.is_dir()]
     n_workers = cohort_workers(full, len(jobs)) if workers is None else int(workers)
+    bar = CohortProgress(len(jobs)) if progress and jobs else None
     if n_workers > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        spawn = multiprocessing.get_context("spawn")  # no fork of a process running torch
-        with ProcessPoolExecutor(min(n_workers, len(jobs)), mp_context=spawn) as pool:
-            list(pool.map(_write_job, jobs))
+        _write_in_parallel(jobs, min(n_workers, len(jobs)), bar)
     else:
         for job in jobs:
             _write_job(job)
+            if bar is not None:
+                bar.step()
     return paths
+
+
+def _write_in_parallel(jobs: list, n_workers: int, bar: CohortProgress | None) -> None:
+    """Write `jobs` in this process and `n_workers - 1` spawned ones: this process is started
+    already (one interpreter and torch import fewer than a pool of n_workers), each worker keeps
+    a job queued while several remain, so it never waits for this process's subject."""
+    # lazy: start-up, only a cohort simulated in parallel needs these
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from mrinet.sim.anatomy.atlas import load_atlas, load_wmparc
+
+    pending, running = deque(jobs), set()
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process running torch
+    with ProcessPoolExecutor(n_workers - 1, mp_context=spawn) as pool:
+        while pending or running:
+            depth = 2 if len(pending) > n_workers else 1
+            while pending and len(running) < depth * (n_workers - 1):
+                running.add(pool.submit(_write_job, pending.popleft()))
+            if pending:
+                _write_job(pending.popleft(), here=True)
+                if bar is not None:
+                    bar.step()
+                done = {f for f in running if f.done()}
+            else:
+                done = wait(running, return_when=FIRST_COMPLETED).done
+            for future in done:
+                future.result()  # a worker's error stops the cohort here
+                running.discard(future)
+                if bar is not None:
+                    bar.step()
+    load_atlas.cache_clear()  # the 1 mm atlas is not needed once the cohort is written
+    load_wmparc.cache_clear()
+
+
+class CohortProgress:
+    """A text progress bar on stderr: subjects done, elapsed time and an estimate of the rest
+    (redrawn in place on a terminal, one line per subject otherwise)."""
+
+    def __init__(self, total: int, stream=None, width: int = 24) -> None:
+        self.total, self.done, self.width = int(total), 0, width
+        self.stream = sys.stderr if stream is None else stream
+        self.start = time.perf_counter()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._draw()
+
+    def step(self) -> None:
+        """One more subject written."""
+        self.done += 1
+        self._draw()
+
+    def line(self) -> str:
+        """The bar as text, e.g. `simulating DTI cohort [######  ] 3/8 subjects, 9 s, ~12 s left`."""
+        elapsed = time.perf_counter() - self.start
+        filled = round(self.width * self.done / max(self.total, 1))
+        bar = "#" * filled + "." * (self.width - filled)
+        if self.done >= self.total:
+            rest = "done"
+        elif self.done:
+            rest = f"~{elapsed / self.done * (self.total - self.done):.0f} s left"
+        else:
+            rest = "estimating the time left after the first subject"
+        return (
+            f"simulating DTI cohort [{bar}] {self.done}/{self.total} subjects, "
+            f"{elapsed:.0f} s, {rest}"
+        )
+
+    def _draw(self) -> None:
+        end = "\n" if not self.tty or self.done >= self.total else ""
+        self.stream.write(("\r" if self.tty else "") + self.line() + end)
+        self.stream.flush()
 
 
 def cohort_workers(params: dict, n_subjects: int) -> int:
@@ -166,16 +248,22 @@ def cohort_workers(params: dict, n_subjects: int) -> int:
     return max(1, min(4, torch.get_num_threads(), n_subjects))
 
 
-def _write_job(job) -> Path:
-    """Write one subject folder atomically (a process pool's unit of work)."""
+def _write_job(job, here: bool = False) -> Path:
+    """Write one subject folder atomically (a process pool's unit of work; `here`: in the main
+    process beside a pool, on one torch thread as the workers)."""
     import torch
 
     folder, full, seed, i, preset, layout = job
-    if torch.get_num_threads() > 1 and multiprocessing_child():
+    threads = torch.get_num_threads()
+    if threads > 1 and (here or multiprocessing_child()):
         torch.set_num_threads(1)  # the pool already uses the cores
-    with atomic_dir(folder) as tmp:
-        meta = {"preset": preset, "seed": seed, "subject": i, "rng": [seed, i]}
-        _write_subject(tmp, full, np.random.default_rng([seed, i]), meta, layout)
+    try:
+        with atomic_dir(folder) as tmp:
+            meta = {"preset": preset, "seed": seed, "subject": i, "rng": [seed, i]}
+            _write_subject(tmp, full, np.random.default_rng([seed, i]), meta, layout)
+    finally:
+        if here:
+            torch.set_num_threads(threads)
     return folder
 
 

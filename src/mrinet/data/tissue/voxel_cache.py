@@ -16,11 +16,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from mrinet.data.tissue.context import ContextSpec
 from mrinet.data.tissue.reader import SubjectReader
-from mrinet.data.tissue.subjects import Voxels, load_subjects
+from mrinet.data.tissue.subjects import SubjectCodes, Voxels, load_subjects
 from mrinet.io.atomic import atomic_file
 from mrinet.io.integrity import read_npz_cache
 from mrinet.io.locks import cache_lock
@@ -54,7 +53,7 @@ def _voxels_npz(root: Path, cache: Path, reader: SubjectReader, context: Context
     if saved is not None:
         saved_key = str(saved["model_key"]) if "model_key" in saved else ""
         if saved_key == model_key:
-            subjects = pd.Categorical.from_codes(saved["codes"], categories=saved["names"].tolist())
+            subjects = SubjectCodes(saved["codes"], saved["names"])
             return Voxels(saved["features"], saved["labels"], subjects)
         log.info("voxel cache %s holds another first stage's columns: rebuilding it", cache)
     voxels = load_subjects(

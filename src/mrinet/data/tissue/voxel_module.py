@@ -19,7 +19,7 @@ from mrinet.data.tissue.context import ContextSpec
 from mrinet.data.tissue.first_stage import assemble_context
 from mrinet.data.tissue.reader import SOURCES
 from mrinet.data.tissue.settings import ReadsSettings, TissueSettings
-from mrinet.data.tissue.subjects import Voxels
+from mrinet.data.tissue.subjects import SubjectCodes, Voxels
 from mrinet.data.tissue.tables import load_table
 from mrinet.data.tissue.voxel_cache import cached_synthetic_voxels
 from mrinet.errors import ConfigError
@@ -121,9 +121,12 @@ class DTIDataModule(ReadsSettings, pl.LightningDataModule):
             return
         voxels = self.load_voxels()
         if voxels.subjects is not None:
-            import pandas as pd
+            if isinstance(voxels.subjects, SubjectCodes):  # the cached cohort: no pandas import
+                codes, names = voxels.subjects.factorize()
+            else:
+                import pandas as pd  # lazy: start-up, only tables and first reads need it
 
-            codes, names = pd.factorize(voxels.subjects)  # strings -> ints once, not per split
+                codes, names = pd.factorize(voxels.subjects)  # strings -> ints once, not per split
             self.split_units = split_units(list(names), self.settings.split, self.settings.seed)
             split_of = {
                 name: i for i, split in enumerate(SPLITS) for name in self.split_units[split]

@@ -8,7 +8,13 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from mrinet.io.integrity import MANIFEST, manifest_problems, remove_tree, write_manifest
+from mrinet.io.integrity import (
+    MANIFEST,
+    cache_files,
+    manifest_problems,
+    remove_tree,
+    write_manifest,
+)
 from mrinet.io.locks import cache_lock
 from mrinet.sim.dti_dataset import cohort_params, simulate_dti_cohort
 
@@ -57,8 +63,6 @@ _VERIFIED: dict[Path, tuple] = {}
 
 def _stamp(target: Path) -> tuple:
     """(name, size, mtime_ns) of every file of the cohort and its manifest: any write changes it."""
-    from mrinet.io.integrity import MANIFEST, cache_files
-
     files = [*cache_files(target), target / MANIFEST] if target.is_dir() else []
     return tuple((str(p), *_size_mtime(p)) for p in files)
 

@@ -12,7 +12,7 @@ import numpy as np
 from mrinet.io.atomic import atomic_dir, remove_stale_temporaries
 from mrinet.io.dwi import write_bvals_bvecs
 from mrinet.io.nifti import save_nifti
-from mrinet.sim.anatomy.atlas import resolve_anatomy
+from mrinet.sim.anatomy.atlas import load_atlas, load_wmparc, resolve_anatomy
 from mrinet.sim.cpu_clock import CpuClock
 from mrinet.sim.dti import load_preset, merge_params, simulate_subject
 from mrinet.sim.phantom import phantom_affine
@@ -172,8 +172,6 @@ def _write_in_parallel(jobs: list, n_workers: int, bar: CohortProgress | None) -
     import multiprocessing
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    from mrinet.sim.anatomy.atlas import load_atlas, load_wmparc
 
     pending, running = deque(jobs), set()
     spawn = multiprocessing.get_context("spawn")  # no fork of a process running torch

@@ -1,6 +1,6 @@
 """Where `make train-cnn`'s first use goes: simulating and reconstructing the recon-quality data.
 
-    PYTHONPATH=src python scripts/bench_first_run.py [--volumes 20] [--profile-volumes 2]
+    PYTHONPATH=src python scripts/bench_first_run.py [--volumes 6] [--profile-volumes 2]
         [--workers 2] [--skip-wall] [--train]
 
 1. CPU seconds per volume (time.process_time, this process, one thread; each volume is one
@@ -8,11 +8,12 @@
    (coils, noise, HDF5 file), the reconstruction set-up (mask, ESPIRiT maps, scaling), the R=1
    reference and the R=4 PI-CS solve; with the counts (slices, coils, iterations) they scale by.
    CPU seconds move less with the machine's load than wall seconds, but still do.
-2. Wall seconds of generating the default data (configs/data/recon_quality.yaml, `--volumes` of
-   them) both ways, in the same run: simulating every volume in this process and then
+2. Wall seconds of generating the default data (configs/data/recon_quality.yaml; `--volumes` of
+   its 20 volumes) both ways, in the same run: simulating every volume in this process and then
    reconstructing them in a pool (`simulate_kspace_dataset` + `reconstruct_dataset`, before),
    and one pool that simulates and reconstructs volume by volume (`build_synthetic_recon`,
-   what first use runs now); the outputs are compared file by file.
+   what first use runs now), both with this code's simulator; the outputs are compared file by
+   file.
 3. `--train`: `python -m mrinet.train experiment=recon_quality_cnn` from an empty data dir, wall.
 
 The last line is the ratio of the two generation walls (before / now).
@@ -47,7 +48,7 @@ def profile_volumes(sim: dict, recon: dict, volumes: int) -> dict[str, float]:
     from mrinet.mri.masks import seed_from_name
     from mrinet.recon.problem import VolumeRecon
     from mrinet.recon.protocol import ReconProtocol
-    from mrinet.sim.kspace import anatomy_slices, draw_snr
+    from mrinet.sim.kspace import anatomy_slices, draw_snr, phantom_slices
     from mrinet.sim.kspace_dataset import simulate_kspace_volume, volume_path
 
     torch.set_num_threads(1)
@@ -68,10 +69,10 @@ def profile_volumes(sim: dict, recon: dict, volumes: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(volumes):
             t = cpu()
-            if settings.get("anatomy") == "mni_aparc":  # the images alone, same draws
-                rng = np.random.default_rng([settings.get("seed", 0), i])
-                anatomy_slices(320, settings["slices"], rng, contrasts[i % len(contrasts)])
-                draw_snr(settings["snr"], rng)
+            rng = np.random.default_rng([settings.get("seed", 0), i])  # the images alone
+            slices_of = anatomy_slices if settings.get("anatomy") == "mni_aparc" else phantom_slices
+            slices_of(320, settings["slices"], rng, contrasts[i % len(contrasts)])
+            draw_snr(settings["snr"], rng)
             stages["images"] += cpu() - t
             t = cpu()
             simulate_kspace_volume(tmp, i, **settings)
@@ -144,7 +145,9 @@ def train_wall() -> float:
 
 def main(argv=None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--volumes", type=int, default=None, help="default: the config's")
+    parser.add_argument(
+        "--volumes", type=int, default=6, help="volumes generated both ways (the config: 20)"
+    )
     parser.add_argument("--profile-volumes", type=int, default=2)
     parser.add_argument("--workers", type=int, default=None, help="default: the config's")
     parser.add_argument("--skip-wall", action="store_true", help="only the CPU profile")
@@ -152,8 +155,7 @@ def main(argv=None) -> float:
     args = parser.parse_args(argv)
     synthetic = default_synthetic()
     sim = {**synthetic["simulation"], "progress": False}
-    if args.volumes is not None:
-        sim["volumes"] = args.volumes
+    sim["volumes"] = args.volumes
     recons = [{**r, "progress": False} for r in synthetic["reconstructions"]]
     if args.workers is not None:
         recons = [{**r, "workers": args.workers} for r in recons]

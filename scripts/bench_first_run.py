@@ -49,11 +49,12 @@ def profile_volumes(sim: dict, recon: dict, volumes: int) -> dict[str, float]:
     from mrinet.recon.problem import VolumeRecon
     from mrinet.recon.protocol import ReconProtocol
     from mrinet.sim.kspace import anatomy_slices, draw_snr, phantom_slices
-    from mrinet.sim.kspace_dataset import simulate_kspace_volume, volume_path
+    from mrinet.sim.kspace_dataset import KspaceSimulation, simulate_kspace_volume
 
     torch.set_num_threads(1)
     cpu = time.process_time
     settings = {k: v for k, v in sim.items() if k not in ("volumes", "progress")}
+    simulation = KspaceSimulation(**settings)
     protocol = ReconProtocol.from_settings(
         {k: v for k, v in recon.items() if k not in ("workers", "progress", "threads")}
     )
@@ -64,8 +65,7 @@ def profile_volumes(sim: dict, recon: dict, volumes: int) -> dict[str, float]:
 
         load_atlas()
     atlas = cpu() - t
-    contrasts = settings.get("contrast", "T2w")
-    contrasts = [contrasts] if isinstance(contrasts, str) else list(contrasts)
+    contrasts = simulation.contrasts
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(volumes):
             t = cpu()
@@ -75,9 +75,8 @@ def profile_volumes(sim: dict, recon: dict, volumes: int) -> dict[str, float]:
             draw_snr(settings["snr"], rng)
             stages["images"] += cpu() - t
             t = cpu()
-            simulate_kspace_volume(tmp, i, **settings)
+            path = simulate_kspace_volume(tmp, i, simulation)
             stages["kspace"] += cpu() - t
-            path = volume_path(tmp, i, contrasts)
             kspace = torch.from_numpy(read_kspace_volume(path).kspace)
             t = cpu()
             problem = VolumeRecon(kspace, protocol, seed_from_name(path.stem), str(path))

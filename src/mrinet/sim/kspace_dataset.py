@@ -6,6 +6,7 @@ python scripts/make_kspace_dataset.py --out DIR --volumes 20 --slices 16 --coils
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -27,25 +28,10 @@ def volume_name(index: int, contrast: str = "T2w") -> str:
     return f"file_brain_AX{contrast[:2].upper()}_sim_{index:04d}"
 
 
-def simulate_kspace_dataset(
-    out_dir: str | Path,
-    volumes: int = 20,
-    slices: int = 16,
-    coils: int = 8,
-    seed: int = 0,
-    size: int = 320,
-    snr: float | Sequence[float] = 30.0,
-    contrast: str | Sequence[str] = "T2w",
-    anatomy: str | Path | None = None,
-    readout_oversampling: int = 1,
-    voxel_mm: float = 2.5,
-    progress: bool = True,
-) -> list[Path]:
-    """Write `volumes` fastMRI multicoil files into `out_dir`; returns their paths.
+@dataclass(frozen=True)
+class KspaceSimulation:
+    """What each simulated volume is made of (`simulate_kspace_dataset`'s settings).
 
-    Volume i draws from `numpy.random.default_rng([seed, i])`, so files are identical whether
-    made in one run or resumed, in any order or process (`simulate_kspace_volume` writes one):
-    finished files are skipped, each file is written atomically.
     `anatomy` = None or "geometric" uses the geometric brain phantom, "mni_aparc" the anatomical
     one (FreeSurfer aparc+aseg + MNI152 T1, a pose and warp per volume: mrinet.sim.anatomy), a
     NIfTI path that magnitude volume.
@@ -55,30 +41,74 @@ def simulate_kspace_dataset(
     `mrinet.sim.kspace.CONTRASTS` or a list that volumes take in turn (volume i gets
     contrast[i % len]), as a fastMRI brain set mixes AXT1 and AXT2 series.
     """
-    settings = dict(
-        slices=slices,
-        coils=coils,
-        seed=seed,
-        size=size,
-        snr=snr,
-        contrast=contrast,
-        anatomy=anatomy,
-        readout_oversampling=readout_oversampling,
-        voxel_mm=voxel_mm,
-    )
-    _check_contrasts(contrast)
-    source = _nifti_source(anatomy)
+
+    slices: int = 16
+    coils: int = 8
+    seed: int = 0
+    size: int = 320
+    snr: float | Sequence[float] = 30.0
+    contrast: str | Sequence[str] = "T2w"
+    anatomy: str | Path | None = None
+    readout_oversampling: int = 1
+    voxel_mm: float = 2.5
+
+    @property
+    def contrasts(self) -> list[str]:
+        """The contrasts volumes take in turn (a ValueError for unknown ones)."""
+        c = self.contrast
+        contrasts = [c] if isinstance(c, str) else [str(v) for v in c]
+        unknown = sorted(set(contrasts) - set(CONTRASTS))
+        if unknown or not contrasts:
+            raise ValueError(f"contrast must be some of {sorted(CONTRASTS)}, got {contrasts}")
+        return contrasts
+
+    def path(self, out_dir: str | Path, index: int) -> Path:
+        """Where volume `index` is written."""
+        contrasts = self.contrasts
+        return Path(out_dir) / f"{volume_name(index, contrasts[index % len(contrasts)])}.h5"
+
+    def source(self) -> np.ndarray | None:
+        """The magnitude volume of a NIfTI `anatomy` (None for the built-in phantoms)."""
+        if self.anatomy in _PHANTOMS:
+            return None
+        from mrinet.io.nifti import load_nifti
+
+        return load_nifti(self.anatomy, ndim=3)[0]
+
+    def record(self) -> dict:
+        """The settings as the files record them (`mrinet_simulation`)."""
+        snr, contrast = self.snr, self.contrast
+        return {
+            "simulator": "mrinet.sim.kspace",
+            **{f.name: getattr(self, f.name) for f in fields(self)},
+            "snr": snr if isinstance(snr, (int, float)) else [float(v) for v in snr],
+            "contrast": contrast if isinstance(contrast, str) else [str(c) for c in contrast],
+            "anatomy": _PHANTOMS.get(self.anatomy, str(self.anatomy)),
+        }
+
+
+_PHANTOMS = {None: "phantom", "geometric": "phantom", "mni_aparc": "mni_aparc"}
+
+
+def simulate_kspace_dataset(
+    out_dir: str | Path, volumes: int = 20, progress: bool = True, **settings
+) -> list[Path]:
+    """Write `volumes` fastMRI multicoil files into `out_dir`; returns their paths.
+
+    `settings`: KspaceSimulation's fields (slices, coils, seed, size, snr, contrast, anatomy,
+    readout_oversampling, voxel_mm). Volume i draws from `numpy.random.default_rng([seed, i])`,
+    so files are identical whether made in one run or resumed, in any order or process
+    (`simulate_kspace_volume` writes one): finished files are skipped, each file is written
+    atomically.
+    """
+    sim = KspaceSimulation(**settings)
+    sim.contrasts  # noqa: B018 - a bad contrast is reported before anything is written
+    source = sim.source()
     prepare_out_dir(out_dir)
     return [
-        simulate_kspace_volume(out_dir, i, source=source, **settings)
+        simulate_kspace_volume(out_dir, i, sim, source)
         for i in progress_bar(range(volumes), "simulating k-space", volumes, progress)
     ]
-
-
-def volume_path(out_dir: str | Path, index: int, contrast: str | Sequence[str] = "T2w") -> Path:
-    """Where volume `index` of a simulated dataset with these contrasts is written."""
-    contrasts = [contrast] if isinstance(contrast, str) else [str(c) for c in contrast]
-    return Path(out_dir) / f"{volume_name(index, contrasts[index % len(contrasts)])}.h5"
 
 
 def prepare_out_dir(out_dir: str | Path) -> None:
@@ -89,85 +119,43 @@ def prepare_out_dir(out_dir: str | Path) -> None:
     remove_stale_temporaries(out_dir)
 
 
-def _check_contrasts(contrast: str | Sequence[str]) -> list[str]:
-    contrasts = [contrast] if isinstance(contrast, str) else [str(c) for c in contrast]
-    unknown = sorted(set(contrasts) - set(CONTRASTS))
-    if unknown or not contrasts:
-        raise ValueError(f"contrast must be some of {sorted(CONTRASTS)}, got {contrasts}")
-    return contrasts
-
-
-_PHANTOMS = {None: "phantom", "geometric": "phantom", "mni_aparc": "mni_aparc"}
-
-
-def _nifti_source(anatomy: str | Path | None) -> np.ndarray | None:
-    """The magnitude volume of a NIfTI `anatomy` (None for the built-in phantoms)."""
-    if anatomy in _PHANTOMS:
-        return None
-    from mrinet.io.nifti import load_nifti
-
-    return load_nifti(anatomy, ndim=3)[0]
-
-
 def simulate_kspace_volume(
     out_dir: str | Path,
     index: int,
-    slices: int = 16,
-    coils: int = 8,
-    seed: int = 0,
-    size: int = 320,
-    snr: float | Sequence[float] = 30.0,
-    contrast: str | Sequence[str] = "T2w",
-    anatomy: str | Path | None = None,
-    readout_oversampling: int = 1,
-    voxel_mm: float = 2.5,
+    sim: KspaceSimulation | None = None,
     source: np.ndarray | None = None,
 ) -> Path:
-    """Write volume `index` of `simulate_kspace_dataset` (same settings) unless it exists; its
-    path. `source`: the NIfTI `anatomy` already read (read here when None)."""
+    """Write volume `index` of `simulate_kspace_dataset` with settings `sim` unless it exists;
+    its path. `source`: the NIfTI `anatomy` already read (read here when None)."""
     from mrinet.io.fastmri import write_kspace_volume
 
-    contrasts = _check_contrasts(contrast)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    volume_contrast = contrasts[index % len(contrasts)]
-    path = volume_path(out_dir, index, contrasts)
+    sim = KspaceSimulation() if sim is None else sim
+    contrast = sim.contrasts[index % len(sim.contrasts)]
+    path = sim.path(out_dir, index)
     if path.exists():
         return path
-    if source is None and anatomy not in _PHANTOMS:
-        source = _nifti_source(anatomy)
-    rng = np.random.default_rng([seed, index])
-    if anatomy == "mni_aparc":
-        images = anatomy_slices(size, slices, rng, contrast=volume_contrast, voxel_mm=voxel_mm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = sim.source() if source is None else source
+    rng = np.random.default_rng([sim.seed, index])
+    if sim.anatomy == "mni_aparc":
+        images = anatomy_slices(sim.size, sim.slices, rng, contrast, sim.voxel_mm)
     elif source is None:
-        images = phantom_slices(size, slices, rng, contrast=volume_contrast, voxel_mm=voxel_mm)
+        images = phantom_slices(sim.size, sim.slices, rng, contrast, sim.voxel_mm)
     else:
-        images = nifti_slices(source, size, slices)
-    volume_snr = draw_snr(snr, rng)
+        images = nifti_slices(source, sim.size, sim.slices)
+    volume_snr = draw_snr(sim.snr, rng)
     kspace = simulate_kspace(
-        images, coils, rng, snr=volume_snr, readout_oversampling=readout_oversampling
+        images, sim.coils, rng, snr=volume_snr, readout_oversampling=sim.readout_oversampling
     )
-    params = {
-        "simulator": "mrinet.sim.kspace",
-        "slices": slices,
-        "coils": coils,
-        "seed": seed,
-        "size": size,
-        "snr": snr if isinstance(snr, (int, float)) else [float(v) for v in snr],
-        "contrast": contrast if isinstance(contrast, str) else [str(c) for c in contrast],
-        "voxel_mm": voxel_mm,
-        "readout_oversampling": readout_oversampling,
-        "anatomy": _PHANTOMS.get(anatomy, str(anatomy)),
-    }
     write_kspace_volume(
         path,
         kspace,
-        patient_id=f"sim{seed:04d}_{index:04d}",
-        acquisition=f"AX{volume_contrast[:2].upper()}",
+        patient_id=f"sim{sim.seed:04d}_{index:04d}",
+        acquisition=f"AX{contrast[:2].upper()}",
         simulation={
-            **params,
+            **sim.record(),
             "volume": index,
-            "contrast": volume_contrast,
+            "contrast": contrast,
             "volume_snr": volume_snr,
             "noise_std": noise_std(images, volume_snr),
         },

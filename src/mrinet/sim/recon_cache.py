@@ -24,7 +24,7 @@ from mrinet.io.integrity import manifest_problems, remove_tree, write_manifest
 from mrinet.io.locks import cache_lock
 from mrinet.recon.driver import RUN_SETTINGS, reconstruct_file
 from mrinet.recon.protocol import ReconProtocol
-from mrinet.sim.kspace_dataset import prepare_out_dir, simulate_kspace_volume
+from mrinet.sim.kspace_dataset import KspaceSimulation, prepare_out_dir, simulate_kspace_volume
 from mrinet.utils.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,11 @@ def build_synthetic_recon(
     """Simulate each volume (`simulate_kspace_volume`) and reconstruct it by every entry of
     `reconstructions` (`reconstruct_dataset` settings), one volume per job in a pool of the
     largest `workers` of the entries; the same files as simulating, then reconstructing."""
-    sim = dict(simulation)
-    volumes = int(sim.pop("volumes", 20))
-    show = bool(sim.pop("progress", True))
+    settings = dict(simulation)
+    volumes = int(settings.pop("volumes", 20))
+    show = bool(settings.pop("progress", True))
+    sim = KspaceSimulation(**settings)
+    sim.contrasts  # noqa: B018 - a bad contrast is reported before anything is written
     jobs, workers = [], 1
     for entry in reconstructions:
         settings = dict(entry)
@@ -126,7 +128,7 @@ def _volume_job(args) -> Path:
 
 
 def _simulate_and_reconstruct(kspace_dir, recon_dir, index, sim, jobs) -> Path:
-    path = simulate_kspace_volume(kspace_dir, index, **sim)
+    path = simulate_kspace_volume(kspace_dir, index, sim)
     for protocol, run in jobs:
         reconstruct_file(path, recon_dir, protocol, **run)
     return path

@@ -35,6 +35,16 @@ def _atlas_at(atlas, shape, voxel_mm):
     return out.reshape(shape)
 
 
+def test_atlas_volumes_are_c_ordered_so_gathers_read_views():
+    """gather() indexes a volume's C-order flattening: a Fortran-ordered volume (as NIfTI data
+    come) would be copied whole at every call (~5x the k-space anatomy's cost)."""
+    atlas = load_atlas()
+    for name in ("labels", "group", "tissue_codes", "t1"):
+        volume = getattr(atlas, name)
+        assert volume.flags.c_contiguous, name
+        assert np.shares_memory(volume.reshape(-1), volume), name
+
+
 def test_identity_pose_gives_the_atlas_itself():
     """Under the identity, labels are the atlas's own voxels: every other one over the whole
     brain at 2 mm, every one at 1 mm (odd sizes: voxel centres on the atlas's integer mm)."""

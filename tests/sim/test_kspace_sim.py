@@ -166,3 +166,56 @@ def test_anatomy_volumes_load_in_fastmri_slice_dataset(tmp_path):
     assert len(ds) == 4
     kspace, _mask, target, _attrs, _fname, _slice = ds[0]
     assert kspace.shape == (2, 64, 64) and target.shape == (64, 64)
+
+
+def _h5_arrays(folder):
+    """{relative path: {dataset: array}} of every HDF5 file under `folder`."""
+    import h5py
+
+    out = {}
+    for path in sorted(folder.rglob("*.h5")):
+        with h5py.File(path) as f:
+            names = []
+            f.visit(names.append)
+            out[str(path.relative_to(folder))] = {
+                n: f[n][()] for n in names if isinstance(f[n], h5py.Dataset)
+            }
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2: spawns
+def test_first_use_pool_writes_what_simulate_then_reconstruct_writes(tmp_path, workers):
+    """The recon cache's one pass per volume (simulate, reconstruct; in a pool of `workers`
+    spawned processes) gives the same files, bit for bit, as the dataset simulator followed by
+    the reconstruction driver."""
+    from mrinet.recon.driver import reconstruct_dataset
+    from mrinet.sim.recon_cache import build_synthetic_recon
+
+    sim = dict(
+        volumes=3, slices=2, coils=4, size=96, voxel_mm=4.0, snr=[10, 160],
+        contrast=["T2w", "T1w"], anatomy="mni_aparc", progress=False,
+    )  # fmt: skip
+    recon = dict(
+        acceleration=4, center_fraction=0.125, method="pics", wavelet="haar", iterations=5,
+        lam=0.002, reference_noise="matched", workers=workers, progress=False,
+    )  # fmt: skip
+    simulate_kspace_dataset(tmp_path / "old" / "kspace", **sim)
+    reconstruct_dataset(tmp_path / "old" / "kspace", tmp_path / "old" / "recon", **recon)
+    build_synthetic_recon(tmp_path / "new" / "kspace", tmp_path / "new" / "recon", sim, [recon])
+    old, new = _h5_arrays(tmp_path / "old"), _h5_arrays(tmp_path / "new")
+    assert sorted(old) == sorted(new) and len(old) == 3 * 3  # k-space, reference, R=4
+    for name, datasets in old.items():
+        assert sorted(datasets) == sorted(new[name])
+        for key, value in datasets.items():
+            np.testing.assert_array_equal(value, new[name][key], err_msg=f"{name}:{key}")
+
+
+def test_first_use_refuses_a_bad_protocol_before_simulating(tmp_path):
+    from mrinet.errors import ConfigError
+    from mrinet.sim.recon_cache import build_synthetic_recon
+
+    with pytest.raises(ConfigError, match="iteratons"):
+        build_synthetic_recon(
+            tmp_path / "k", tmp_path / "r", {"volumes": 1}, [{"acceleration": 4, "iteratons": 5}]
+        )
+    assert not (tmp_path / "k").exists()

@@ -225,5 +225,8 @@ def simulate_kspace(
 
     kspace = fft2c(torch.from_numpy(maps[None] * obj[:, None])).numpy()
     sigma = noise_std(images, snr)
-    noise = rng.standard_normal((2, *kspace.shape), dtype=np.float32) * sigma
-    return (kspace + noise[0] + 1j * noise[1]).astype(np.complex64)
+    noise = rng.standard_normal((2, *kspace.shape), dtype=np.float32) * sigma  # float64
+    kspace = kspace.astype(np.complex64, copy=False)
+    kspace.real += noise[0]  # in place, rounded once: no complex128 copies of the volume
+    kspace.imag += noise[1]
+    return kspace

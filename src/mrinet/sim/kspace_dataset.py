@@ -6,6 +6,7 @@ python scripts/make_kspace_dataset.py --out DIR --volumes 20 --slices 16 --coils
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -30,24 +31,10 @@ def volume_name(index: int, contrast: str = "T2w") -> str:
     return f"file_brain_AX{contrast[:2].upper()}_sim_{index:04d}"
 
 
-def simulate_kspace_dataset(
-    out_dir: str | Path,
-    volumes: int = 20,
-    slices: int = 16,
-    coils: int = 8,
-    seed: int = 0,
-    size: int = 320,
-    snr: float | Sequence[float] = 30.0,
-    contrast: str | Sequence[str] = "T2w",
-    anatomy: str | Path | None = None,
-    readout_oversampling: int = 1,
-    voxel_mm: float = 2.5,
-    progress: bool = True,
-) -> list[Path]:
-    """Write `volumes` fastMRI multicoil files into `out_dir`; returns their paths.
+@dataclass(frozen=True)
+class KspaceSimulation:
+    """What each simulated volume is made of (`simulate_kspace_dataset`'s settings).
 
-    Volume i draws from `numpy.random.default_rng([seed, i])`, so files are identical whether
-    made in one run or resumed: finished files are skipped, each file is written atomically.
     `anatomy` = None or "geometric" uses the geometric brain phantom, "mni_aparc" the anatomical
     one (FreeSurfer aparc+aseg + MNI152 T1, a pose and warp per volume: mrinet.sim.anatomy), a
     NIfTI path that magnitude volume.
@@ -57,61 +44,120 @@ def simulate_kspace_dataset(
     `mrinet.sim.kspace.CONTRASTS` or a list that volumes take in turn (volume i gets
     contrast[i % len]), as a fastMRI brain set mixes AXT1 and AXT2 series.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir)  # half-written volumes of a killed run
-    source = None
-    phantoms = {None: "phantom", "geometric": "phantom", "mni_aparc": "mni_aparc"}
-    if anatomy not in phantoms:
-        source = load_nifti(anatomy, ndim=3)[0]
-    params = {
-        "simulator": "mrinet.sim.kspace",
-        "slices": slices,
-        "coils": coils,
-        "seed": seed,
-        "size": size,
-        "snr": snr if isinstance(snr, (int, float)) else [float(v) for v in snr],
-        "contrast": contrast if isinstance(contrast, str) else [str(c) for c in contrast],
-        "voxel_mm": voxel_mm,
-        "readout_oversampling": readout_oversampling,
-        "anatomy": phantoms.get(anatomy, str(anatomy)),
-    }
-    contrasts = [contrast] if isinstance(contrast, str) else [str(c) for c in contrast]
-    unknown = sorted(set(contrasts) - set(CONTRASTS))
-    if unknown or not contrasts:
-        raise ValueError(f"contrast must be some of {sorted(CONTRASTS)}, got {contrasts}")
-    paths = []
-    for i in progress_bar(range(volumes), "simulating k-space", volumes, progress):
-        volume_contrast = contrasts[i % len(contrasts)]
-        path = out_dir / f"{volume_name(i, volume_contrast)}.h5"
-        paths.append(path)
-        if path.exists():
-            continue
-        rng = np.random.default_rng([seed, i])
-        if anatomy == "mni_aparc":
-            images = anatomy_slices(size, slices, rng, contrast=volume_contrast, voxel_mm=voxel_mm)
-        elif source is None:
-            images = phantom_slices(size, slices, rng, contrast=volume_contrast, voxel_mm=voxel_mm)
-        else:
-            images = nifti_slices(source, size, slices)
-        volume_snr = draw_snr(snr, rng)
-        kspace = simulate_kspace(
-            images, coils, rng, snr=volume_snr, readout_oversampling=readout_oversampling
-        )
-        write_kspace_volume(
-            path,
-            kspace,
-            patient_id=f"sim{seed:04d}_{i:04d}",
-            acquisition=f"AX{volume_contrast[:2].upper()}",
-            simulation={
-                **params,
-                "volume": i,
-                "contrast": volume_contrast,
-                "volume_snr": volume_snr,
-                "noise_std": noise_std(images, volume_snr),
-            },
-        )
-    return paths
+
+    slices: int = 16
+    coils: int = 8
+    seed: int = 0
+    size: int = 320
+    snr: float | Sequence[float] = 30.0
+    contrast: str | Sequence[str] = "T2w"
+    anatomy: str | Path | None = None
+    readout_oversampling: int = 1
+    voxel_mm: float = 2.5
+
+    @property
+    def contrasts(self) -> list[str]:
+        """The contrasts volumes take in turn (a ValueError for unknown ones)."""
+        c = self.contrast
+        contrasts = [c] if isinstance(c, str) else [str(v) for v in c]
+        unknown = sorted(set(contrasts) - set(CONTRASTS))
+        if unknown or not contrasts:
+            raise ValueError(f"contrast must be some of {sorted(CONTRASTS)}, got {contrasts}")
+        return contrasts
+
+    def path(self, out_dir: str | Path, index: int) -> Path:
+        """Where volume `index` is written."""
+        contrasts = self.contrasts
+        return Path(out_dir) / f"{volume_name(index, contrasts[index % len(contrasts)])}.h5"
+
+    def source(self) -> np.ndarray | None:
+        """The magnitude volume of a NIfTI `anatomy` (None for the built-in phantoms)."""
+        if self.anatomy in _PHANTOMS:
+            return None
+        return load_nifti(self.anatomy, ndim=3)[0]
+
+    def record(self) -> dict:
+        """The settings as the files record them (`mrinet_simulation`)."""
+        snr, contrast = self.snr, self.contrast
+        return {
+            "simulator": "mrinet.sim.kspace",
+            **{f.name: getattr(self, f.name) for f in fields(self)},
+            "snr": snr if isinstance(snr, (int, float)) else [float(v) for v in snr],
+            "contrast": contrast if isinstance(contrast, str) else [str(c) for c in contrast],
+            "anatomy": _PHANTOMS.get(self.anatomy, str(self.anatomy)),
+        }
+
+
+_PHANTOMS = {None: "phantom", "geometric": "phantom", "mni_aparc": "mni_aparc"}
+
+
+def simulate_kspace_dataset(
+    out_dir: str | Path, volumes: int = 20, progress: bool = True, **settings
+) -> list[Path]:
+    """Write `volumes` fastMRI multicoil files into `out_dir`; returns their paths.
+
+    `settings`: KspaceSimulation's fields (slices, coils, seed, size, snr, contrast, anatomy,
+    readout_oversampling, voxel_mm). Volume i draws from `numpy.random.default_rng([seed, i])`,
+    so files are identical whether made in one run or resumed, in any order or process
+    (`simulate_kspace_volume` writes one): finished files are skipped, each file is written
+    atomically.
+    """
+    sim = KspaceSimulation(**settings)
+    sim.contrasts  # noqa: B018 - a bad contrast is reported before anything is written
+    source = sim.source()
+    prepare_out_dir(out_dir)
+    return [
+        simulate_kspace_volume(out_dir, i, sim, source)
+        for i in progress_bar(range(volumes), "simulating k-space", volumes, progress)
+    ]
+
+
+def prepare_out_dir(out_dir: str | Path) -> None:
+    """Create `out_dir` and delete the half-written volumes of a killed run (once per run)."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
+
+
+def simulate_kspace_volume(
+    out_dir: str | Path,
+    index: int,
+    sim: KspaceSimulation | None = None,
+    source: np.ndarray | None = None,
+) -> Path:
+    """Write volume `index` of `simulate_kspace_dataset` with settings `sim` unless it exists;
+    its path. `source`: the NIfTI `anatomy` already read (read here when None)."""
+    sim = KspaceSimulation() if sim is None else sim
+    contrast = sim.contrasts[index % len(sim.contrasts)]
+    path = sim.path(out_dir, index)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = sim.source() if source is None else source
+    rng = np.random.default_rng([sim.seed, index])
+    if sim.anatomy == "mni_aparc":
+        images = anatomy_slices(sim.size, sim.slices, rng, contrast, sim.voxel_mm)
+    elif source is None:
+        images = phantom_slices(sim.size, sim.slices, rng, contrast, sim.voxel_mm)
+    else:
+        images = nifti_slices(source, sim.size, sim.slices)
+    volume_snr = draw_snr(sim.snr, rng)
+    kspace = simulate_kspace(
+        images, sim.coils, rng, snr=volume_snr, readout_oversampling=sim.readout_oversampling
+    )
+    write_kspace_volume(
+        path,
+        kspace,
+        patient_id=f"sim{sim.seed:04d}_{index:04d}",
+        acquisition=f"AX{contrast[:2].upper()}",
+        simulation={
+            **sim.record(),
+            "volume": index,
+            "contrast": contrast,
+            "volume_snr": volume_snr,
+            "noise_std": noise_std(images, volume_snr),
+        },
+    )
+    return path
 
 
 if __name__ == "__main__":  # the old command path; the command is mrinet.cli.simulate_kspace

@@ -162,7 +162,8 @@ def load_atlas() -> Atlas:
     root = atlas_dir()
     raw, affine = _read_nifti(root.joinpath(*LABEL_FILE))
     pad = _HEAD_SHELL_MM + 2  # the package crops the atlas to the brain: room for the shell
-    labels = np.pad(raw.astype(np.int32), pad)
+    # C order: gather's flat indices read a view, not a copy of the Fortran-ordered NIfTI data
+    labels = np.ascontiguousarray(np.pad(raw.astype(np.int32), pad))
     shift = np.eye(4)
     shift[:3, 3] = -pad
     affine = affine @ shift

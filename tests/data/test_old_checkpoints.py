@@ -42,4 +42,6 @@ def test_an_old_checkpoints_data_target_builds_the_moved_datamodule(name, record
     ],
 )
 def test_old_module_paths_name_the_moved_classes(old, name, new):
-    assert getattr(importlib.import_module(old), name) is getattr(importlib.import_module(new), name)
+    assert getattr(importlib.import_module(old), name) is getattr(
+        importlib.import_module(new), name
+    )

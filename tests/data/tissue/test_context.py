@@ -101,9 +101,7 @@ def test_a_list_of_one_dilation_equals_the_int_form():
         patch_columns(volumes, inside, np.eye(4), 3, [2]),
         patch_columns(volumes, inside, np.eye(4), 3, 2),
     )
-    assert input_columns(["FA"], "patch", 3, [2]) == input_columns(
-        ["FA"], "patch", 3, 2
-    )
+    assert input_columns(["FA"], "patch", 3, [2]) == input_columns(["FA"], "patch", 3, 2)
     one, listed = ContextSpec.from_config("patch", 3, 2), ContextSpec.from_config("patch", 3, [2])
     assert one == listed and listed.dilation_setting == 2  # the voxel cache key of the int form
     assert ContextSpec.from_config("patch", 3, [1, 3]).dilation_setting == [1, 3]
@@ -216,9 +214,7 @@ def test_unknown_context_names_the_key():
 
 
 def test_autocontext_columns_follow_the_patches_and_mirror_like_them():
-    names = input_columns(
-        ["FA"], ["coords", "patch", "autocontext"], 3, [1, 2], ["thalamus", "wm"]
-    )
+    names = input_columns(["FA"], ["coords", "patch", "autocontext"], 3, [1, 2], ["thalamus", "wm"])
     own = 1 + 3 + 2 * 26
     assert names[own : own + 2] == ["logp_thalamus", "logp_wm"]
     assert names[own + 2] == "logp_thalamus[-1,-1,-1]" and len(names) == own + 2 * (1 + 2 * 26)

@@ -9,7 +9,11 @@ from mrinet.data.tissue.voxel_module import DTIDataModule
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 
 SHAPE = (6, 5, 4)
-LABEL_MAP = {"thalamus": [10, 49], "corpus_callosum": [251, 252, 253, 254, 255], "cortical_wm": [2, 41]}
+LABEL_MAP = {
+    "thalamus": [10, 49],
+    "corpus_callosum": [251, 252, 253, 254, 255],
+    "cortical_wm": [2, 41],
+}
 
 
 def subject_maps(seed: int):
@@ -30,7 +34,11 @@ def subject_maps(seed: int):
 
 def load(subjects_dir, **kwargs) -> DTIDataModule:
     dm = DTIDataModule(
-        source="nifti", subjects_dir=str(subjects_dir), label_map=LABEL_MAP, split=[0.5, 0.25, 0.25], **kwargs
+        source="nifti",
+        subjects_dir=str(subjects_dir),
+        label_map=LABEL_MAP,
+        split=[0.5, 0.25, 0.25],
+        **kwargs,
     )
     dm.setup("fit")
     return dm
@@ -103,7 +111,7 @@ def test_missing_map_names_subject_and_fix(tmp_path, write_subject):
 
 
 def test_label_shape_mismatch_is_an_error(tmp_path, write_subject):
-    maps, labels = subject_maps(0)
+    maps, _labels = subject_maps(0)
     write_subject(tmp_path / "sub-0", maps, np.zeros((7, 5, 4)))
     with pytest.raises(DataFormatError, match="nearest neighbour"):
         load(tmp_path)
@@ -114,7 +122,9 @@ def test_affine_mismatch_is_an_error(tmp_path, write_subject):
     folder = write_subject(tmp_path / "sub-0", maps, labels)
     from mrinet.io.nifti import save_nifti
 
-    save_nifti(folder / "FA.nii.gz", maps["FA"].astype(np.float32), np.diag([-1.25, 1.25, 1.25, 1.0]))
+    save_nifti(
+        folder / "FA.nii.gz", maps["FA"].astype(np.float32), np.diag([-1.25, 1.25, 1.25, 1.0])
+    )
     with pytest.raises(DataFormatError, match="affine"):
         load(tmp_path)
 
@@ -124,7 +134,9 @@ def test_fractional_labels_are_an_error(tmp_path, write_subject):
 
     maps, labels = subject_maps(0)
     folder = write_subject(tmp_path / "sub-0", maps, labels)
-    save_nifti(folder / "aparc+aseg.nii.gz", labels + 0.3, np.diag([-2.0, 2.0, 2.0, 1.0]), dtype=np.float32)
+    save_nifti(
+        folder / "aparc+aseg.nii.gz", labels + 0.3, np.diag([-2.0, 2.0, 2.0, 1.0]), dtype=np.float32
+    )
     with pytest.raises(DataFormatError, match="non-integer"):
         load(tmp_path)
 
@@ -145,7 +157,9 @@ def test_label_map_leaving_a_class_empty_is_an_error(tmp_path, write_subject):
 
 def test_unknown_class_and_missing_dir(tmp_path):
     with pytest.raises(ConfigError, match="class 'putamen' has no entry"):
-        DTIDataModule(source="nifti", subjects_dir=str(tmp_path), classes=["putamen"], label_map=LABEL_MAP).setup()
+        DTIDataModule(
+            source="nifti", subjects_dir=str(tmp_path), classes=["putamen"], label_map=LABEL_MAP
+        ).setup()
     with pytest.raises(DataNotFoundError, match="subjects directory not found"):
         load(tmp_path / "absent")
     with pytest.raises(DataNotFoundError, match="no subject folders"):
@@ -157,7 +171,7 @@ def test_corrupt_gzip_is_named(tmp_path, write_subject):
     folder = write_subject(tmp_path / "sub-0", maps, labels)
     data = (folder / "MD.nii.gz").read_bytes()
     (folder / "MD.nii.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataFormatError, match="MD.nii.gz"):
+    with pytest.raises(DataFormatError, match=r"MD.nii.gz"):
         load(tmp_path)
 
 
@@ -180,7 +194,7 @@ def test_synthetic_voxels_are_cached_and_equal_to_a_fresh_read(tmp_path, write_s
     first = DTIDataModule(**kwargs)
     fresh = first.load_voxels()  # reads the NIfTI maps and writes the cache
     root = ensure_synthetic_cohort(tmp_path, settings)
-    (cache,) = root.glob(".voxels-*.npz")
+    (_cache,) = root.glob(".voxels-*.npz")
     cached = DTIDataModule(**kwargs).load_voxels()
     np.testing.assert_array_equal(cached.features, fresh.features)
     np.testing.assert_array_equal(cached.labels, fresh.labels)

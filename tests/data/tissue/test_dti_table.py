@@ -11,7 +11,11 @@ from mrinet.data.tissue.voxel_module import DTIDataModule
 from mrinet.errors import ConfigError, DataFormatError, DataNotFoundError
 
 FEATURES = ["T1w", "FA", "MD", "AD", "RD"]
-MEANS = {1: [898, 0.22, 1.07, 1.33, 0.94], 2: [1007, 0.68, 0.39, 0.72, 0.22], 3: [867, 0.38, 0.58, 0.82, 0.45]}
+MEANS = {
+    1: [898, 0.22, 1.07, 1.33, 0.94],
+    2: [1007, 0.68, 0.39, 0.72, 0.22],
+    3: [867, 0.38, 0.58, 0.82, 0.45],
+}
 
 
 def voxel_frame(subjects: int = 6, per_class: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -26,7 +30,13 @@ def voxel_frame(subjects: int = 6, per_class: int = 40, seed: int = 0) -> pd.Dat
 
 
 def module(path, **kwargs) -> DTIDataModule:
-    kwargs = {"source": "table", "table_path": str(path), "split": [0.5, 0.25, 0.25], "seed": 3, **kwargs}
+    kwargs = {
+        "source": "table",
+        "table_path": str(path),
+        "split": [0.5, 0.25, 0.25],
+        "seed": 3,
+        **kwargs,
+    }
     dm = DTIDataModule(**kwargs)
     dm.setup("fit")
     return dm
@@ -37,7 +47,9 @@ def test_csv_split_is_by_subject_and_disjoint(tmp_path):
     dm = module(tmp_path / "voxels.csv")
     units = dm.split_units
     assert [len(units[s]) for s in ("train", "val", "test")] == [2, 2, 2]
-    assert not set(units["train"]) & set(units["val"]) and not set(units["train"]) & set(units["test"])
+    assert not set(units["train"]) & set(units["val"]) and not set(units["train"]) & set(
+        units["test"]
+    )
     assert not set(units["val"]) & set(units["test"])
     assert sum(len(dm.data[s]["y"]) for s in units) == 6 * 120
 
@@ -121,7 +133,7 @@ def test_non_numeric_value_is_named(tmp_path):
     frame = voxel_frame().astype({"MD": object})
     frame.loc[7, "MD"] = "1,07"
     frame.to_csv(tmp_path / "v.csv", index=False)
-    with pytest.raises(DataFormatError, match="column 'MD'.*'1,07'"):
+    with pytest.raises(DataFormatError, match=r"column 'MD'.*'1,07'"):
         module(tmp_path / "v.csv")
 
 
@@ -129,12 +141,12 @@ def test_label_outside_classes_is_an_error(tmp_path):
     frame = voxel_frame()
     frame.loc[0, "label"] = 4
     frame.to_csv(tmp_path / "v.csv", index=False)
-    with pytest.raises(DataFormatError, match="1..3"):
+    with pytest.raises(DataFormatError, match=r"1..3"):
         module(tmp_path / "v.csv")
 
 
 def test_missing_file_and_empty_file(tmp_path):
-    with pytest.raises(DataNotFoundError, match="data.table_path"):
+    with pytest.raises(DataNotFoundError, match=r"data.table_path"):
         module(tmp_path / "nope.csv")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataFormatError, match="empty"):
@@ -142,7 +154,7 @@ def test_missing_file_and_empty_file(tmp_path):
 
 
 def test_split_fractions_must_sum_to_one(tmp_path):
-    with pytest.raises(ConfigError, match="data.split"):
+    with pytest.raises(ConfigError, match=r"data.split"):
         DTIDataModule(source="table", table_path="x.csv", split=[0.5, 0.2, 0.2])
 
 

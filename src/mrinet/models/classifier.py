@@ -37,10 +37,11 @@ from mrinet.models.net_builder import (
     net_target,
     num_outputs,
 )
+from mrinet.models.optimizers import optimizers
 from mrinet.models.run_writer import run_writer
+from mrinet.models.saved_state import DATA_BUFFERS, saved_sizes
 
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
-DATA_BUFFERS = ("input_mean", "input_std", "class_weight")  # sized by the data (DataSpec)
 
 
 class Classifier(GroupedSteps, pl.LightningModule):
@@ -108,7 +109,7 @@ class Classifier(GroupedSteps, pl.LightningModule):
         self.decision_rule = DecisionRule(decision, "sigmoid" if sigmoid else "softmax")
         # checkpoints keep the rule's offsets at the key `logit_offset` (as before the rule)
         self.register_state_dict_post_hook(offsets_at_top_level)
-        self.register_load_state_dict_pre_hook(_saved_sizes)
+        self.register_load_state_dict_pre_hook(saved_sizes)
         self._val_logits: list[tuple[torch.Tensor, torch.Tensor]] = []  # for decision=tuned
         self._confmats = nn.ModuleDict()  # one ConfusionCounts per stage, synced at epoch end
         self._counts: dict[str, torch.Tensor] = {}  # this process's counts of the running epoch
@@ -344,19 +345,5 @@ class Classifier(GroupedSteps, pl.LightningModule):
 
     # ---- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        monitor = self.hparams.scheduler_monitor
-        schedule = {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}
-        return {"optimizer": optimizer, "lr_scheduler": schedule}
-
-
-def _saved_sizes(module: Classifier, state_dict: dict, prefix: str, *args) -> None:
-    """Data-sized buffers take the checkpoint's size; `logit_offset` (if any) goes to the rule."""
-    offsets = state_dict.pop(prefix + "logit_offset", torch.zeros(0))
-    state_dict.setdefault(prefix + "decision_rule.logit_offset", offsets)
-    for name in DATA_BUFFERS:
-        if prefix + name in state_dict:
-            setattr(module, name, torch.empty_like(state_dict[prefix + name]))
+        factories = (self.optimizer_factory, self.scheduler_factory)
+        return optimizers(self.parameters(), *factories, self.hparams.scheduler_monitor)

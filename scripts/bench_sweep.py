@@ -21,8 +21,9 @@ gives another), run on `n_jobs` slots of the local launcher batch by batch
 (`async_trials=false`) and asynchronously; prints the order, both wall times, the epoch-unit
 bound of that order (start-ups left out), each trial's slot time, how far apart the lengths
 really were in time, and the ratio last (target <= 0.75). Every trial also pays a fixed
-start-up (process, imports, data, test): for the target the epochs must dwarf it, e.g.
-`--epochs 75 300` on a quiet machine. Wall times depend on the load: measure on a quiet machine. `--app toy` runs the tests' toy objective
+start-up (process, imports, data, test; ~11 s quiet, against ~0.08 s a tiny epoch), so lengths
+that differ 4x in time need epochs that differ more: `--order 512 25 512 25 350 188 350 188`
+gives trials of ~52, 13, 39 and 26 s on a quiet machine (the script prints the measured spread). Wall times depend on the load: measure on a quiet machine. `--app toy` runs the tests' toy objective
 (tests/sweep/toy_app.py: each epoch a sleep) in the same order, which shows the scheduling
 with next to no CPU.
 
@@ -186,8 +187,8 @@ def enqueue(journal: Path, name: str, trials: list[dict]) -> None:
 def async_vs_batch(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
     lengths = args.order or interleaved(*args.epochs)
-    if len(lengths) != args.trials or max(lengths) > 4 * min(lengths):
-        raise SystemExit(f"--order: {args.trials} lengths within 4x of each other, got {lengths}")
+    if len(lengths) != args.trials:
+        raise SystemExit(f"--order: {args.trials} lengths, got {lengths}")
     key = "epochs" if args.app == "toy" else "trainer.max_epochs"
     data_dir = args.data_dir or work / "data"
     space = f"{key}=choice({','.join(str(n) for n in sorted(set(lengths)))})"
@@ -279,6 +280,8 @@ def async_vs_batch(args: argparse.Namespace) -> None:
         f"{max(lengths) / min(lengths):.1f}x; a trial's fixed start-up/test time narrows it); "
         f"bound for those lengths: {measured[1] / measured[0]:.3f}"
     )
+    if spread > 4.0:  # the target is about trials whose lengths (in time) differ up to 4x
+        print(f"the trials' lengths differ {spread:.2f}x in time, more than the target's 4x")
     print(
         f"async/batch wall time: {walls['async'] / walls['batch']:.3f} (target <= 0.75; "
         f"{'load-insensitive (sleeping toy trials)' if args.app == 'toy' else 'load-sensitive'})"

@@ -12,7 +12,7 @@ help:
 	@echo "make train        train the DTI MLP on the built-in synthetic data (ARGS='key=value ...')"
 	@echo "make train-context the MLP with spatial context, then its auto-context second stage"
 	@echo "make test         the fast test suite (installs dev/test extras first)"
-	@echo "make test-e2e     end-to-end runs CI takes after the fast suite (export, MLflow, wheels, more DDP/sweeps)"
+	@echo "make test-e2e     end-to-end runs CI takes after the fast suite (tests/e2e: training, DDP, sweeps, export, MLflow, the wheel)"
 	@echo "make test-all     every test but the SLURM ones, slow end-to-end runs included"
 	@echo "make test-slurm   end-to-end runs on a one-node SLURM cluster started here (root, apt)"
 	@echo "make lint|format  ruff"

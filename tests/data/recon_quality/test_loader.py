@@ -202,3 +202,24 @@ def test_datasets_pickle_without_their_open_files(tmp_path):
     assert not copy._files and torch.equal(copy.read(np.arange(3)), first)
     dataset.close()
     assert not dataset._files and torch.equal(dataset.read(np.arange(3)), first)
+
+
+def test_a_lazy_loader_with_workers_stops_them_as_soon_as_it_is_dropped(tmp_path):
+    # a reference cycle through the sampler left the DataLoader to the cyclic garbage
+    # collector, which could close its queues before the workers were told to stop: each
+    # worker then cost its 5 s join timeout wherever the collector happened to run
+    import gc
+
+    root = write_files(tmp_path / "recon", volumes=4, slices=6)
+    lazy = module(root, preload=False, normalization="percentile", num_workers=2)
+    loader = lazy.train_dataloader()
+    for _ in loader:
+        pass
+    workers = list(loader.loader._iterator._workers)
+    assert all(w.is_alive() for w in workers)  # persistent between epochs
+    gc.disable()
+    try:
+        del loader, lazy  # reference counts alone must release the DataLoader
+        assert not any(w.is_alive() for w in workers)
+    finally:
+        gc.enable()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -122,7 +123,18 @@ class _PooledItems(torch.utils.data.Sampler):
     """The epoch's (indices, flip_seed) with the pool slot to write into (-1: none free)."""
 
     def __init__(self, owner: SharedBatches) -> None:
-        self.owner = owner
+        # weak: a cycle owner -> DataLoader -> sampler -> owner left the loader to the cyclic
+        # garbage collector, which may close the index queues before the DataLoader's own
+        # shutdown sends its workers the stop: each worker then ran out its 5 s join timeout
+        self._owner = weakref.ref(owner)
+
+    @property
+    def owner(self) -> SharedBatches:
+        """The SharedBatches this sampler serves (alive while its DataLoader is)."""
+        owner = self._owner()
+        if owner is None:
+            raise RuntimeError("the SharedBatches of this DataLoader is gone")
+        return owner
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int, int]]:
         # runs on the first index request, after the DataLoader has drained the tasks of an

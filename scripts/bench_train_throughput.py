@@ -146,20 +146,13 @@ def run_overrides(
     table: Path, batch_size: int, epochs: int, out: Path, device: str = "cpu"
 ) -> list[str]:
     """The Hydra overrides of mrinet's run: `experiment=dti_mlp` on the table, on `device`."""
-    overrides = [
-        "experiment=dti_mlp",
-        "data.source=table",
-        f"data.table_path={table}",
-        "data.split=[0.98,0.01,0.01]",
-        f"data.batch_size={batch_size}",
+    return [
+        *experiment_overrides("dti_mlp", table, out, batch_size, device),
         f"trainer.max_epochs={epochs}",
         f"paths.output_dir={out}",
         f"paths.root_dir={out}",
         "callbacks.progress_bar.kind=tqdm",
     ]
-    if torch.device(device).type == "cuda":
-        overrides.append("trainer=gpu")  # accelerator gpu, 1 device, precision 32-true
-    return overrides
 
 
 def mrinet_run(
